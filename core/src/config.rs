@@ -1,0 +1,297 @@
+//! Settings for all three services, loaded with the `config` crate in three layers:
+//! `config/base.toml`, then `config/{HERALD_ENV}.toml` (default `local`), then environment
+//! variables `HERALD__SECTION__KEY` (e.g. `HERALD__KAFKA__BROKERS`).
+//!
+//! Secrets (database passwords, provider keys) are accepted only from the environment: a
+//! config file that sets one is an error. They are `SecretString`s, so they never reach a
+//! log or a `Debug` print.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Where the config files are: `HERALD_CONFIG_DIR`, else `./config`.
+pub const CONFIG_DIR_VAR: &str = "HERALD_CONFIG_DIR";
+/// Which environment file to layer over `base.toml`: `HERALD_ENV`, else `local`.
+pub const ENVIRONMENT_VAR: &str = "HERALD_ENV";
+const ENV_PREFIX: &str = "HERALD";
+
+/// Secret settings, by their config path; each may come only from the environment.
+const SECRET_KEYS: [&str; 4] = [
+    "source.password",
+    "notify.password",
+    "providers.sendgrid.api_key",
+    "providers.twilio.auth_token",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] config::ConfigError),
+    #[error("`{key}` is a secret and may only come from the environment ({var}), not from {file}")]
+    SecretInFile {
+        key: &'static str,
+        var: String,
+        file: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub telemetry: TelemetrySettings,
+    pub kafka: KafkaSettings,
+    /// The source database's read replica: polled for changes, asked for merge fields.
+    pub source: DatabaseSettings,
+    /// The notification database: schedules, templates, watermarks, the message queue.
+    pub notify: DatabaseSettings,
+    pub detector: DetectorSettings,
+    pub renderer: RendererSettings,
+    pub sender: SenderSettings,
+    pub providers: ProviderSettings,
+}
+
+impl Settings {
+    /// Loads the layered settings from `HERALD_CONFIG_DIR` / `HERALD_ENV` and the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let dir = std::env::var_os(CONFIG_DIR_VAR)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let environment = std::env::var(ENVIRONMENT_VAR).unwrap_or_else(|_| "local".into());
+        Self::load_from(&dir, &environment)
+    }
+
+    pub fn load_from(dir: &Path, environment: &str) -> Result<Self, ConfigError> {
+        let files = [
+            dir.join("base.toml"),
+            dir.join(format!("{environment}.toml")),
+        ];
+        for file in &files {
+            let only_file = Config::builder()
+                .add_source(File::from(file.as_path()).required(false))
+                .build()?;
+            if let Some(key) = SECRET_KEYS
+                .into_iter()
+                .find(|key| only_file.get_string(key).is_ok())
+            {
+                return Err(ConfigError::SecretInFile {
+                    key,
+                    var: env_var_for(key),
+                    file: file.display().to_string(),
+                });
+            }
+        }
+        let [base, env_file] = files;
+        Ok(Config::builder()
+            .add_source(File::from(base.as_path()))
+            .add_source(File::from(env_file.as_path()))
+            .add_source(
+                Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("kafka.brokers"),
+            )
+            .build()?
+            .try_deserialize()?)
+    }
+}
+
+/// The environment variable that sets a config path, e.g. `HERALD__NOTIFY__PASSWORD`.
+pub fn env_var_for(key: &str) -> String {
+    format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `tracing` filter directives; `RUST_LOG` overrides them.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: Vec<String>,
+    /// The topic of change events.
+    pub topic: String,
+    /// Used when the detector creates the topic because it does not exist yet.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// The renderers' consumer group.
+    pub consumer_group: String,
+    /// How long the group waits for a silent renderer before giving its partitions to others.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Passed to librdkafka as is, after our own settings: any client option can be set.
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgres,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub engine: Engine,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// From the environment only (`HERALD__SOURCE__PASSWORD`, `HERALD__NOTIFY__PASSWORD`).
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    pub database: String,
+    pub pool_size: u32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSettings {
+    /// Names this detector in schedule leases; stable across restarts of the same instance.
+    pub instance_id: String,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Rows are emitted only once their change column is older than replica-now minus this.
+    #[serde(with = "humantime_serde")]
+    pub safety_delay: Duration,
+    /// Rows read per schedule per query.
+    pub batch_size: u32,
+    /// How long a detector owns a schedule without renewing the lease.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RendererSettings {
+    /// Names this renderer in render-retry leases.
+    pub instance_id: String,
+    /// Events rendered together; their offsets are stored once the whole batch is durable.
+    pub batch_size: usize,
+    /// How long to wait for a batch to fill before rendering what has arrived.
+    #[serde(with = "humantime_serde")]
+    pub batch_wait: Duration,
+    /// Merge-function calls in flight at once.
+    pub merge_concurrency: usize,
+    /// Attempts before a failing merge function leaves the message `render_failed`.
+    pub max_render_attempts: i32,
+    #[serde(with = "humantime_serde")]
+    pub retry_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderSettings {
+    /// Names this sender in message leases; stable across restarts of the same instance and
+    /// unique among running senders (a restart declares its own unfinished calls in doubt).
+    pub instance_id: String,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Messages claimed per query.
+    pub batch_size: u32,
+    /// Provider calls in flight at once.
+    pub concurrency: usize,
+    /// How long a claimed message stays reserved for this sender.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Attempts before a message that keeps failing transiently is `failed`.
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt, with jitter, up to `backoff_max`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub http_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub sendgrid: SendGridSettings,
+    pub twilio: TwilioSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendGridSettings {
+    /// `https://api.sendgrid.com` in production.
+    pub base_url: String,
+    /// From the environment only: `HERALD__PROVIDERS__SENDGRID__API_KEY`.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    pub from_email: String,
+    pub from_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioSettings {
+    /// `https://api.twilio.com` in production.
+    pub base_url: String,
+    pub account_sid: String,
+    /// From the environment only: `HERALD__PROVIDERS__TWILIO__AUTH_TOKEN`.
+    #[serde(default)]
+    pub auth_token: Option<SecretString>,
+    pub from_number: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+    }
+
+    #[test]
+    fn every_shipped_environment_loads() {
+        for environment in ["local", "test"] {
+            let settings = Settings::load_from(&config_dir(), environment)
+                .unwrap_or_else(|e| panic!("{environment}: {e}"));
+            assert!(!settings.kafka.brokers.is_empty(), "{environment}");
+        }
+    }
+
+    #[test]
+    fn a_secret_in_a_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("herald-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(config_dir().join("base.toml"), dir.join("base.toml")).unwrap();
+        std::fs::write(dir.join("leaky.toml"), "[notify]\npassword = \"hunter2\"\n").unwrap();
+        let error = Settings::load_from(&dir, "leaky").unwrap_err().to_string();
+        assert!(error.contains("HERALD__NOTIFY__PASSWORD"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("herald-typo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(config_dir().join("base.toml"), dir.join("base.toml")).unwrap();
+        std::fs::write(dir.join("typo.toml"), "[sender]\nbatch_sise = 5\n").unwrap();
+        let error = Settings::load_from(&dir, "typo").unwrap_err().to_string();
+        assert!(error.contains("batch_sise"), "{error}");
+    }
+}

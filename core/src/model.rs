@@ -1,0 +1,231 @@
+//! The pipeline's nouns, shared by every service and every storage engine.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Email,
+    Sms,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "email" => Ok(Channel::Email),
+            "sms" => Ok(Channel::Sms),
+            other => Err(format!("unknown channel `{other}`")),
+        }
+    }
+}
+
+/// A notification schedule, as an admin defined it in the notification database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub id: i64,
+    pub tenant: String,
+    pub name: String,
+    pub channel: Channel,
+    pub source: SourceTable,
+    pub merge: MergeFunction,
+    pub template_name: String,
+    pub active: bool,
+    /// The detector's last verdict on this schedule, if it was invalid.
+    pub error: Option<String>,
+}
+
+/// The watched table, by the names the admin gave (not yet checked against the catalog).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceTable {
+    pub schema: String,
+    pub table: String,
+    pub key_column: String,
+    pub change_column: String,
+}
+
+/// The merge function or procedure on the source, by the names the admin gave.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MergeFunction {
+    pub schema: String,
+    pub name: String,
+}
+
+/// A position in a watched table: the last emitted row's change value and key, in the
+/// source's own text form. `key` is `None` for a starting point taken from the clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    pub change: String,
+    pub key: Option<String>,
+}
+
+/// A row whose change column moved, as read from the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedRow {
+    pub key: String,
+    pub change: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub id: i64,
+    pub locale: String,
+    pub subject: Option<String>,
+    pub body_html: Option<String>,
+    pub body_text: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where a message stands; see `sql/postgres/notify/030-messages.sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    RenderRetry,
+    RenderFailed,
+    Skipped,
+    Queued,
+    Sending,
+    Sent,
+    Failed,
+    InDoubt,
+    Suppressed,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::RenderRetry => "render_retry",
+            MessageStatus::RenderFailed => "render_failed",
+            MessageStatus::Skipped => "skipped",
+            MessageStatus::Queued => "queued",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Failed => "failed",
+            MessageStatus::InDoubt => "in_doubt",
+            MessageStatus::Suppressed => "suppressed",
+        }
+    }
+}
+
+impl fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A notification's identity: the queue holds each at most once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MessageKey {
+    pub tenant: String,
+    pub schedule_id: i64,
+    pub source_key: String,
+    pub change_version: String,
+}
+
+/// What rendering produced: a message to send, or a recorded reason why there is none yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rendering {
+    pub status: MessageStatus,
+    pub recipient: Option<String>,
+    pub recipient_name: Option<String>,
+    pub locale: Option<String>,
+    pub subject: Option<String>,
+    pub body_html: Option<String>,
+    pub body_text: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Rendering {
+    /// A rendering with no content: `skipped`, `render_retry` or `render_failed`, with why.
+    pub fn without_content(status: MessageStatus, error: impl Into<String>) -> Self {
+        Rendering {
+            status,
+            recipient: None,
+            recipient_name: None,
+            locale: None,
+            subject: None,
+            body_html: None,
+            body_text: None,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// A row for the queue, written by the renderer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewMessage {
+    #[serde(flatten)]
+    pub key: MessageKey,
+    pub channel: Channel,
+    #[serde(flatten)]
+    pub rendering: Rendering,
+    /// Seconds from now until a `render_retry` is due.
+    pub retry_in_secs: f64,
+    pub event_partition: Option<i32>,
+    pub event_offset: Option<i64>,
+}
+
+/// A `render_retry` message claimed by a renderer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderRetry {
+    pub message_id: i64,
+    pub key: MessageKey,
+    pub channel: Channel,
+    pub render_attempts: i32,
+}
+
+/// A queued message claimed by a sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub message_id: i64,
+    pub tenant: String,
+    pub schedule_id: i64,
+    pub channel: Channel,
+    pub recipient: String,
+    pub recipient_name: Option<String>,
+    pub subject: Option<String>,
+    pub body_html: Option<String>,
+    pub body_text: String,
+    pub send_attempts: i32,
+}
+
+/// How one provider call ended, as recorded on the message and its attempt row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptOutcome {
+    Sent {
+        http_status: u16,
+        provider_message_id: Option<String>,
+    },
+    /// Try again after `retry_in` (or give up as `failed` if attempts are spent).
+    Retry {
+        http_status: Option<u16>,
+        retry_in: std::time::Duration,
+        error: String,
+    },
+    Failed {
+        http_status: Option<u16>,
+        error: String,
+    },
+    InDoubt {
+        error: String,
+    },
+}

@@ -1,0 +1,210 @@
+//! The storage seam: everything the pipeline asks of a database, engine-agnostic.
+//!
+//! `SourceDb` is the source's read replica (read-only: nothing of ours is written there);
+//! `NotifyDb` is the dedicated notification database. Each engine implements both in one
+//! module of queries kept in `sql/<engine>/queries/*.sql`; the services see only these traits.
+
+pub mod postgres;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{DatabaseSettings, Engine};
+use crate::model::{
+    AttemptOutcome, ChangedRow, Channel, MergeFunction, NewMessage, OutgoingMessage, RenderRetry,
+    Rendering, Schedule, SourceTable, Template, Watermark,
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached, or the connection broke: retry later, unchanged.
+    #[error("database unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The database refused the statement (a constraint, or an error raised by a merge
+    /// function): repeating it unchanged fails again unless the data changes.
+    #[error("database refused the statement")]
+    Refused(#[source] BoxError),
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Why a schedule cannot run; stored on the schedule for the admin to read.
+pub type Invalid = String;
+
+/// A watched table checked against the source catalog, with its queries built from quoted
+/// identifiers. Engine-specific text; only the engine that built it reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableQueries {
+    /// Rows after a full watermark `(change, key)`, oldest first, below the cutoff.
+    pub after_row: String,
+    /// Rows after a starting time (a watermark with no key yet).
+    pub after_change: String,
+    /// The cutoff (replica now − safety delay) in the change column's type, as text.
+    pub start: String,
+    /// One row's current change value.
+    pub current_version: String,
+}
+
+/// A merge function checked against the source catalog: the statement that calls it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeCall {
+    pub sql: String,
+}
+
+/// One row of merge output: column name → value. `recipient`, `recipient_name` and `locale`
+/// address the message; everything else is a merge field.
+pub type MergeRow = serde_json::Map<String, serde_json::Value>;
+
+#[async_trait::async_trait]
+pub trait SourceDb: Send + Sync + 'static {
+    /// Checks that the table and both columns exist and are usable; builds the poll queries.
+    async fn resolve_table(
+        &self,
+        table: &SourceTable,
+    ) -> StoreResult<Result<TableQueries, Invalid>>;
+
+    /// Checks that the merge function exists and takes one key; builds its call.
+    async fn resolve_merge(&self, merge: &MergeFunction)
+    -> StoreResult<Result<MergeCall, Invalid>>;
+
+    /// Where a new schedule starts: replica now − `safety_delay`, with no key.
+    async fn start_watermark(
+        &self,
+        table: &TableQueries,
+        safety_delay: Duration,
+    ) -> StoreResult<Watermark>;
+
+    /// Up to `limit` rows after `after`, with change values older than now − `safety_delay`,
+    /// in (change, key) order.
+    async fn changed_rows(
+        &self,
+        table: &TableQueries,
+        after: &Watermark,
+        safety_delay: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<ChangedRow>>;
+
+    /// The row's current change value; `None` if the row is gone.
+    async fn current_version(&self, table: &TableQueries, key: &str)
+    -> StoreResult<Option<String>>;
+
+    /// Calls the merge function for one key.
+    async fn merge(&self, call: &MergeCall, key: &str) -> StoreResult<Vec<MergeRow>>;
+}
+
+#[async_trait::async_trait]
+pub trait NotifyDb: Send + Sync + 'static {
+    // Schedules and templates.
+    async fn active_schedules(&self) -> StoreResult<Vec<Schedule>>;
+    async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>>;
+    /// Records the detector's verdict: `None` clears an earlier error.
+    async fn record_schedule_check(&self, schedule_id: i64, error: Option<&str>)
+    -> StoreResult<()>;
+    /// The template in `locale`, else in `en`, else in any locale.
+    async fn template(
+        &self,
+        tenant: &str,
+        name: &str,
+        locale: &str,
+    ) -> StoreResult<Option<Template>>;
+
+    // Change detector.
+    /// Takes or renews the lease on each schedule that no other live detector holds;
+    /// returns the ones now held, with their watermarks.
+    async fn claim_schedules(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        schedule_ids: &[i64],
+    ) -> StoreResult<Vec<(i64, Option<Watermark>)>>;
+    /// Moves the watermark if `owner` still holds the lease; false if it does not.
+    async fn advance_watermark(
+        &self,
+        owner: &str,
+        schedule_id: i64,
+        to: &Watermark,
+    ) -> StoreResult<bool>;
+
+    // Renderer.
+    /// Inserts the messages whose identity is new; returns how many were new.
+    async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64>;
+    /// Keeps an event that could not be read at all.
+    async fn reject_event(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        payload: Option<&str>,
+        error: &str,
+    ) -> StoreResult<()>;
+    async fn claim_render_retries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<RenderRetry>>;
+    async fn finish_render_retry(
+        &self,
+        message_id: i64,
+        owner: &str,
+        rendering: &Rendering,
+        retry_in: Duration,
+    ) -> StoreResult<()>;
+
+    // Sender.
+    /// At a sender's start: its own messages caught in a provider call are `in_doubt`; its
+    /// other claims are released. Returns how many went `in_doubt`.
+    async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64>;
+    /// Messages whose sender's lease ran out during a provider call become `in_doubt`.
+    async fn expire_lost_sends(&self) -> StoreResult<u64>;
+    /// Claims due `queued` messages for `owner` until `lease` runs out.
+    async fn claim_outgoing(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<(OutgoingMessage, bool)>>;
+    /// Marks a claimed message `suppressed`.
+    async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()>;
+    /// Marks a claimed message `sending` and opens its attempt row, extending the lease to
+    /// cover the call. Returns the attempt number, or `None` if the claim was lost.
+    async fn begin_attempt(
+        &self,
+        message_id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<i32>>;
+    async fn finish_attempt(
+        &self,
+        message_id: i64,
+        attempt: i32,
+        outcome: &AttemptOutcome,
+    ) -> StoreResult<()>;
+}
+
+/// Connects to the source replica with the engine its settings name.
+pub async fn connect_source(settings: &DatabaseSettings) -> StoreResult<Arc<dyn SourceDb>> {
+    match settings.engine {
+        Engine::Postgres => Ok(Arc::new(postgres::PgSource::connect(settings).await?)),
+    }
+}
+
+/// Connects to the notification database with the engine its settings name.
+pub async fn connect_notify(settings: &DatabaseSettings) -> StoreResult<Arc<dyn NotifyDb>> {
+    match settings.engine {
+        Engine::Postgres => Ok(Arc::new(postgres::PgNotify::connect(settings).await?)),
+    }
+}
+
+/// `Channel` columns are stored as their lowercase names.
+pub(crate) fn parse_channel(text: &str) -> StoreResult<Channel> {
+    text.parse()
+        .map_err(|e: String| StoreError::Refused(e.into()))
+}

@@ -1,0 +1,647 @@
+//! PostgreSQL engine (tokio-postgres + bb8). Queries live in `sql/postgres/queries/`.
+//!
+//! Source connections are read-only (`default_transaction_read_only`), and pinned to UTC and
+//! ISO dates so that a change value's text form — part of a message's identity — never
+//! depends on session settings.
+
+use std::time::Duration;
+
+use bb8::{Pool, RunError};
+use bb8_postgres::PostgresConnectionManager;
+use secrecy::ExposeSecret;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    Invalid, MergeCall, MergeRow, NotifyDb, SourceDb, StoreError, StoreResult, TableQueries,
+    parse_channel,
+};
+use crate::config::DatabaseSettings;
+use crate::model::{
+    AttemptOutcome, ChangedRow, MergeFunction, MessageKey, MessageStatus, NewMessage,
+    OutgoingMessage, RenderRetry, Rendering, Schedule, SourceTable, Template, Watermark,
+};
+
+macro_rules! query {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../sql/postgres/queries/",
+            $name,
+            ".sql"
+        ))
+    };
+}
+
+type PgPool = Pool<PostgresConnectionManager<NoTls>>;
+
+async fn connect(settings: &DatabaseSettings, options: &str) -> StoreResult<PgPool> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&settings.host)
+        .port(settings.port)
+        .user(&settings.user)
+        .dbname(&settings.database)
+        .application_name("herald")
+        .connect_timeout(settings.connect_timeout)
+        .options(options);
+    if let Some(password) = &settings.password {
+        config.password(password.expose_secret());
+    }
+    Pool::builder()
+        .max_size(settings.pool_size)
+        .connection_timeout(settings.connect_timeout)
+        .build(PostgresConnectionManager::new(config, NoTls))
+        .await
+        .map_err(unavailable)
+}
+
+fn unavailable(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(error.into())
+}
+
+/// SQLSTATE classes that mean "try again": connection trouble, resources, operator
+/// intervention, rolled-back transactions, system errors.
+fn classify(error: tokio_postgres::Error) -> StoreError {
+    let transient = error
+        .as_db_error()
+        .is_none_or(|db| matches!(&db.code().code()[..2], "08" | "40" | "53" | "57" | "58"));
+    if transient {
+        StoreError::Unavailable(error.into())
+    } else {
+        StoreError::Refused(error.into())
+    }
+}
+
+fn pool_error(error: RunError<tokio_postgres::Error>) -> StoreError {
+    match error {
+        RunError::User(error) => classify(error),
+        RunError::TimedOut => {
+            StoreError::Unavailable("timed out waiting for a database connection".into())
+        }
+    }
+}
+
+fn secs(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+/// The queries both roles run, over one pool.
+struct Db {
+    pool: PgPool,
+}
+
+impl Db {
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
+        let conn = self.pool.get().await.map_err(pool_error)?;
+        conn.query(sql, params).await.map_err(classify)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
+        let conn = self.pool.get().await.map_err(pool_error)?;
+        conn.execute(sql, params).await.map_err(classify)
+    }
+}
+
+/// The source's read replica.
+pub struct PgSource {
+    db: Db,
+}
+
+impl PgSource {
+    pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Self> {
+        let options = "-c default_transaction_read_only=on -c TimeZone=UTC -c DateStyle=ISO,YMD \
+                       -c IntervalStyle=iso_8601 -c extra_float_digits=3";
+        Ok(PgSource {
+            db: Db {
+                pool: connect(settings, options).await?,
+            },
+        })
+    }
+}
+
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    values
+        .iter()
+        .fold(template.to_owned(), |sql, (name, value)| {
+            sql.replace(&format!("{{{name}}}"), value)
+        })
+}
+
+#[async_trait::async_trait]
+impl SourceDb for PgSource {
+    async fn resolve_table(
+        &self,
+        source: &SourceTable,
+    ) -> StoreResult<Result<TableQueries, Invalid>> {
+        let rows = self
+            .db
+            .query(
+                query!("source_resolve_table"),
+                &[
+                    &source.schema,
+                    &source.table,
+                    &source.key_column,
+                    &source.change_column,
+                ],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(Err(format!(
+                "source table {}.{} does not exist (or is not visible to the detector's user)",
+                source.schema, source.table
+            )));
+        };
+        let table: String = row.get("table_name");
+        let (Some(key), Some(key_type)) = (
+            row.get::<_, Option<String>>("key_column"),
+            row.get::<_, Option<String>>("key_type"),
+        ) else {
+            return Ok(Err(format!(
+                "key column {:?} does not exist in {table}",
+                source.key_column
+            )));
+        };
+        let (Some(change), Some(change_type), Some(category)) = (
+            row.get::<_, Option<String>>("change_column"),
+            row.get::<_, Option<String>>("change_type"),
+            row.get::<_, Option<String>>("change_category"),
+        ) else {
+            return Ok(Err(format!(
+                "change column {:?} does not exist in {table}",
+                source.change_column
+            )));
+        };
+        if category != "D" {
+            return Ok(Err(format!(
+                "change column {change} of {table} is {change_type}; it must be a date/time type"
+            )));
+        }
+        let names = [
+            ("table", table.as_str()),
+            ("key", key.as_str()),
+            ("key_type", key_type.as_str()),
+            ("change", change.as_str()),
+            ("change_type", change_type.as_str()),
+        ];
+        Ok(Ok(TableQueries {
+            after_row: fill(query!("source_changes_after_row"), &names),
+            after_change: fill(query!("source_changes_after_change"), &names),
+            start: fill(query!("source_start"), &names),
+            current_version: fill(query!("source_current_version"), &names),
+        }))
+    }
+
+    async fn resolve_merge(
+        &self,
+        merge: &MergeFunction,
+    ) -> StoreResult<Result<MergeCall, Invalid>> {
+        let rows = self
+            .db
+            .query(
+                query!("source_resolve_merge"),
+                &[&merge.schema, &merge.name],
+            )
+            .await?;
+        match rows.as_slice() {
+            [row] => {
+                let function: String = row.get("function_name");
+                let key_type: String = row.get("key_type");
+                Ok(Ok(MergeCall {
+                    sql: fill(
+                        query!("source_merge"),
+                        &[("function", &function), ("key_type", &key_type)],
+                    ),
+                }))
+            }
+            [] => Ok(Err(format!(
+                "merge function {}.{} taking one key argument does not exist",
+                merge.schema, merge.name
+            ))),
+            _ => Ok(Err(format!(
+                "merge function {}.{} is overloaded; keep one version taking one key argument",
+                merge.schema, merge.name
+            ))),
+        }
+    }
+
+    async fn start_watermark(
+        &self,
+        table: &TableQueries,
+        safety_delay: Duration,
+    ) -> StoreResult<Watermark> {
+        let rows = self.db.query(&table.start, &[&secs(safety_delay)]).await?;
+        let change: Option<String> = rows.first().and_then(|row| row.get(0));
+        Ok(Watermark {
+            change: change.ok_or_else(|| StoreError::Refused("no starting point".into()))?,
+            key: None,
+        })
+    }
+
+    async fn changed_rows(
+        &self,
+        table: &TableQueries,
+        after: &Watermark,
+        safety_delay: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<ChangedRow>> {
+        let delay = secs(safety_delay);
+        let limit = i64::from(limit);
+        let rows = match &after.key {
+            Some(key) => {
+                self.db
+                    .query(&table.after_row, &[&after.change, key, &delay, &limit])
+                    .await?
+            }
+            None => {
+                self.db
+                    .query(&table.after_change, &[&after.change, &delay, &limit])
+                    .await?
+            }
+        };
+        Ok(rows
+            .iter()
+            .map(|row| ChangedRow {
+                key: row.get("key_value"),
+                change: row.get("change_value"),
+            })
+            .collect())
+    }
+
+    async fn current_version(
+        &self,
+        table: &TableQueries,
+        key: &str,
+    ) -> StoreResult<Option<String>> {
+        let rows = self.db.query(&table.current_version, &[&key]).await?;
+        Ok(rows.first().and_then(|row| row.get(0)))
+    }
+
+    async fn merge(&self, call: &MergeCall, key: &str) -> StoreResult<Vec<MergeRow>> {
+        let rows = self.db.query(&call.sql, &[&key]).await?;
+        rows.iter()
+            .map(|row| match row.get::<_, serde_json::Value>(0) {
+                serde_json::Value::Object(fields) => Ok(fields),
+                other => Err(StoreError::Refused(
+                    format!("the merge function must return rows with named columns, not {other}")
+                        .into(),
+                )),
+            })
+            .collect()
+    }
+}
+
+/// The notification database.
+pub struct PgNotify {
+    db: Db,
+}
+
+impl PgNotify {
+    pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Self> {
+        Ok(PgNotify {
+            db: Db {
+                pool: connect(settings, "-c TimeZone=UTC").await?,
+            },
+        })
+    }
+}
+
+fn schedule_from(row: &Row) -> StoreResult<Schedule> {
+    Ok(Schedule {
+        id: row.get("schedule_id"),
+        tenant: row.get("tenant"),
+        name: row.get("name"),
+        channel: parse_channel(row.get("channel"))?,
+        source: SourceTable {
+            schema: row.get("source_schema"),
+            table: row.get("source_table"),
+            key_column: row.get("key_column"),
+            change_column: row.get("change_column"),
+        },
+        merge: MergeFunction {
+            schema: row.get("merge_schema"),
+            name: row.get("merge_function"),
+        },
+        template_name: row.get("template_name"),
+        active: row.get("active"),
+        error: row.get("error"),
+    })
+}
+
+/// How an attempt outcome is written: (message status, attempt outcome, http status,
+/// provider id, error, seconds until the next attempt).
+fn attempt_columns(
+    outcome: &AttemptOutcome,
+) -> (
+    MessageStatus,
+    &'static str,
+    Option<i32>,
+    Option<&str>,
+    Option<&str>,
+    f64,
+) {
+    let status = |code: Option<u16>| code.map(i32::from);
+    match outcome {
+        AttemptOutcome::Sent {
+            http_status,
+            provider_message_id,
+        } => (
+            MessageStatus::Sent,
+            "sent",
+            status(Some(*http_status)),
+            provider_message_id.as_deref(),
+            None,
+            0.0,
+        ),
+        AttemptOutcome::Retry {
+            http_status,
+            retry_in,
+            error,
+        } => (
+            MessageStatus::Queued,
+            "retry",
+            status(*http_status),
+            None,
+            Some(error),
+            secs(*retry_in),
+        ),
+        AttemptOutcome::Failed { http_status, error } => (
+            MessageStatus::Failed,
+            "failed",
+            status(*http_status),
+            None,
+            Some(error),
+            0.0,
+        ),
+        AttemptOutcome::InDoubt { error } => (
+            MessageStatus::InDoubt,
+            "in_doubt",
+            None,
+            None,
+            Some(error),
+            0.0,
+        ),
+    }
+}
+
+#[async_trait::async_trait]
+impl NotifyDb for PgNotify {
+    async fn active_schedules(&self) -> StoreResult<Vec<Schedule>> {
+        let rows = self.db.query(query!("schedules_active"), &[]).await?;
+        rows.iter().map(schedule_from).collect()
+    }
+
+    async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>> {
+        let rows = self
+            .db
+            .query(query!("schedule_by_id"), &[&schedule_id])
+            .await?;
+        rows.first().map(schedule_from).transpose()
+    }
+
+    async fn record_schedule_check(
+        &self,
+        schedule_id: i64,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        self.db
+            .execute(query!("schedule_record_check"), &[&schedule_id, &error])
+            .await?;
+        Ok(())
+    }
+
+    async fn template(
+        &self,
+        tenant: &str,
+        name: &str,
+        locale: &str,
+    ) -> StoreResult<Option<Template>> {
+        let rows = self
+            .db
+            .query(query!("template_for_locale"), &[&tenant, &name, &locale])
+            .await?;
+        Ok(rows.first().map(|row| Template {
+            id: row.get("template_id"),
+            locale: row.get("locale"),
+            subject: row.get("subject"),
+            body_html: row.get("body_html"),
+            body_text: row.get("body_text"),
+            updated_at: row.get("updated_at"),
+        }))
+    }
+
+    async fn claim_schedules(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        schedule_ids: &[i64],
+    ) -> StoreResult<Vec<(i64, Option<Watermark>)>> {
+        let rows = self
+            .db
+            .query(
+                query!("detector_claim_schedules"),
+                &[&owner, &secs(ttl), &schedule_ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let change: Option<String> = row.get("change_value");
+                let watermark = change.map(|change| Watermark {
+                    change,
+                    key: row.get("key_value"),
+                });
+                (row.get("schedule_id"), watermark)
+            })
+            .collect())
+    }
+
+    async fn advance_watermark(
+        &self,
+        owner: &str,
+        schedule_id: i64,
+        to: &Watermark,
+    ) -> StoreResult<bool> {
+        let updated = self
+            .db
+            .execute(
+                query!("detector_advance_watermark"),
+                &[&owner, &schedule_id, &to.change, &to.key],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let batch = serde_json::to_value(messages).expect("messages always serialize");
+        self.db.execute(query!("messages_insert"), &[&batch]).await
+    }
+
+    async fn reject_event(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        payload: Option<&str>,
+        error: &str,
+    ) -> StoreResult<()> {
+        self.db
+            .execute(
+                query!("event_reject"),
+                &[&topic, &partition, &offset, &payload, &error],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_render_retries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<RenderRetry>> {
+        let rows = self
+            .db
+            .query(
+                query!("render_claim_retries"),
+                &[&owner, &secs(lease), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RenderRetry {
+                    message_id: row.get("message_id"),
+                    key: MessageKey {
+                        tenant: row.get("tenant"),
+                        schedule_id: row.get("schedule_id"),
+                        source_key: row.get("source_key"),
+                        change_version: row.get("change_version"),
+                    },
+                    channel: parse_channel(row.get("channel"))?,
+                    render_attempts: row.get("render_attempts"),
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_render_retry(
+        &self,
+        message_id: i64,
+        owner: &str,
+        rendering: &Rendering,
+        retry_in: Duration,
+    ) -> StoreResult<()> {
+        self.db
+            .execute(
+                query!("render_finish_retry"),
+                &[
+                    &message_id,
+                    &owner,
+                    &rendering.status.as_str(),
+                    &rendering.recipient,
+                    &rendering.recipient_name,
+                    &rendering.locale,
+                    &rendering.subject,
+                    &rendering.body_html,
+                    &rendering.body_text,
+                    &rendering.error,
+                    &secs(retry_in),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64> {
+        let rows = self.db.query(query!("send_recover_own"), &[&owner]).await?;
+        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0) as u64))
+    }
+
+    async fn expire_lost_sends(&self) -> StoreResult<u64> {
+        let rows = self.db.query(query!("send_expire_lost"), &[]).await?;
+        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0) as u64))
+    }
+
+    async fn claim_outgoing(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<(OutgoingMessage, bool)>> {
+        let rows = self
+            .db
+            .query(
+                query!("send_claim"),
+                &[&owner, &secs(lease), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let message = OutgoingMessage {
+                    message_id: row.get("message_id"),
+                    tenant: row.get("tenant"),
+                    schedule_id: row.get("schedule_id"),
+                    channel: parse_channel(row.get("channel"))?,
+                    recipient: row.get("recipient"),
+                    recipient_name: row.get("recipient_name"),
+                    subject: row.get("subject"),
+                    body_html: row.get("body_html"),
+                    body_text: row.get("body_text"),
+                    send_attempts: row.get("send_attempts"),
+                };
+                Ok((message, row.get("suppressed")))
+            })
+            .collect()
+    }
+
+    async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()> {
+        self.db
+            .execute(query!("send_suppress"), &[&message_id, &owner])
+            .await?;
+        Ok(())
+    }
+
+    async fn begin_attempt(
+        &self,
+        message_id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<i32>> {
+        let rows = self
+            .db
+            .query(
+                query!("send_begin_attempt"),
+                &[&message_id, &owner, &secs(lease)],
+            )
+            .await?;
+        Ok(rows.first().map(|row| row.get("attempt")))
+    }
+
+    async fn finish_attempt(
+        &self,
+        message_id: i64,
+        attempt: i32,
+        outcome: &AttemptOutcome,
+    ) -> StoreResult<()> {
+        let (status, outcome, http_status, provider_id, error, retry_in) = attempt_columns(outcome);
+        self.db
+            .execute(
+                query!("send_finish_attempt"),
+                &[
+                    &message_id,
+                    &attempt,
+                    &status.as_str(),
+                    &outcome,
+                    &http_status,
+                    &provider_id,
+                    &error,
+                    &retry_in,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}

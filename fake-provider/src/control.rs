@@ -1,0 +1,63 @@
+//! The `/_fake/*` control API: health, recorded messages, and fault injection.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::faults::parse_faults;
+use crate::server::App;
+use crate::store::Channel;
+
+pub(crate) async fn health() -> &'static str {
+    "ok"
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MessageFilter {
+    channel: Option<Channel>,
+    accepted: Option<bool>,
+}
+
+pub(crate) async fn list_messages(
+    State(app): State<Arc<App>>,
+    Query(filter): Query<MessageFilter>,
+) -> Response {
+    Json(app.store.list(filter.channel, filter.accepted)).into_response()
+}
+
+pub(crate) async fn clear_messages(State(app): State<Arc<App>>) -> StatusCode {
+    app.store.clear();
+    StatusCode::NO_CONTENT
+}
+
+/// Appends one fault or an array of them; answers with the whole pending list.
+pub(crate) async fn add_faults(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let parsed = std::str::from_utf8(&body)
+        .map_err(|e| e.to_string())
+        .and_then(parse_faults);
+    match parsed {
+        Ok(faults) => {
+            tracing::info!(?faults, "faults queued");
+            app.faults.push(faults);
+            Json(app.faults.pending()).into_response()
+        }
+        Err(error) => {
+            let body = serde_json::json!({ "error": error });
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        }
+    }
+}
+
+pub(crate) async fn list_faults(State(app): State<Arc<App>>) -> Response {
+    Json(app.faults.pending()).into_response()
+}
+
+pub(crate) async fn clear_faults(State(app): State<Arc<App>>) -> StatusCode {
+    app.faults.clear();
+    StatusCode::NO_CONTENT
+}

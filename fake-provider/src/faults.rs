@@ -1,0 +1,175 @@
+//! Injected faults: a FIFO of [`Fault`]s consumed by matching provider requests.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::store::Channel;
+
+/// What a fault does to the request it hits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// 429 with the provider's rate-limit headers; the limit resets after `reset_after_secs`.
+    RateLimit {
+        #[serde(default = "one_sec")]
+        reset_after_secs: u64,
+    },
+    /// A 5xx answer (default 500).
+    ServerError {
+        #[serde(default = "internal_error")]
+        status: u16,
+    },
+    /// Wait `delay_ms`, then handle the request normally.
+    Slow { delay_ms: u64 },
+    /// Validate and record the request, then close the connection without answering.
+    Drop,
+}
+
+/// A fault as posted to `/_fake/faults` or given with `--fault`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// How many matching requests it applies to (default 1).
+    #[serde(default = "one")]
+    pub times: u32,
+    /// Only requests to this channel match; `None` matches both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn one_sec() -> u64 {
+    1
+}
+fn internal_error() -> u16 {
+    500
+}
+
+impl Fault {
+    /// A fault that applies once to either channel.
+    pub fn new(kind: FaultKind) -> Self {
+        Self {
+            kind,
+            times: 1,
+            channel: None,
+        }
+    }
+
+    fn check(self) -> Result<Self, String> {
+        if self.times == 0 {
+            return Err("times must be at least 1".into());
+        }
+        if let FaultKind::ServerError { status } = self.kind
+            && !(500..=599).contains(&status)
+        {
+            return Err(format!("server_error status must be 5xx, got {status}"));
+        }
+        Ok(self)
+    }
+}
+
+/// Parses one fault object or an array of them.
+pub fn parse_faults(json: &str) -> Result<Vec<Fault>, String> {
+    let value: Value = serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?;
+    let faults = match value {
+        Value::Array(items) => items
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<Vec<Fault>, _>>(),
+        other => serde_json::from_value(other).map(|f| vec![f]),
+    }
+    .map_err(|e| format!("invalid fault: {e}"))?;
+    faults.into_iter().map(Fault::check).collect()
+}
+
+/// Pending faults, applied in FIFO order.
+#[derive(Debug, Default)]
+pub struct FaultQueue(Mutex<VecDeque<Fault>>);
+
+impl FaultQueue {
+    pub fn push(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.0.lock().expect("fault lock poisoned").extend(faults);
+    }
+
+    pub fn pending(&self) -> Vec<Fault> {
+        self.0
+            .lock()
+            .expect("fault lock poisoned")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("fault lock poisoned").clear();
+    }
+
+    /// Consumes one application of the first fault matching `channel`.
+    pub(crate) fn take(&self, channel: Channel) -> Option<FaultKind> {
+        let mut queue = self.0.lock().expect("fault lock poisoned");
+        let at = queue
+            .iter()
+            .position(|f| f.channel.is_none_or(|c| c == channel))?;
+        let fault = &mut queue[at];
+        fault.times -= 1;
+        let kind = fault.kind.clone();
+        if fault.times == 0 {
+            queue.remove(at);
+        }
+        Some(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_single_and_array_with_defaults() {
+        let one = parse_faults(r#"{"kind":"server_error"}"#).unwrap();
+        assert_eq!(
+            one,
+            vec![Fault::new(FaultKind::ServerError { status: 500 })]
+        );
+        let many = parse_faults(
+            r#"[{"kind":"drop","channel":"sms","times":2},{"kind":"slow","delay_ms":5}]"#,
+        )
+        .unwrap();
+        assert_eq!(many[0].kind, FaultKind::Drop);
+        assert_eq!((many[0].times, many[0].channel), (2, Some(Channel::Sms)));
+        assert_eq!(many[1].kind, FaultKind::Slow { delay_ms: 5 });
+    }
+
+    #[test]
+    fn rejects_bad_faults() {
+        assert!(parse_faults(r#"{"kind":"explode"}"#).is_err());
+        assert!(parse_faults(r#"{"kind":"server_error","status":404}"#).is_err());
+        assert!(parse_faults(r#"{"kind":"drop","times":0}"#).is_err());
+        assert!(parse_faults(r#"{"kind":"slow"}"#).is_err());
+    }
+
+    #[test]
+    fn take_is_fifo_per_channel_and_counts_times() {
+        let q = FaultQueue::default();
+        q.push(
+            parse_faults(
+                r#"[{"kind":"drop","channel":"sms"},{"kind":"slow","delay_ms":1,"times":2}]"#,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            q.take(Channel::Email),
+            Some(FaultKind::Slow { delay_ms: 1 })
+        );
+        assert_eq!(q.take(Channel::Sms), Some(FaultKind::Drop));
+        assert_eq!(q.take(Channel::Sms), Some(FaultKind::Slow { delay_ms: 1 }));
+        assert_eq!(q.take(Channel::Email), None);
+        assert!(q.pending().is_empty());
+    }
+}

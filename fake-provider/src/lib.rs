@@ -1,0 +1,23 @@
+//! A fake SendGrid v3 Mail Send and Twilio Messages server for herald's tests, demo
+//! stack and benchmarks.
+//!
+//! It speaks both wire protocols (auth, validation errors, success bodies and headers),
+//! records every provider request as a [`Received`], and injects [`Fault`]s (rate limits,
+//! 5xx, slow answers, dropped connections). The control API lives under `/_fake/`:
+//! `GET /_fake/health`, `GET|DELETE /_fake/messages[?channel=email|sms&accepted=true|false]`
+//! and `GET|POST|DELETE /_fake/faults`.
+//!
+//! Start it with [`serve`] on a listener of your own, or with [`FakeProvider::start`] on a
+//! free loopback port.
+
+mod control;
+mod faults;
+mod provider;
+mod sendgrid;
+mod server;
+mod store;
+mod twilio;
+
+pub use faults::{Fault, FaultKind, FaultQueue, parse_faults};
+pub use server::{Config, FakeProvider, serve};
+pub use store::{Channel, Received, Store};

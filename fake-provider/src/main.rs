@@ -1,0 +1,108 @@
+//! `fake-provider`: runs the fake SendGrid / Twilio server until SIGINT or SIGTERM.
+//!
+//! Prints `fake-provider listening on http://IP:PORT` on stdout once bound; logs go to stderr.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+
+use clap::Parser;
+use fake_provider::{Config, Fault, parse_faults};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Fake SendGrid v3 Mail Send and Twilio Messages server"
+)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8025")]
+    listen: SocketAddr,
+    /// API key accepted as `Authorization: Bearer <key>`.
+    #[arg(
+        long,
+        env = "FAKE_SENDGRID_API_KEY",
+        default_value = "SG.fake-key",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    sendgrid_api_key: String,
+    /// Account SID accepted in the URL and as the Basic auth user.
+    #[arg(
+        long,
+        env = "FAKE_TWILIO_ACCOUNT_SID",
+        default_value = "ACfake0000000000000000000000000000"
+    )]
+    twilio_account_sid: String,
+    /// Auth token accepted as the Basic auth password.
+    #[arg(
+        long,
+        env = "FAKE_TWILIO_AUTH_TOKEN",
+        default_value = "fake-token",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    twilio_auth_token: String,
+    /// Fault(s) queued at start: a JSON object or array, as for `POST /_fake/faults` (repeatable).
+    #[arg(long = "fault", value_name = "JSON", value_parser = parse_fault_arg)]
+    faults: Vec<FaultList>,
+}
+
+#[derive(Clone)]
+struct FaultList(Vec<Fault>);
+
+fn parse_fault_arg(json: &str) -> Result<FaultList, String> {
+    parse_faults(json).map(FaultList)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = Args::parse();
+    let config = Config {
+        sendgrid_api_key: args.sendgrid_api_key,
+        twilio_account_sid: args.twilio_account_sid,
+        twilio_auth_token: args.twilio_auth_token,
+        faults: args.faults.into_iter().flat_map(|l| l.0).collect(),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "fake-provider listening on http://{addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(%addr, account_sid = %config.twilio_account_sid, faults = config.faults.len(), "started");
+    fake_provider::serve(listener, config, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

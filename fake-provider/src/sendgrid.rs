@@ -1,0 +1,374 @@
+//! SendGrid v3 Mail Send: `POST /v3/mail/send`.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::provider::{self, Provider, Rejection, Summary};
+use crate::server::{App, ConnKill};
+use crate::store::Channel;
+
+const HELP: &str = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.";
+
+pub(crate) async fn mail_send(
+    State(app): State<Arc<App>>,
+    Extension(kill): Extension<ConnKill>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let expected = format!("Bearer {}", app.config.sendgrid_api_key);
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+    provider::handle::<SendGrid>(app, kill, authorized, body).await
+}
+
+/// One entry of SendGrid's `{"errors":[…]}` body.
+#[derive(Serialize)]
+struct ApiError {
+    field: Option<String>,
+    message: String,
+    help: Option<String>,
+}
+
+impl ApiError {
+    fn new(field: impl Into<String>, message: &str, anchor: &str) -> Self {
+        Self {
+            field: Some(field.into()),
+            message: message.into(),
+            help: Some(format!("{HELP}{anchor}")),
+        }
+    }
+
+    fn bare(message: &str) -> Self {
+        Self {
+            field: None,
+            message: message.into(),
+            help: None,
+        }
+    }
+}
+
+fn reject(status: StatusCode, errors: Vec<ApiError>) -> Rejection {
+    let message = errors
+        .first()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    Rejection::new(status, serde_json::json!({ "errors": errors }), message)
+}
+
+/// `local@domain.tld`, without whitespace.
+pub(crate) fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !domain.contains('@')
+        && domain.contains('.')
+        && domain.split('.').all(|label| !label.is_empty())
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+fn non_empty_array<'a>(v: &'a Value, key: &str) -> Option<&'a Vec<Value>> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+}
+
+pub(crate) struct SendGrid;
+
+impl Provider for SendGrid {
+    const CHANNEL: Channel = Channel::Email;
+
+    fn parse(body: &[u8]) -> Option<Value> {
+        serde_json::from_slice(body).ok()
+    }
+
+    fn summarize(raw: &Value) -> Summary {
+        let personalizations = raw
+            .get("personalizations")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let to = personalizations
+            .iter()
+            .filter_map(|p| p.get("to")?.as_array())
+            .flatten()
+            .filter_map(|t| Some(t.get("email")?.as_str()?.to_owned()))
+            .collect();
+        let content = |kind: &str| {
+            raw.get("content")?
+                .as_array()?
+                .iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+                .and_then(|c| Some(c.get("value")?.as_str()?.to_owned()))
+        };
+        let custom_args = std::iter::once(raw)
+            .chain(personalizations)
+            .filter_map(|v| v.get("custom_args")?.as_object())
+            .flatten()
+            .map(|(k, v)| {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                (k.clone(), v)
+            })
+            .collect();
+        Summary {
+            to,
+            from: str_at(raw, "/from/email").map(str::to_owned),
+            subject: str_at(raw, "/subject")
+                .or_else(|| str_at(personalizations.first()?, "/subject"))
+                .map(str::to_owned),
+            text: content("text/plain"),
+            html: content("text/html"),
+            custom_args,
+        }
+    }
+
+    fn validate(raw: Option<&Value>) -> Result<(), Rejection> {
+        let Some(raw) = raw else {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                vec![ApiError::bare("Bad Request")],
+            ));
+        };
+        let mut errors = Vec::new();
+
+        let personalizations = non_empty_array(raw, "personalizations");
+        match personalizations {
+            None => errors.push(ApiError::new(
+                "personalizations",
+                "The personalizations field is required and must have at least one personalization.",
+                "personalizations",
+            )),
+            Some(list) => {
+                for (n, p) in list.iter().enumerate() {
+                    let Some(to) = non_empty_array(p, "to") else {
+                        errors.push(ApiError::new(
+                            format!("personalizations.{n}.to"),
+                            "The to array is required for all personalization objects, and must have at least one email object with a valid email address.",
+                            "personalizations.to",
+                        ));
+                        continue;
+                    };
+                    for (m, t) in to.iter().enumerate() {
+                        if !str_at(t, "/email").is_some_and(valid_email) {
+                            errors.push(ApiError::new(
+                                format!("personalizations.{n}.to.{m}.email"),
+                                "Does not contain a valid address.",
+                                "personalizations.to",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+
+        match str_at(raw, "/from/email") {
+            None => errors.push(ApiError::new(
+                "from.email",
+                "The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.",
+                "from",
+            )),
+            Some(email) if !valid_email(email) => errors.push(ApiError::new(
+                "from.email",
+                "The from email does not contain a valid address.",
+                "from",
+            )),
+            Some(_) => {}
+        }
+
+        let has_subject = |v: &Value| str_at(v, "/subject").is_some_and(|s| !s.is_empty());
+        let has_template = str_at(raw, "/template_id").is_some_and(|s| !s.is_empty());
+        let every_personalization_subject =
+            personalizations.is_some_and(|l| l.iter().all(has_subject));
+        if !has_subject(raw) && !every_personalization_subject && !has_template {
+            errors.push(ApiError::new(
+                "subject",
+                "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.",
+                "subject",
+            ));
+        }
+
+        match non_empty_array(raw, "content") {
+            None if !has_template => errors.push(ApiError::new(
+                "content",
+                "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block. We typically suggest both text/plain and text/html blocks are included, but only one block is required.",
+                "content",
+            )),
+            None => {}
+            Some(blocks) => {
+                for (n, block) in blocks.iter().enumerate() {
+                    if str_at(block, "/value").is_none_or(str::is_empty) {
+                        errors.push(ApiError::new(
+                            format!("content.{n}.value"),
+                            "The content value must be a string at least one character in length.",
+                            "content.value",
+                        ));
+                    }
+                }
+                if blocks
+                    .iter()
+                    .skip(1)
+                    .any(|b| str_at(b, "/type") == Some("text/plain"))
+                {
+                    errors.push(ApiError::new(
+                        "content.0.type",
+                        "If present, text/plain content must be first, followed by any other content.",
+                        "content.type",
+                    ));
+                }
+            }
+        }
+
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(reject(StatusCode::BAD_REQUEST, errors))
+        }
+    }
+
+    fn unauthorized() -> Rejection {
+        reject(
+            StatusCode::UNAUTHORIZED,
+            vec![ApiError::bare(
+                "The provided authorization grant is invalid, expired, or revoked",
+            )],
+        )
+    }
+
+    fn rate_limited(reset_after_secs: u64) -> Rejection {
+        let now = chrono::Utc::now();
+        let reset = now.timestamp().unsigned_abs()
+            + reset_after_secs
+            + u64::from(now.timestamp_subsec_nanos() > 0);
+        reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![ApiError::bare("too many requests")],
+        )
+        .with_header("x-ratelimit-limit", 600)
+        .with_header("x-ratelimit-remaining", 0)
+        .with_header("x-ratelimit-reset", reset)
+    }
+
+    fn server_error(status: StatusCode) -> Rejection {
+        reject(status, vec![ApiError::bare("internal server error")])
+    }
+
+    fn accept(_: &App, _: &Value, _: &Summary) -> (String, Response) {
+        let id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+        let response = (StatusCode::ACCEPTED, [("x-message-id", id.clone())]).into_response();
+        (id, response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(body: Value) -> Vec<String> {
+        let Err(rejection) = SendGrid::validate(Some(&body)) else {
+            return vec![];
+        };
+        assert_eq!(rejection.status, StatusCode::BAD_REQUEST);
+        rejection.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap_or("null").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn email_syntax() {
+        assert!(valid_email("a.b+c@example.co.uk"));
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.com",
+            "a b@c.com",
+            "a@b..com",
+            "a@@b.com",
+            "a@b.com.",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn collects_all_errors_in_order() {
+        assert_eq!(
+            fields(json!({})),
+            ["personalizations", "from.email", "subject", "content"]
+        );
+        assert_eq!(
+            fields(json!({
+                "personalizations": [{"to": []}, {"to": [{"email": "ok@x.io"}, {"email": "bad"}]}],
+                "from": {"email": "nope"},
+                "subject": "s",
+                "content": [{"type": "text/html", "value": ""}, {"type": "text/plain", "value": "x"}]
+            })),
+            [
+                "personalizations.0.to",
+                "personalizations.1.to.1.email",
+                "from.email",
+                "content.0.value",
+                "content.0.type"
+            ]
+        );
+    }
+
+    #[test]
+    fn subject_per_personalization_or_template() {
+        let base = |p: Value, extra: Value| {
+            let mut v = json!({
+                "personalizations": p,
+                "from": {"email": "f@x.io"},
+                "content": [{"type": "text/plain", "value": "hi"}]
+            });
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            v
+        };
+        let to = json!({"email": "t@x.io"});
+        assert!(fields(base(json!([{"to": [to], "subject": "a"}]), json!({}))).is_empty());
+        assert_eq!(
+            fields(base(
+                json!([{"to": [to], "subject": "a"}, {"to": [to]}]),
+                json!({})
+            )),
+            ["subject"]
+        );
+        assert!(fields(base(json!([{"to": [to]}]), json!({"template_id": "d-1"}))).is_empty());
+    }
+
+    #[test]
+    fn summary_merges_custom_args() {
+        let s = SendGrid::summarize(&json!({
+            "personalizations": [{"to": [{"email": "a@x.io"}], "custom_args": {"b": "2", "a": "p"}}],
+            "custom_args": {"a": "1"},
+            "content": [{"type": "text/plain", "value": "t"}, {"type": "text/html", "value": "<p>h</p>"}]
+        }));
+        assert_eq!(s.to, ["a@x.io"]);
+        assert_eq!(s.custom_args["a"], "p");
+        assert_eq!(s.custom_args["b"], "2");
+        assert_eq!(
+            (s.text.as_deref(), s.html.as_deref()),
+            (Some("t"), Some("<p>h</p>"))
+        );
+    }
+}

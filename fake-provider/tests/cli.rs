@@ -1,0 +1,123 @@
+//! Runs the `fake-provider` binary: the stdout address line, flags and `--fault`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::json;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn binary_prints_address_and_applies_flags() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-provider"))
+        .args(["--listen", "127.0.0.1:0", "--sendgrid-api-key", "SG.cli"])
+        .args([
+            "--fault",
+            r#"{"kind":"server_error","status":503,"channel":"email"}"#,
+        ])
+        .args([
+            "--fault",
+            r#"[{"kind":"rate_limit","reset_after_secs":2,"channel":"sms"}]"#,
+        ])
+        .env("FAKE_TWILIO_AUTH_TOKEN", "tok-from-env")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut running = Running(child);
+
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let url = line
+        .trim_end()
+        .strip_prefix("fake-provider listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
+        "{url}"
+    );
+
+    let http = reqwest::Client::new();
+    let faults: serde_json::Value = http
+        .get(format!("{url}/_fake/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults.as_array().unwrap().len(), 2);
+
+    let email = json!({
+        "personalizations": [{"to": [{"email": "a@example.com"}]}],
+        "from": {"email": "f@example.com"},
+        "subject": "s",
+        "content": [{"type": "text/plain", "value": "v"}]
+    });
+    let send = || {
+        http.post(format!("{url}/v3/mail/send"))
+            .bearer_auth("SG.cli")
+            .json(&email)
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 503);
+    assert_eq!(send().await.unwrap().status(), 202);
+
+    let sid = "ACfake0000000000000000000000000000";
+    let sms = || {
+        http.post(format!("{url}/2010-04-01/Accounts/{sid}/Messages.json"))
+            .basic_auth(sid, Some("tok-from-env"))
+            .form(&[
+                ("To", "+14155550100"),
+                ("From", "+15005550006"),
+                ("Body", "hi"),
+            ])
+            .send()
+    };
+    assert_eq!(sms().await.unwrap().status(), 429);
+    assert_eq!(sms().await.unwrap().status(), 201);
+
+    // SIGTERM shuts it down gracefully with a zero exit status.
+    let pid = running.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    let logs = std::io::read_to_string(stderr).unwrap();
+    assert!(
+        !logs.contains("SG.cli") && !logs.contains("tok-from-env"),
+        "secrets in logs:\n{logs}"
+    );
+    assert!(logs.contains("request handled"), "{logs}");
+}

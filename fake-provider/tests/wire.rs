@@ -1,0 +1,670 @@
+//! Wire-level tests: real HTTP against a server bound on 127.0.0.1:0 in-process.
+
+use std::time::{Duration, Instant};
+
+use fake_provider::{Channel, Config, Received};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const KEY: &str = "SG.fake-key";
+const SID: &str = "ACfake0000000000000000000000000000";
+const TOKEN: &str = "fake-token";
+
+struct Fake {
+    url: String,
+    http: Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+async fn start() -> Fake {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel();
+    let server = tokio::spawn(fake_provider::serve(listener, Config::default(), async {
+        let _ = stopped.await;
+    }));
+    Fake {
+        url,
+        http: Client::new(),
+        stop: Some(stop),
+        server,
+    }
+}
+
+fn valid_email() -> Value {
+    json!({
+        "personalizations": [{
+            "to": [{"email": "alice@example.com", "name": "Alice"}],
+            "custom_args": {"notification_id": "n-42"}
+        }],
+        "from": {"email": "noreply@herald.test", "name": "Herald"},
+        "subject": "Your order shipped",
+        "content": [
+            {"type": "text/plain", "value": "It shipped."},
+            {"type": "text/html", "value": "<p>It shipped.</p>"}
+        ],
+        "custom_args": {"tenant": "acme"}
+    })
+}
+
+fn valid_sms() -> [(&'static str, &'static str); 4] {
+    [
+        ("To", "+14155550100"),
+        ("From", "+15005550006"),
+        ("Body", "Your code is 123456"),
+        ("StatusCallback", "http://127.0.0.1:1/cb"),
+    ]
+}
+
+impl Fake {
+    fn email(&self, key: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/v3/mail/send", self.url))
+            .bearer_auth(key)
+            .json(body)
+    }
+
+    fn sms(&self, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!(
+                "{}/2010-04-01/Accounts/{SID}/Messages.json",
+                self.url
+            ))
+            .basic_auth(SID, Some(TOKEN))
+            .form(form)
+    }
+
+    async fn fault(&self, fault: Value) {
+        let resp = self
+            .http
+            .post(format!("{}/_fake/faults", self.url))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "{}",
+            resp.text().await.unwrap()
+        );
+    }
+
+    async fn messages(&self, query: &str) -> Vec<Received> {
+        self.http
+            .get(format!("{}/_fake/messages{query}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn pending_faults(&self) -> Vec<Value> {
+        let url = format!("{}/_fake/faults", self.url);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+async fn error_fields(resp: reqwest::Response) -> Vec<String> {
+    let body: Value = resp.json().await.unwrap();
+    body["errors"]
+        .as_array()
+        .expect("errors array")
+        .iter()
+        .map(|e| e["field"].as_str().unwrap_or("null").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn health() {
+    let fake = start().await;
+    let resp = fake
+        .http
+        .get(format!("{}/_fake/health", fake.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn sendgrid_accepts_valid_send_and_records_it() {
+    let fake = start().await;
+    let resp = fake.email(KEY, &valid_email()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let id = resp.headers()["x-message-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 22);
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{id}"
+    );
+    assert!(resp.bytes().await.unwrap().is_empty());
+
+    let records = fake.messages("").await;
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!((r.seq, r.channel, r.status), (1, Channel::Email, Some(202)));
+    assert!(r.accepted && !r.dropped);
+    assert_eq!(r.provider_message_id.as_deref(), Some(id.as_str()));
+    assert_eq!(r.to, ["alice@example.com"]);
+    assert_eq!(r.from.as_deref(), Some("noreply@herald.test"));
+    assert_eq!(r.subject.as_deref(), Some("Your order shipped"));
+    assert_eq!(r.text.as_deref(), Some("It shipped."));
+    assert_eq!(r.html.as_deref(), Some("<p>It shipped.</p>"));
+    assert_eq!(r.custom_args["notification_id"], "n-42");
+    assert_eq!(r.custom_args["tenant"], "acme");
+    assert_eq!(r.raw, valid_email());
+    assert_eq!(r.error, None);
+
+    // received_at is RFC 3339 with milliseconds on the wire.
+    let raw: Value = fake
+        .http
+        .get(format!("{}/_fake/messages", fake.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let at = raw[0]["received_at"].as_str().unwrap();
+    assert!(
+        at.ends_with('Z') && at.split('.').nth(1).is_some_and(|f| f.len() == 4),
+        "{at}"
+    );
+}
+
+#[tokio::test]
+async fn sendgrid_rejects_bad_key() {
+    let fake = start().await;
+    let resp = fake.email("SG.wrong", &valid_email()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"errors":[{"field":null,"message":"The provided authorization grant is invalid, expired, or revoked","help":null}]})
+    );
+    let resp = fake
+        .http
+        .post(format!("{}/v3/mail/send", fake.url))
+        .json(&valid_email())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    let records = fake.messages("?accepted=false").await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].status, Some(401));
+    assert!(records[0].provider_message_id.is_none());
+}
+
+#[tokio::test]
+async fn sendgrid_validation_errors() {
+    let fake = start().await;
+    let mut no_subject = valid_email();
+    no_subject.as_object_mut().unwrap().remove("subject");
+    let resp = fake.email(KEY, &no_subject).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_fields(resp).await, ["subject"]);
+
+    let mut bad_to = valid_email();
+    bad_to["personalizations"][0]["to"] =
+        json!([{"email": "ok@example.com"}, {"email": "not an address"}]);
+    let resp = fake.email(KEY, &bad_to).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "personalizations.0.to.1.email");
+    assert_eq!(
+        body["errors"][0]["message"],
+        "Does not contain a valid address."
+    );
+    assert!(
+        body["errors"][0]["help"]
+            .as_str()
+            .unwrap()
+            .starts_with("http")
+    );
+
+    let resp = fake.email(KEY, &json!({})).send().await.unwrap();
+    assert_eq!(
+        error_fields(resp).await,
+        ["personalizations", "from.email", "subject", "content"]
+    );
+
+    let resp = fake
+        .http
+        .post(format!("{}/v3/mail/send", fake.url))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["message"], "Bad Request");
+    assert_eq!(body["errors"][0]["field"], Value::Null);
+
+    let records = fake.messages("").await;
+    assert_eq!(records.len(), 4);
+    assert!(records.iter().all(|r| !r.accepted && r.status == Some(400)));
+    assert_eq!(
+        records[0].error.as_deref(),
+        Some(
+            "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined."
+        )
+    );
+    assert_eq!(records[3].raw, json!("{not json"));
+}
+
+#[tokio::test]
+async fn twilio_accepts_valid_message() {
+    let fake = start().await;
+    let resp = fake.sms(&valid_sms()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let body: Value = resp.json().await.unwrap();
+    let sid = body["sid"].as_str().unwrap();
+    assert!(sid.starts_with("SM") && sid.len() == 34, "{sid}");
+    assert!(
+        sid[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
+    assert_eq!(body["account_sid"], SID);
+    assert_eq!(body["to"], "+14155550100");
+    assert_eq!(body["from"], "+15005550006");
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["num_segments"], "1");
+    assert_eq!(body["direction"], "outbound-api");
+    assert_eq!(body["api_version"], "2010-04-01");
+    assert_eq!(
+        body["uri"],
+        format!("/2010-04-01/Accounts/{SID}/Messages/{sid}.json")
+    );
+    assert_eq!(body["error_code"], Value::Null);
+    assert_eq!(body["price"], Value::Null);
+    let created = body["date_created"].as_str().unwrap();
+    chrono::DateTime::parse_from_rfc2822(created).expect(created);
+
+    let records = fake.messages("?channel=sms").await;
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(
+        (r.channel, r.status, r.accepted),
+        (Channel::Sms, Some(201), true)
+    );
+    assert_eq!(r.provider_message_id.as_deref(), Some(sid));
+    assert_eq!(r.to, ["+14155550100"]);
+    assert_eq!(r.text.as_deref(), Some("Your code is 123456"));
+    assert_eq!(r.raw["StatusCallback"], "http://127.0.0.1:1/cb");
+    assert!(fake.messages("?channel=email").await.is_empty());
+}
+
+#[tokio::test]
+async fn twilio_errors() {
+    let fake = start().await;
+    let body = |resp: reqwest::Response| async move {
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        resp.json::<Value>().await.unwrap()
+    };
+    let missing_body = body(fake.sms(&valid_sms()[..2]).send().await.unwrap()).await;
+    assert_eq!(
+        missing_body,
+        json!({"code":21602,"message":"Message body is required.","more_info":"https://www.twilio.com/docs/errors/21602","status":400})
+    );
+    let mut bad_to = valid_sms();
+    bad_to[0].1 = "555-0100";
+    let invalid_to = body(fake.sms(&bad_to).send().await.unwrap()).await;
+    assert_eq!(invalid_to["code"], 21211);
+    assert_eq!(invalid_to["message"], "Invalid 'To' Phone Number: 555-0100");
+
+    let resp = fake
+        .http
+        .post(format!(
+            "{}/2010-04-01/Accounts/{SID}/Messages.json",
+            fake.url
+        ))
+        .basic_auth(SID, Some("wrong"))
+        .form(&valid_sms())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], 20003);
+    let other_account = "AC00000000000000000000000000000000";
+    let resp = fake
+        .http
+        .post(format!(
+            "{}/2010-04-01/Accounts/{other_account}/Messages.json",
+            fake.url
+        ))
+        .basic_auth(SID, Some(TOKEN))
+        .form(&valid_sms())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    let records = fake.messages("?accepted=false").await;
+    let statuses: Vec<_> = records.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(400), Some(400), Some(401), Some(401)]);
+    assert_eq!(
+        records[0].error.as_deref(),
+        Some("Message body is required.")
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_fault_then_success() {
+    let fake = start().await;
+    fake.fault(json!([
+        {"kind": "rate_limit", "reset_after_secs": 30, "channel": "email"},
+        {"kind": "rate_limit", "reset_after_secs": 7, "channel": "sms"}
+    ]))
+    .await;
+
+    // A bad key is rejected before faults apply, and consumes none.
+    let resp = fake.email("SG.wrong", &valid_email()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(fake.pending_faults().await.len(), 2);
+
+    let resp = fake.email(KEY, &valid_email()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let now = chrono::Utc::now().timestamp();
+    let header = |name: &str| {
+        resp.headers()[name]
+            .to_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
+    assert_eq!(header("x-ratelimit-limit"), 600);
+    assert_eq!(header("x-ratelimit-remaining"), 0);
+    let reset = header("x-ratelimit-reset");
+    assert!(
+        (now + 29..=now + 31).contains(&reset),
+        "reset {reset}, now {now}"
+    );
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["errors"][0]["message"],
+        "too many requests"
+    );
+
+    let resp = fake.email(KEY, &valid_email()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    let resp = fake.sms(&valid_sms()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], 20429);
+    assert_eq!(
+        fake.sms(&valid_sms()).send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+
+    assert!(fake.pending_faults().await.is_empty());
+    let statuses: Vec<_> = fake
+        .messages("")
+        .await
+        .iter()
+        .map(|r| (r.status, r.accepted))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (Some(401), false),
+            (Some(429), false),
+            (Some(202), true),
+            (Some(429), false),
+            (Some(201), true)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn server_error_fault() {
+    let fake = start().await;
+    fake.fault(json!({"kind": "server_error", "times": 2}))
+        .await;
+    let resp = fake.email(KEY, &valid_email()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["errors"][0]["message"],
+        "internal server error"
+    );
+    let resp = fake.sms(&valid_sms()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], 20500);
+
+    fake.fault(json!({"kind": "server_error", "status": 503}))
+        .await;
+    let resp = fake.email(KEY, &valid_email()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        fake.email(KEY, &valid_email())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+
+    let rejected = fake.messages("?accepted=false").await;
+    assert_eq!(rejected.len(), 3);
+    assert!(
+        rejected
+            .iter()
+            .all(|r| r.provider_message_id.is_none() && r.error.is_some())
+    );
+}
+
+#[tokio::test]
+async fn invalid_faults_are_rejected() {
+    let fake = start().await;
+    for bad in [
+        json!({"kind": "explode"}),
+        json!({"kind": "server_error", "status": 418}),
+    ] {
+        let resp = fake
+            .http
+            .post(format!("{}/_fake/faults", fake.url))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+    assert!(fake.pending_faults().await.is_empty());
+}
+
+#[tokio::test]
+async fn drop_fault_closes_connection_without_response() {
+    let fake = start().await;
+    fake.fault(json!({"kind": "drop", "channel": "email"}))
+        .await;
+
+    let err = fake
+        .email(KEY, &valid_email())
+        .send()
+        .await
+        .expect_err("connection should drop");
+    assert!(err.status().is_none(), "{err:?}");
+    assert!(
+        err.is_request() || err.is_connect() || err.is_body(),
+        "{err:?}"
+    );
+
+    let records = fake.messages("").await;
+    assert_eq!(records.len(), 1, "the client must not have retried");
+    let r = &records[0];
+    assert!(r.accepted && r.dropped);
+    assert_eq!(r.status, None);
+    assert!(r.provider_message_id.is_some());
+
+    // The server keeps working for new connections.
+    assert_eq!(
+        fake.email(KEY, &valid_email())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn drop_fault_on_invalid_message_is_not_accepted() {
+    let fake = start().await;
+    fake.fault(json!({"kind": "drop"})).await;
+    assert!(fake.sms(&valid_sms()[..2]).send().await.is_err());
+    let r = &fake.messages("").await[0];
+    assert!(!r.accepted && r.dropped);
+    assert_eq!(r.error.as_deref(), Some("Message body is required."));
+}
+
+#[tokio::test]
+async fn slow_fault_delays_response() {
+    let fake = start().await;
+    fake.fault(json!({"kind": "slow", "delay_ms": 400, "channel": "sms"}))
+        .await;
+
+    let started = Instant::now();
+    assert_eq!(
+        fake.email(KEY, &valid_email())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "email must not match an sms fault"
+    );
+
+    let started = Instant::now();
+    let resp = fake.sms(&valid_sms()).send().await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn slow_request_is_recorded_even_if_client_gives_up() {
+    let fake = start().await;
+    fake.fault(json!({"kind": "slow", "delay_ms": 300})).await;
+    let err = fake
+        .email(KEY, &valid_email())
+        .timeout(Duration::from_millis(50))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let records = fake.messages("").await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].status, Some(202));
+}
+
+#[tokio::test]
+async fn delete_messages_clears_records() {
+    let fake = start().await;
+    fake.email(KEY, &valid_email()).send().await.unwrap();
+    fake.sms(&valid_sms()).send().await.unwrap();
+    assert_eq!(fake.messages("").await.len(), 2);
+
+    let resp = fake
+        .http
+        .delete(format!("{}/_fake/messages", fake.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(fake.messages("").await.is_empty());
+
+    fake.sms(&valid_sms()).send().await.unwrap();
+    let records = fake.messages("").await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].seq, 3, "seq keeps counting across clears");
+}
+
+#[tokio::test]
+async fn fault_queue_can_be_listed_and_cleared() {
+    let fake = start().await;
+    fake.fault(json!({"kind": "drop", "times": 3, "channel": "sms"}))
+        .await;
+    assert_eq!(
+        fake.pending_faults().await,
+        [json!({"kind": "drop", "times": 3, "channel": "sms"})]
+    );
+    let resp = fake
+        .http
+        .delete(format!("{}/_fake/faults", fake.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(fake.pending_faults().await.is_empty());
+    assert_eq!(
+        fake.sms(&valid_sms()).send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn serve_returns_after_shutdown() {
+    let mut fake = start().await;
+    fake.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(6), &mut fake.server)
+        .await
+        .expect("serve should return after shutdown")
+        .unwrap();
+    assert!(
+        fake.http
+            .get(format!("{}/_fake/health", fake.url))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn in_process_handle() {
+    let fake = fake_provider::FakeProvider::start(Config::default())
+        .await
+        .unwrap();
+    fake.faults()
+        .push(fake_provider::parse_faults(r#"{"kind":"server_error","status":502}"#).unwrap());
+    let resp = Client::new()
+        .post(format!("{}/v3/mail/send", fake.url()))
+        .bearer_auth(KEY)
+        .json(&valid_email())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        fake.store().list(Some(Channel::Email), None)[0].status,
+        Some(502)
+    );
+    fake.shutdown().await;
+}

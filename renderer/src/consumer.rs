@@ -1,0 +1,243 @@
+//! The Kafka side of the renderer: a consumer-group member that renders change events in
+//! batches and writes the outcomes to the queue.
+//!
+//! Guarantee: at-least-once from Kafka into an idempotent sink. Offsets are stored
+//! (`enable.auto.offset.store=false`) only after every event of the batch has a durable
+//! outcome in the notification database — a queued message, or a recorded reason — and are
+//! committed in the background and once more at shutdown. A replayed event finds its
+//! message identity taken and inserts nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use herald_core::config::KafkaSettings;
+use herald_core::event::ChangeEvent;
+use herald_core::kafka;
+use herald_core::model::NewMessage;
+use herald_core::store::StoreResult;
+use herald_core::telemetry::error_chain;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::render::Renderer;
+
+/// Logs rebalances and commits.
+pub struct LoggingContext;
+
+impl ClientContext for LoggingContext {}
+
+impl ConsumerContext for LoggingContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::info!(partitions = ?partitions.to_topic_map().keys().collect::<Vec<_>>(), "partitions assigned")
+            }
+            Rebalance::Revoke(partitions) => {
+                tracing::info!(partitions = ?partitions.to_topic_map().keys().collect::<Vec<_>>(), "partitions revoked")
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::debug!(offsets = ?offsets.to_topic_map(), "offsets committed"),
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => tracing::warn!(%error, "offset commit failed"),
+        }
+    }
+}
+
+pub type EventConsumer = StreamConsumer<LoggingContext>;
+
+pub fn subscribe(settings: &KafkaSettings) -> KafkaResult<EventConsumer> {
+    let consumer: EventConsumer =
+        kafka::consumer_config(settings).create_with_context(LoggingContext)?;
+    consumer.subscribe(&[&settings.topic])?;
+    Ok(consumer)
+}
+
+/// Consumes until cancelled, then commits the stored offsets.
+pub async fn run(renderer: Arc<Renderer>, consumer: EventConsumer, cancel: CancellationToken) {
+    let settings = renderer.settings().clone();
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => break,
+            received = consumer.recv() => received,
+        };
+        let mut batch = match first {
+            Ok(message) => vec![message.detach()],
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "Kafka receive failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let deadline = tokio::time::Instant::now() + settings.batch_wait;
+        while batch.len() < settings.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(message)) => batch.push(message.detach()),
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error_chain(&error), "Kafka receive failed")
+                }
+                Err(_elapsed) => break,
+            }
+        }
+        if !record_batch(&renderer, &batch, &cancel).await {
+            break;
+        }
+        if let Err(error) = consumer.store_offsets(&next_offsets(&batch)) {
+            // The partitions were revoked meanwhile: their new owner replays these events
+            // and the queue's identity key drops the duplicates.
+            tracing::info!(error = %error_chain(&error), "could not store offsets");
+        }
+    }
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::info!(error = %error_chain(&error), "final offset commit");
+    }
+    tracing::info!("renderer consumer stopped");
+}
+
+/// For each partition in the batch, the offset to resume from.
+fn next_offsets(batch: &[OwnedMessage]) -> TopicPartitionList {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for message in batch {
+        let entry = next
+            .entry((message.topic(), message.partition()))
+            .or_default();
+        *entry = (*entry).max(message.offset() + 1);
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .expect("a fresh partition list takes any offset");
+    }
+    list
+}
+
+/// Renders and records every event of the batch, retrying while a database is unavailable.
+/// Returns false only if cancelled before the batch was durable.
+async fn record_batch(
+    renderer: &Renderer,
+    batch: &[OwnedMessage],
+    cancel: &CancellationToken,
+) -> bool {
+    let mut pending: Vec<&OwnedMessage> = Vec::with_capacity(batch.len());
+    for message in batch {
+        match ChangeEvent::from_json(message.payload().unwrap_or_default()) {
+            Ok(_) => pending.push(message),
+            Err(error) => {
+                let kept = retry_until_done(cancel, || reject(renderer, message, &error)).await;
+                if !kept {
+                    return false;
+                }
+            }
+        }
+    }
+    let mut rows: Vec<NewMessage> = Vec::with_capacity(pending.len());
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        if attempt > 0 && !pause(cancel, attempt).await {
+            return false;
+        }
+        attempt += 1;
+        let results: Vec<_> = futures::stream::iter(pending.iter().copied())
+            .map(|message| async move { (message, render_event(renderer, message).await) })
+            .buffer_unordered(renderer.settings().merge_concurrency)
+            .collect()
+            .await;
+        pending.clear();
+        for (message, result) in results {
+            match result {
+                Ok(row) => rows.push(row),
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "database unavailable while rendering; will retry");
+                    pending.push(message);
+                }
+            }
+        }
+    }
+    retry_until_done(cancel, || async {
+        let inserted = renderer.notify().insert_messages(&rows).await?;
+        tracing::debug!(events = rows.len(), inserted, "batch recorded");
+        Ok(())
+    })
+    .await
+}
+
+async fn render_event(renderer: &Renderer, message: &OwnedMessage) -> StoreResult<NewMessage> {
+    let event = ChangeEvent::from_json(message.payload().unwrap_or_default())
+        .expect("parsed before rendering");
+    let key = event.message_key();
+    let rendering = renderer.render(&key, event.channel, 1).await?;
+    Ok(NewMessage {
+        retry_in_secs: renderer.retry_in(1).as_secs_f64(),
+        key,
+        channel: event.channel,
+        rendering,
+        event_partition: Some(message.partition()),
+        event_offset: Some(message.offset()),
+    })
+}
+
+async fn reject(
+    renderer: &Renderer,
+    message: &OwnedMessage,
+    error: &serde_json::Error,
+) -> StoreResult<()> {
+    let payload = message.payload().map(String::from_utf8_lossy);
+    tracing::error!(
+        partition = message.partition(),
+        offset = message.offset(),
+        %error,
+        "unreadable change event; kept in rejected_event"
+    );
+    renderer
+        .notify()
+        .reject_event(
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            payload.as_deref(),
+            &error.to_string(),
+        )
+        .await
+}
+
+/// Runs `op` until it succeeds; false if cancelled first.
+async fn retry_until_done<F, Fut>(cancel: &CancellationToken, mut op: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<()>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Ok(()) => return true,
+            Err(error) => {
+                attempt += 1;
+                tracing::warn!(error = %error_chain(&error), attempt, "could not record the batch; will retry");
+                if !pause(cancel, attempt).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Waits before retry `attempt`; false if cancelled meanwhile.
+async fn pause(cancel: &CancellationToken, attempt: i32) -> bool {
+    let delay =
+        herald_core::backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(10));
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}

@@ -1,0 +1,36 @@
+//! `renderer`: a consumer-group member turning change events into queued messages.
+//!
+//! Configuration: `config/base.toml` + `config/$HERALD_ENV.toml` + `HERALD__*` variables.
+//! Runs until SIGINT or SIGTERM, then commits the offsets it stored. An offset is stored only
+//! after its event's outcome is durable in the notification database, so a restart (or a
+//! SIGKILL) replays events rather than loses them, and replays insert nothing new.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use herald_core::config::Settings;
+use herald_core::{shutdown, store, telemetry};
+use renderer::render::Renderer;
+use renderer::{consumer, retries};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load().context("loading settings")?;
+    telemetry::init(&settings.telemetry);
+    let cancel = shutdown::on_signal();
+
+    let source = store::connect_source(&settings.source)
+        .await
+        .context("connecting to the source replica")?;
+    let notify = store::connect_notify(&settings.notify)
+        .await
+        .context("connecting to the notification database")?;
+    let events = consumer::subscribe(&settings.kafka).context("subscribing to change events")?;
+    let renderer = Arc::new(Renderer::new(source, notify, settings.renderer));
+
+    tracing::info!(topic = %settings.kafka.topic, group = %settings.kafka.consumer_group, "renderer running");
+    let retrying = tokio::spawn(retries::run(renderer.clone(), cancel.clone()));
+    consumer::run(renderer, events, cancel).await;
+    retrying.await.context("render retry loop")?;
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! Turning one change into one message: the schedule's merge function on the replica gives
+//! the recipient and merge fields, the schedule's template (Tera) gives the content.
+//!
+//! Every outcome is a `Rendering` to record — `queued`, `skipped`, `render_retry` or
+//! `render_failed`, with its reason — except an unreachable database, which is returned as an
+//! error so the caller retries the whole change later and records nothing half-done.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald_core::config::RendererSettings;
+use herald_core::model::{
+    Channel, MergeFunction, MessageKey, MessageStatus, Rendering, Schedule, SourceTable,
+};
+use herald_core::store::{
+    Invalid, MergeCall, MergeRow, NotifyDb, SourceDb, StoreResult, TableQueries,
+};
+use herald_core::telemetry::error_chain;
+
+use crate::templates::TemplateCache;
+
+/// How long a schedule read from the notification database is reused.
+const SCHEDULE_TTL: Duration = Duration::from_secs(5);
+
+/// Merge-output columns that address the message rather than fill the template.
+const RECIPIENT: &str = "recipient";
+const RECIPIENT_NAME: &str = "recipient_name";
+const LOCALE: &str = "locale";
+
+pub struct Renderer {
+    source: Arc<dyn SourceDb>,
+    notify: Arc<dyn NotifyDb>,
+    settings: RendererSettings,
+    templates: TemplateCache,
+    schedules: Mutex<HashMap<i64, (Instant, Option<Schedule>)>>,
+    merge_calls: Mutex<HashMap<MergeFunction, MergeCall>>,
+    tables: Mutex<HashMap<SourceTable, TableQueries>>,
+}
+
+/// Why a change could not be rendered this time.
+enum Failure {
+    /// Worth another attempt later (the merge function failed, the template is missing).
+    Transient(String),
+    /// Will fail the same way every time (bad template, bad merge output).
+    Permanent(String),
+    /// Nothing to send.
+    Skip(String),
+}
+
+impl Renderer {
+    pub fn new(
+        source: Arc<dyn SourceDb>,
+        notify: Arc<dyn NotifyDb>,
+        settings: RendererSettings,
+    ) -> Self {
+        Renderer {
+            source,
+            notify,
+            settings,
+            templates: TemplateCache::default(),
+            schedules: Mutex::default(),
+            merge_calls: Mutex::default(),
+            tables: Mutex::default(),
+        }
+    }
+
+    pub fn notify(&self) -> &dyn NotifyDb {
+        self.notify.as_ref()
+    }
+
+    pub fn settings(&self) -> &RendererSettings {
+        &self.settings
+    }
+
+    /// Renders the message for `key`; `attempt` counts from 1. Errors only when a database
+    /// is unavailable.
+    #[tracing::instrument(skip_all, fields(tenant = %key.tenant, schedule_id = key.schedule_id, source_key = %key.source_key, attempt))]
+    pub async fn render(
+        &self,
+        key: &MessageKey,
+        channel: Channel,
+        attempt: i32,
+    ) -> StoreResult<Rendering> {
+        let rendering = match self.try_render(key, channel).await {
+            Ok(rendering) => rendering,
+            Err(error) if error.is_unavailable() => return Err(error),
+            Err(error) => Rendering::without_content(
+                MessageStatus::RenderRetry,
+                format!("the merge function failed: {}", error_chain(&error)),
+            ),
+        };
+        let rendering =
+            final_on_last_attempt(rendering, attempt, self.settings.max_render_attempts);
+        match rendering.status {
+            MessageStatus::Queued => tracing::debug!("rendered"),
+            status => {
+                tracing::warn!(%status, reason = rendering.error.as_deref().unwrap_or_default(), "not rendered")
+            }
+        }
+        Ok(rendering)
+    }
+
+    async fn try_render(&self, key: &MessageKey, channel: Channel) -> StoreResult<Rendering> {
+        let Some(schedule) = self.schedule(key.schedule_id).await? else {
+            return Ok(Rendering::without_content(
+                MessageStatus::RenderFailed,
+                format!("schedule {} no longer exists", key.schedule_id),
+            ));
+        };
+        if let Some(reason) = self.superseded(&schedule, key).await? {
+            return Ok(Rendering::without_content(MessageStatus::Skipped, reason));
+        }
+        let row = match self.merge_row(&schedule, &key.source_key).await? {
+            Ok(row) => row,
+            Err(failure) => return Ok(failure.into_rendering()),
+        };
+        Ok(self
+            .fill(&schedule, channel, row)
+            .await?
+            .unwrap_or_else(Failure::into_rendering))
+    }
+
+    async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>> {
+        if let Some((read, schedule)) = self.schedules.lock().expect("lock").get(&schedule_id)
+            && read.elapsed() < SCHEDULE_TTL
+        {
+            return Ok(schedule.clone());
+        }
+        let schedule = self.notify.schedule(schedule_id).await?;
+        self.schedules
+            .lock()
+            .expect("lock")
+            .insert(schedule_id, (Instant::now(), schedule.clone()));
+        Ok(schedule)
+    }
+
+    /// Why this change is no longer worth a message of its own: its row changed again (the
+    /// newer version has its own event and message) or is gone.
+    async fn superseded(
+        &self,
+        schedule: &Schedule,
+        key: &MessageKey,
+    ) -> StoreResult<Option<String>> {
+        let table = cached(&self.tables, &schedule.source, || {
+            self.source.resolve_table(&schedule.source)
+        })
+        .await?;
+        // A table that no longer resolves is the merge call's to report.
+        let Ok(table) = table else { return Ok(None) };
+        Ok(
+            match self.source.current_version(&table, &key.source_key).await? {
+                Some(current) if current == key.change_version => None,
+                Some(current) => Some(format!(
+                    "superseded by a newer change of the row ({current})"
+                )),
+                None => Some("the source row no longer exists".into()),
+            },
+        )
+    }
+
+    /// Calls the merge function; `Err(StoreError::Refused)` when the function itself failed.
+    async fn merge_row(
+        &self,
+        schedule: &Schedule,
+        source_key: &str,
+    ) -> StoreResult<Result<MergeRow, Failure>> {
+        let call = match cached(&self.merge_calls, &schedule.merge, || {
+            self.source.resolve_merge(&schedule.merge)
+        })
+        .await?
+        {
+            Ok(call) => call,
+            Err(invalid) => return Ok(Err(Failure::Transient(invalid))),
+        };
+        let mut rows = self
+            .source
+            .merge(&call, source_key)
+            .await
+            .inspect_err(|_| {
+                // The function may have been replaced: resolve it again next time.
+                self.merge_calls
+                    .lock()
+                    .expect("lock")
+                    .remove(&schedule.merge);
+            })?;
+        Ok(match rows.len() {
+            0 => Err(Failure::Skip(format!(
+                "the merge function returned no row for key {source_key}"
+            ))),
+            1 => Ok(rows.remove(0)),
+            n => Err(Failure::Permanent(format!(
+                "the merge function returned {n} rows for key {source_key}; it must return at most one"
+            ))),
+        })
+    }
+
+    /// Fills the schedule's template with the merge row.
+    async fn fill(
+        &self,
+        schedule: &Schedule,
+        channel: Channel,
+        mut row: MergeRow,
+    ) -> StoreResult<Result<Rendering, Failure>> {
+        if !row.contains_key(RECIPIENT) {
+            let columns: Vec<&str> = row.keys().map(String::as_str).collect();
+            return Ok(Err(Failure::Permanent(format!(
+                "the merge function returned no `{RECIPIENT}` column (it returned: {})",
+                columns.join(", ")
+            ))));
+        }
+        let Some(recipient) = text(&row, RECIPIENT) else {
+            return Ok(Err(Failure::Skip(
+                "the merge function named no recipient".into(),
+            )));
+        };
+        let recipient_name = text(&row, RECIPIENT_NAME);
+        let locale = text(&row, LOCALE).unwrap_or_else(|| "en".into());
+        let Some(template) = self
+            .notify
+            .template(&schedule.tenant, &schedule.template_name, &locale)
+            .await?
+        else {
+            return Ok(Err(Failure::Transient(format!(
+                "template {:?} of tenant {:?} does not exist",
+                schedule.template_name, schedule.tenant
+            ))));
+        };
+        if channel == Channel::Email && template.subject.is_none() {
+            return Ok(Err(Failure::Permanent(format!(
+                "template {:?} ({}) has no subject, which an email needs",
+                schedule.template_name, template.locale
+            ))));
+        }
+        row.insert(RECIPIENT.into(), recipient.clone().into());
+        row.insert(LOCALE.into(), locale.clone().into());
+        let content = match self.templates.render(&template, &row) {
+            Ok(content) => content,
+            Err(error) => {
+                return Ok(Err(Failure::Permanent(format!(
+                    "template {:?} ({}) did not render: {}",
+                    schedule.template_name,
+                    template.locale,
+                    error_chain(&error)
+                ))));
+            }
+        };
+        Ok(Ok(Rendering {
+            status: MessageStatus::Queued,
+            recipient: Some(recipient),
+            recipient_name,
+            locale: Some(locale),
+            subject: content.subject,
+            body_html: content.body_html,
+            body_text: Some(content.body_text),
+            error: None,
+        }))
+    }
+
+    /// How long until a `render_retry` after `attempt` is due.
+    pub fn retry_in(&self, attempt: i32) -> Duration {
+        let base = self.settings.retry_backoff;
+        herald_core::backoff::delay(attempt, base, base * 32)
+    }
+}
+
+/// A catalog lookup, remembered once it succeeds.
+async fn cached<K, V, F, Fut>(
+    cache: &Mutex<HashMap<K, V>>,
+    key: &K,
+    resolve: F,
+) -> StoreResult<Result<V, Invalid>>
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: Clone,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = StoreResult<Result<V, Invalid>>>,
+{
+    if let Some(value) = cache.lock().expect("lock").get(key) {
+        return Ok(Ok(value.clone()));
+    }
+    let resolved = resolve().await?;
+    if let Ok(value) = &resolved {
+        cache
+            .lock()
+            .expect("lock")
+            .insert(key.clone(), value.clone());
+    }
+    Ok(resolved)
+}
+
+/// A merge column as text: strings as they are, other JSON values in their JSON form; null
+/// and empty strings are absent.
+fn text(row: &MergeRow, column: &str) -> Option<String> {
+    match row.get(column)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) if s.trim().is_empty() => None,
+        serde_json::Value::String(s) => Some(s.trim().to_owned()),
+        other => Some(other.to_string()),
+    }
+}
+
+impl Failure {
+    fn into_rendering(self) -> Rendering {
+        match self {
+            Failure::Transient(reason) => {
+                Rendering::without_content(MessageStatus::RenderRetry, reason)
+            }
+            Failure::Permanent(reason) => {
+                Rendering::without_content(MessageStatus::RenderFailed, reason)
+            }
+            Failure::Skip(reason) => Rendering::without_content(MessageStatus::Skipped, reason),
+        }
+    }
+}
+
+/// A `render_retry` on the last allowed attempt is final: `render_failed`.
+fn final_on_last_attempt(mut rendering: Rendering, attempt: i32, max_attempts: i32) -> Rendering {
+    if rendering.status == MessageStatus::RenderRetry && attempt >= max_attempts {
+        rendering.status = MessageStatus::RenderFailed;
+        let reason = rendering.error.take().unwrap_or_default();
+        rendering.error = Some(format!("gave up after {attempt} attempts: {reason}"));
+    }
+    rendering
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every check and test on a fresh or warm machine: starts PostgreSQL and the Kafka-
+# protocol broker if they are not running (installing the broker the first time), then
+# formatting, lints, the build and the whole test suite. Idempotent; safe to re-run.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$(repo_root)"
+# Build output is cached outside the clone, so a fresh clone reuses it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HERALD_STATE_DIR/target}"
+
+scripts/postgres.sh
+scripts/broker.sh
+
+log "dropping databases left by earlier test runs"
+PGPASSWORD=herald psql -h 127.0.0.1 -U herald -d postgres -Atqc \
+    "SELECT datname FROM pg_database WHERE datname LIKE 'herald\_t\_%'" |
+    while read -r db; do
+        PGPASSWORD=herald psql -h 127.0.0.1 -U herald -d postgres -qc \
+            "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
+    done
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "building the services"
+cargo build --workspace --bins --locked
+log "running the tests"
+cargo test --workspace --locked

@@ -1,0 +1,28 @@
+//! `sender`: sends queued notifications through SendGrid and Twilio until SIGINT or SIGTERM.
+//!
+//! Several senders can share one queue (each claims messages under a lease; give each its own
+//! `sender.instance_id`). A message is marked `sending` before its provider call; if this
+//! process dies mid-call, the message is `in_doubt` and never resent automatically. On a
+//! signal it stops claiming, lets calls in flight finish and records their outcomes.
+
+use anyhow::Context;
+use herald_core::config::Settings;
+use herald_core::{shutdown, store, telemetry};
+use sender::provider::Providers;
+use sender::worker::Sender;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load().context("loading settings")?;
+    telemetry::init(&settings.telemetry);
+    let cancel = shutdown::on_signal();
+    let store = store::connect_notify(&settings.notify)
+        .await
+        .context("connecting to the notification database")?;
+    let providers = Providers::new(&settings.providers, settings.sender.http_timeout)
+        .context("setting up the providers")?;
+    Sender::new(store, providers, settings.sender)
+        .run(cancel)
+        .await;
+    Ok(())
+}

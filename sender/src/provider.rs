@@ -1,0 +1,369 @@
+//! Provider calls: one message, one HTTP request, one [`Delivery`] saying whether the provider
+//! took the message, refused it for good, can be asked again, or may or may not have it.
+//!
+//! Guarantees:
+//! - `Retry` only when the provider certainly did not take the message: an HTTP answer that
+//!   says so, or a request that never left (no connection, or it could not be built).
+//! - Anything that may have reached the provider without a definite answer (a timeout, a
+//!   connection closed before the answer) is `InDoubt`: never to be resent automatically.
+//! - Secrets travel only in the `Authorization` header and are never logged.
+//!
+//! Both providers are classified by the same table ([`answer`]): 2xx accepted; 429 retry at
+//! the reset time; 5xx retry (honouring `Retry-After`); 401/403 retry while an operator fixes
+//! the credentials; 408 retry; other 4xx rejected with the provider's reason.
+
+mod sendgrid;
+mod twilio;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use herald_core::config::{ProviderSettings, env_var_for};
+use herald_core::model::{Channel, OutgoingMessage};
+use herald_core::telemetry::error_chain;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Client, Response, StatusCode, Url};
+
+use sendgrid::SendGrid;
+use twilio::Twilio;
+
+/// Connecting is bounded separately, so that a connection never made (certainly not sent) is
+/// told apart from a call that timed out later (in doubt).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A reset time further away than this is taken as this.
+const MAX_NOT_BEFORE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Characters of an unrecognised error body kept as the reason.
+const MAX_RAW_REASON: usize = 500;
+
+/// How one provider call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Taken by the provider, with its id for the message when it gave one.
+    Accepted {
+        http_status: u16,
+        provider_message_id: Option<String>,
+    },
+    /// Not taken; safe to try again. `not_before` from Retry-After / X-RateLimit-Reset.
+    Retry {
+        http_status: Option<u16>,
+        not_before: Option<Duration>,
+        reason: String,
+    },
+    /// Refused for good, with the provider's own reason.
+    Rejected { http_status: u16, reason: String },
+    /// The request may or may not have reached the provider: never resend automatically.
+    InDoubt { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("providers.{provider}.base_url: `{url}` is not an http(s) URL: {reason}")]
+    BaseUrl {
+        provider: &'static str,
+        url: String,
+        reason: String,
+    },
+    #[error("could not build the HTTP client")]
+    Client(#[from] reqwest::Error),
+}
+
+/// The email and SMS providers, sharing one HTTP client.
+pub struct Providers {
+    sendgrid: SendGrid,
+    twilio: Twilio,
+}
+
+impl Providers {
+    /// Every call, answer included, is bounded by `http_timeout`. A missing secret is logged
+    /// here and turns each send on that channel into a `Retry` naming the variable to set.
+    pub fn new(settings: &ProviderSettings, http_timeout: Duration) -> Result<Self, SetupError> {
+        let client = Client::builder()
+            .timeout(http_timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(http_timeout / 2))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("herald-sender/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            sendgrid: SendGrid::new(client.clone(), &settings.sendgrid)?,
+            twilio: Twilio::new(client, &settings.twilio)?,
+        })
+    }
+
+    pub async fn send(&self, message: &OutgoingMessage) -> Delivery {
+        match message.channel {
+            Channel::Email => self.sendgrid.send(message).await,
+            Channel::Sms => self.twilio.send(message).await,
+        }
+    }
+}
+
+/// `base_url` (without a trailing slash) followed by `path`.
+fn endpoint(provider: &'static str, base_url: &str, path: &str) -> Result<Url, SetupError> {
+    let invalid = |reason: String| SetupError::BaseUrl {
+        provider,
+        url: base_url.to_owned(),
+        reason,
+    };
+    let url = Url::parse(&format!("{}{path}", base_url.trim_end_matches('/')))
+        .map_err(|e| invalid(e.to_string()))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(invalid(format!("unsupported scheme `{other}`"))),
+    }
+}
+
+/// Warns at start-up when a provider's secret is not set.
+fn warn_if_missing<T>(secret: &Option<T>, key: &str, channel: Channel) {
+    if secret.is_none() {
+        tracing::warn!(
+            %channel,
+            var = env_var_for(key),
+            "provider secret not set: messages on this channel wait until it is"
+        );
+    }
+}
+
+/// The secret at config path `key` is not set: nothing is sent, and the message waits.
+fn missing_secret(key: &str) -> Delivery {
+    let var = env_var_for(key);
+    tracing::error!(%var, "provider secret not set; set it and restart the sender");
+    Delivery::Retry {
+        http_status: None,
+        not_before: None,
+        reason: format!("`{key}` is not set: set {var}"),
+    }
+}
+
+/// A call that ended without an HTTP answer. Only a connection that was never made, or a
+/// request that was never built, proves that the provider did not get the message.
+fn no_answer(error: reqwest::Error) -> Delivery {
+    let chain = error_chain(&error);
+    if error.is_connect() || error.is_builder() {
+        Delivery::Retry {
+            http_status: None,
+            not_before: None,
+            reason: format!("not sent: {chain}"),
+        }
+    } else {
+        Delivery::InDoubt {
+            reason: format!("no answer from the provider: {chain}"),
+        }
+    }
+}
+
+/// A non-success answer, with the provider's reason read from its body by `reason`.
+async fn refusal(response: Response, reason: fn(&str) -> Option<String>) -> Delivery {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let detail = match response.text().await {
+        Ok(body) => reason(&body).unwrap_or_else(|| raw_reason(status, &body)),
+        Err(error) => format!("{status} (body unreadable: {})", error_chain(&error)),
+    };
+    answer(status, &headers, detail, Utc::now())
+}
+
+/// The body as it came, shortened; the status line when there is none.
+fn raw_reason(status: StatusCode, body: &str) -> String {
+    let body = body.trim();
+    if body.is_empty() {
+        return status.to_string();
+    }
+    match body.char_indices().nth(MAX_RAW_REASON) {
+        Some((end, _)) => format!("{}…", &body[..end]),
+        None => body.to_owned(),
+    }
+}
+
+/// The classification table for a non-success answer; `detail` is the provider's reason.
+fn answer(status: StatusCode, headers: &HeaderMap, detail: String, now: DateTime<Utc>) -> Delivery {
+    let http_status = status.as_u16();
+    let retry = |not_before, reason| Delivery::Retry {
+        http_status: Some(http_status),
+        not_before,
+        reason,
+    };
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => retry(
+            retry_after(headers, now).or_else(|| rate_limit_reset(headers, now)),
+            format!("rate limited: {detail}"),
+        ),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            tracing::error!(
+                http_status,
+                %detail,
+                "the provider rejected the credentials; an operator must fix them"
+            );
+            retry(None, format!("provider rejected the credentials: {detail}"))
+        }
+        StatusCode::REQUEST_TIMEOUT => retry(None, format!("provider timed out: {detail}")),
+        _ if status.is_server_error() => retry(
+            retry_after(headers, now),
+            format!("provider error: {detail}"),
+        ),
+        _ if status.is_client_error() => Delivery::Rejected {
+            http_status,
+            reason: detail,
+        },
+        _ => retry(None, format!("unexpected answer {status}: {detail}")),
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date.
+fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => until(DateTime::parse_from_rfc2822(value).ok()?.to_utc(), now),
+    };
+    Some(wait.min(MAX_NOT_BEFORE))
+}
+
+/// `X-RateLimit-Reset`: the unix time, in seconds, at which the limit resets.
+fn rate_limit_reset(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let epoch = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim();
+    let reset = DateTime::from_timestamp(epoch.parse().ok()?, 0)?;
+    Some(until(reset, now).min(MAX_NOT_BEFORE))
+}
+
+fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (at - now).to_std().unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2015-10-21T07:28:00.250Z")
+            .unwrap()
+            .to_utc()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.parse().unwrap(), HeaderValue::from_str(value).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let check = |value: &str, expected: Option<Duration>| {
+            let got = retry_after(&headers(&[("retry-after", value)]), now());
+            assert_eq!(got, expected, "Retry-After: {value}");
+        };
+        check("120", Some(Duration::from_secs(120)));
+        check(" 0 ", Some(Duration::ZERO));
+        check(
+            "Wed, 21 Oct 2015 07:28:30 GMT",
+            Some(Duration::from_millis(29_750)),
+        );
+        check("Wed, 21 Oct 2015 07:27:00 GMT", Some(Duration::ZERO));
+        check("99999999999", Some(MAX_NOT_BEFORE));
+        check("soon", None);
+        check("-5", None);
+    }
+
+    #[test]
+    fn rate_limit_reset_is_a_unix_time() {
+        let check = |value: &str, expected: Option<Duration>| {
+            let got = rate_limit_reset(&headers(&[("x-ratelimit-reset", value)]), now());
+            assert_eq!(got, expected, "X-RateLimit-Reset: {value}");
+        };
+        let epoch = now().timestamp();
+        check(&(epoch + 7).to_string(), Some(Duration::from_millis(6_750)));
+        check(&(epoch - 60).to_string(), Some(Duration::ZERO));
+        check(&(epoch + 10 * 86_400).to_string(), Some(MAX_NOT_BEFORE));
+        check("tomorrow", None);
+    }
+
+    #[test]
+    fn absent_headers_give_no_reset_time() {
+        assert_eq!(retry_after(&HeaderMap::new(), now()), None);
+        assert_eq!(rate_limit_reset(&HeaderMap::new(), now()), None);
+    }
+
+    #[test]
+    fn classification_table() {
+        let reset = (now().timestamp() + 3).to_string();
+        let check = |status: u16, pairs: &[(&'static str, &str)], expected: Delivery| {
+            let status = StatusCode::from_u16(status).unwrap();
+            let got = answer(status, &headers(pairs), "why".into(), now());
+            assert_eq!(got, expected, "{status}");
+        };
+        let retry = |status, not_before, reason: &str| Delivery::Retry {
+            http_status: Some(status),
+            not_before,
+            reason: reason.into(),
+        };
+        check(
+            429,
+            &[("x-ratelimit-reset", &reset)],
+            retry(429, Some(Duration::from_millis(2_750)), "rate limited: why"),
+        );
+        check(
+            429,
+            &[("retry-after", "5"), ("x-ratelimit-reset", &reset)],
+            retry(429, Some(Duration::from_secs(5)), "rate limited: why"),
+        );
+        check(429, &[], retry(429, None, "rate limited: why"));
+        check(500, &[], retry(500, None, "provider error: why"));
+        check(
+            503,
+            &[("retry-after", "30")],
+            retry(503, Some(Duration::from_secs(30)), "provider error: why"),
+        );
+        // A 5xx's rate-limit header describes the window, not a request to wait.
+        check(
+            502,
+            &[("x-ratelimit-reset", &reset)],
+            retry(502, None, "provider error: why"),
+        );
+        for status in [401, 403] {
+            check(
+                status,
+                &[],
+                retry(status, None, "provider rejected the credentials: why"),
+            );
+        }
+        check(408, &[], retry(408, None, "provider timed out: why"));
+        for status in [400, 404, 413, 422] {
+            check(
+                status,
+                &[],
+                Delivery::Rejected {
+                    http_status: status,
+                    reason: "why".into(),
+                },
+            );
+        }
+        check(
+            302,
+            &[],
+            retry(302, None, "unexpected answer 302 Found: why"),
+        );
+    }
+
+    #[test]
+    fn raw_reasons_are_trimmed_and_shortened() {
+        assert_eq!(
+            raw_reason(StatusCode::BAD_GATEWAY, " \n"),
+            "502 Bad Gateway"
+        );
+        assert_eq!(raw_reason(StatusCode::BAD_REQUEST, " nope\n"), "nope");
+        let long = "é".repeat(MAX_RAW_REASON + 10);
+        let reason = raw_reason(StatusCode::BAD_REQUEST, &long);
+        assert_eq!(reason.chars().count(), MAX_RAW_REASON + 1);
+        assert!(reason.ends_with('…'));
+    }
+
+    #[test]
+    fn base_urls_must_be_http() {
+        let url = endpoint("sendgrid", "http://127.0.0.1:8025/", "/v3/mail/send").unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8025/v3/mail/send");
+        for bad in ["api.sendgrid.com", "ftp://api.sendgrid.com", ""] {
+            assert!(endpoint("sendgrid", bad, "/v3/mail/send").is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! SendGrid v3 Mail Send: one email per request, tagged in `custom_args` with herald's ids so
+//! that the provider's events and a support search lead back to the message.
+
+use herald_core::config::SendGridSettings;
+use herald_core::model::{Channel, OutgoingMessage};
+use reqwest::{Client, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::{Delivery, SetupError, endpoint, missing_secret, no_answer, refusal, warn_if_missing};
+
+const API_KEY: &str = "providers.sendgrid.api_key";
+
+pub(super) struct SendGrid {
+    client: Client,
+    endpoint: Url,
+    api_key: Option<SecretString>,
+    from_email: String,
+    from_name: String,
+}
+
+impl SendGrid {
+    pub(super) fn new(client: Client, settings: &SendGridSettings) -> Result<Self, SetupError> {
+        warn_if_missing(&settings.api_key, API_KEY, Channel::Email);
+        Ok(Self {
+            client,
+            endpoint: endpoint("sendgrid", &settings.base_url, "/v3/mail/send")?,
+            api_key: settings.api_key.clone(),
+            from_email: settings.from_email.clone(),
+            from_name: settings.from_name.clone(),
+        })
+    }
+
+    pub(super) async fn send(&self, message: &OutgoingMessage) -> Delivery {
+        let Some(api_key) = &self.api_key else {
+            return missing_secret(API_KEY);
+        };
+        let request = self
+            .client
+            .post(self.endpoint.clone())
+            .bearer_auth(api_key.expose_secret())
+            .json(&self.mail(message));
+        match request.send().await {
+            Err(error) => no_answer(error),
+            Ok(response) if response.status().is_success() => Delivery::Accepted {
+                http_status: response.status().as_u16(),
+                provider_message_id: response
+                    .headers()
+                    .get("x-message-id")
+                    .and_then(|id| id.to_str().ok())
+                    .map(str::to_owned),
+            },
+            Ok(response) => refusal(response, error_reason).await,
+        }
+    }
+
+    fn mail<'a>(&'a self, message: &'a OutgoingMessage) -> Mail<'a> {
+        let mut content = vec![Content {
+            kind: "text/plain",
+            value: &message.body_text,
+        }];
+        if let Some(html) = &message.body_html {
+            content.push(Content {
+                kind: "text/html",
+                value: html,
+            });
+        }
+        Mail {
+            personalizations: [Personalization {
+                to: [Address {
+                    email: &message.recipient,
+                    name: message.recipient_name.as_deref(),
+                }],
+                custom_args: CustomArgs {
+                    herald_message_id: message.message_id.to_string(),
+                    tenant: &message.tenant,
+                    schedule_id: message.schedule_id.to_string(),
+                },
+            }],
+            from: Address {
+                email: &self.from_email,
+                name: Some(&self.from_name),
+            },
+            subject: message.subject.as_deref(),
+            content,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Mail<'a> {
+    personalizations: [Personalization<'a>; 1],
+    from: Address<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    content: Vec<Content<'a>>,
+}
+
+#[derive(Serialize)]
+struct Personalization<'a> {
+    to: [Address<'a>; 1],
+    custom_args: CustomArgs<'a>,
+}
+
+#[derive(Serialize)]
+struct Address<'a> {
+    email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+/// SendGrid wants every custom arg as a string.
+#[derive(Serialize)]
+struct CustomArgs<'a> {
+    herald_message_id: String,
+    tenant: &'a str,
+    schedule_id: String,
+}
+
+#[derive(Serialize)]
+struct Content<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: &'a str,
+}
+
+/// `{"errors":[{"field","message","help"}…]}` as `field: message; field2: message2`.
+fn error_reason(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ApiError>,
+    }
+    #[derive(Deserialize)]
+    struct ApiError {
+        field: Option<String>,
+        message: String,
+    }
+    let Errors { errors } = serde_json::from_str(body).ok()?;
+    let reasons: Vec<String> = errors
+        .into_iter()
+        .map(|e| match e.field {
+            Some(field) => format!("{field}: {}", e.message),
+            None => e.message,
+        })
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_reasons_name_each_field() {
+        let body = r#"{"errors":[
+            {"field":"personalizations.0.to.0.email","message":"Does not contain a valid address.","help":"http://x"},
+            {"field":null,"message":"Bad Request","help":null}
+        ]}"#;
+        assert_eq!(
+            error_reason(body).as_deref(),
+            Some("personalizations.0.to.0.email: Does not contain a valid address.; Bad Request")
+        );
+        assert_eq!(error_reason(r#"{"errors":[]}"#), None);
+        assert_eq!(error_reason("<html>Bad Gateway</html>"), None);
+    }
+
+    #[test]
+    fn mail_has_plain_text_first_and_omits_what_is_absent() {
+        let sendgrid = SendGrid::new(
+            Client::new(),
+            &SendGridSettings {
+                base_url: "http://127.0.0.1:1".into(),
+                api_key: None,
+                from_email: "from@example.com".into(),
+                from_name: "Herald".into(),
+            },
+        )
+        .unwrap();
+        let mut message = OutgoingMessage {
+            message_id: 42,
+            tenant: "acme".into(),
+            schedule_id: 7,
+            channel: Channel::Email,
+            recipient: "to@example.com".into(),
+            recipient_name: Some("Ada".into()),
+            subject: Some("Hi".into()),
+            body_html: Some("<p>hi</p>".into()),
+            body_text: "hi".into(),
+            send_attempts: 0,
+        };
+        let full = serde_json::to_value(sendgrid.mail(&message)).unwrap();
+        assert_eq!(
+            full,
+            serde_json::json!({
+                "personalizations": [{
+                    "to": [{"email": "to@example.com", "name": "Ada"}],
+                    "custom_args": {"herald_message_id": "42", "tenant": "acme", "schedule_id": "7"}
+                }],
+                "from": {"email": "from@example.com", "name": "Herald"},
+                "subject": "Hi",
+                "content": [
+                    {"type": "text/plain", "value": "hi"},
+                    {"type": "text/html", "value": "<p>hi</p>"}
+                ]
+            })
+        );
+        message.recipient_name = None;
+        message.body_html = None;
+        let bare = serde_json::to_value(sendgrid.mail(&message)).unwrap();
+        assert_eq!(
+            bare["personalizations"][0]["to"],
+            serde_json::json!([{"email": "to@example.com"}])
+        );
+        assert_eq!(
+            bare["content"],
+            serde_json::json!([{"type": "text/plain", "value": "hi"}])
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Twilio Messages: one SMS per request, form-encoded, with HTTP basic auth
+//! (`account_sid:auth_token`).
+
+use herald_core::config::TwilioSettings;
+use herald_core::model::{Channel, OutgoingMessage};
+use herald_core::telemetry::error_chain;
+use reqwest::{Client, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::{Delivery, SetupError, endpoint, missing_secret, no_answer, refusal, warn_if_missing};
+
+const AUTH_TOKEN: &str = "providers.twilio.auth_token";
+
+pub(super) struct Twilio {
+    client: Client,
+    endpoint: Url,
+    account_sid: String,
+    auth_token: Option<SecretString>,
+    from_number: String,
+}
+
+impl Twilio {
+    pub(super) fn new(client: Client, settings: &TwilioSettings) -> Result<Self, SetupError> {
+        warn_if_missing(&settings.auth_token, AUTH_TOKEN, Channel::Sms);
+        let path = format!(
+            "/2010-04-01/Accounts/{}/Messages.json",
+            settings.account_sid
+        );
+        Ok(Self {
+            client,
+            endpoint: endpoint("twilio", &settings.base_url, &path)?,
+            account_sid: settings.account_sid.clone(),
+            auth_token: settings.auth_token.clone(),
+            from_number: settings.from_number.clone(),
+        })
+    }
+
+    pub(super) async fn send(&self, message: &OutgoingMessage) -> Delivery {
+        let Some(auth_token) = &self.auth_token else {
+            return missing_secret(AUTH_TOKEN);
+        };
+        let form = [
+            ("To", message.recipient.as_str()),
+            ("From", &self.from_number),
+            ("Body", &message.body_text),
+        ];
+        let request = self
+            .client
+            .post(self.endpoint.clone())
+            .basic_auth(&self.account_sid, Some(auth_token.expose_secret()))
+            .form(&form);
+        match request.send().await {
+            Err(error) => no_answer(error),
+            Ok(response) if response.status().is_success() => {
+                let http_status = response.status().as_u16();
+                // The status line already says the message was taken; only its sid is at stake.
+                let provider_message_id = match response.json::<Created>().await {
+                    Ok(created) => Some(created.sid),
+                    Err(error) => {
+                        tracing::warn!(
+                            http_status,
+                            error = %error_chain(&error),
+                            "accepted, but the message sid could not be read"
+                        );
+                        None
+                    }
+                };
+                Delivery::Accepted {
+                    http_status,
+                    provider_message_id,
+                }
+            }
+            Ok(response) => refusal(response, error_reason).await,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Created {
+    sid: String,
+}
+
+/// `{"code":21211,"message":"…","more_info":…,"status":400}` as `21211: message`.
+fn error_reason(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ApiError {
+        code: Option<u64>,
+        message: String,
+    }
+    let ApiError { code, message } = serde_json::from_str(body).ok()?;
+    Some(match code {
+        Some(code) => format!("{code}: {message}"),
+        None => message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_reasons_carry_the_code() {
+        let body = r#"{"code":21211,"message":"Invalid 'To' Phone Number: 555","more_info":"https://www.twilio.com/docs/errors/21211","status":400}"#;
+        assert_eq!(
+            error_reason(body).as_deref(),
+            Some("21211: Invalid 'To' Phone Number: 555")
+        );
+        assert_eq!(
+            error_reason(r#"{"message":"Authenticate"}"#).as_deref(),
+            Some("Authenticate")
+        );
+        assert_eq!(error_reason("upstream connect error"), None);
+    }
+}

@@ -1,0 +1,472 @@
+//! The send loop: claim due messages with a lease, send each through its provider, record
+//! how every attempt ended.
+//!
+//! Guarantees:
+//! - At start, this instance's calls left unfinished by an earlier run are declared
+//!   `in_doubt` before anything is claimed; its other claims are released.
+//! - A message is marked `sending` (`begin_attempt`) immediately before its provider call, and
+//!   the call is made only if that mark was written while the claim was still ours. A crash,
+//!   a lost lease or an outcome that cannot be recorded leaves it `sending`, which becomes
+//!   `in_doubt`: never resent automatically.
+//! - Transient refusals retry with exponential backoff and jitter, never before the
+//!   provider's rate-limit reset, and end `failed` after `max_attempts`; permanent refusals end
+//!   `failed` at once, with the provider's reason.
+//! - On cancellation nothing new is claimed or started; calls in flight (each bounded by
+//!   `http_timeout`) finish and their outcomes are recorded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use herald_core::backoff;
+use herald_core::config::SenderSettings;
+use herald_core::model::{AttemptOutcome, OutgoingMessage};
+use herald_core::store::{NotifyDb, StoreError, StoreResult};
+use herald_core::telemetry::error_chain;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::provider::{Delivery, Providers};
+
+/// How often messages whose sender lost its lease mid-call are looked for, at most.
+const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+/// Backoff after a store error: from `poll_interval`, doubling up to this.
+const STORE_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Tries of `finish_attempt` while the database is unavailable, with their backoff.
+const FINISH_TRIES: i32 = 5;
+const FINISH_BACKOFF_BASE: Duration = Duration::from_millis(100);
+const FINISH_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Retries after a provider's reset time spread out over up to this much.
+const RESET_JITTER_MAX: Duration = Duration::from_secs(1);
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// This many messages were claimed and handled.
+    Processed(usize),
+    /// Nothing was due.
+    Idle,
+}
+
+pub struct Sender {
+    store: Arc<dyn NotifyDb>,
+    providers: Providers,
+    settings: SenderSettings,
+}
+
+impl Sender {
+    pub fn new(store: Arc<dyn NotifyDb>, providers: Providers, settings: SenderSettings) -> Self {
+        if settings.lease <= settings.http_timeout {
+            tracing::warn!(
+                lease = ?settings.lease,
+                http_timeout = ?settings.http_timeout,
+                "sender.lease should exceed sender.http_timeout: slow calls will be declared in_doubt"
+            );
+        }
+        Self {
+            store,
+            providers,
+            settings,
+        }
+    }
+
+    /// Recovers this instance's earlier claims, then sends until `cancel` fires.
+    pub async fn run(&self, cancel: CancellationToken) {
+        if !self.recover_own_claims(&cancel).await {
+            return;
+        }
+        tracing::info!(instance_id = %self.settings.instance_id, "sender started");
+        let mut last_expiry: Option<Instant> = None;
+        let mut failures = 0;
+        while !cancel.is_cancelled() {
+            let pause = match self.iterate(&mut last_expiry, &cancel).await {
+                Ok(Step::Processed(_)) => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(Step::Idle) => {
+                    failures = 0;
+                    self.settings.poll_interval
+                }
+                Err(error) => {
+                    failures += 1;
+                    let retry_in = self.store_backoff(failures);
+                    log_store_error(&error, retry_in, "send loop");
+                    retry_in
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        tracing::info!("sender stopped");
+    }
+
+    /// Claims up to `batch_size` due messages and handles them, `concurrency` at a time.
+    pub async fn step(&self) -> StoreResult<Step> {
+        self.step_until(&CancellationToken::new()).await
+    }
+
+    /// Retries until it works; false if cancelled first.
+    async fn recover_own_claims(&self, cancel: &CancellationToken) -> bool {
+        let owner = &self.settings.instance_id;
+        let mut failures = 0;
+        loop {
+            let recovered = tokio::select! {
+                () = cancel.cancelled() => return false,
+                recovered = self.store.recover_own_claims(owner) => recovered,
+            };
+            match recovered {
+                Ok(0) => return true,
+                Ok(in_doubt) => {
+                    tracing::warn!(
+                        in_doubt,
+                        "messages this sender was sending when it last stopped are now in_doubt; \
+                         check them with the provider"
+                    );
+                    return true;
+                }
+                Err(error) => {
+                    failures += 1;
+                    let retry_in = self.store_backoff(failures);
+                    log_store_error(&error, retry_in, "recovering earlier claims");
+                    tokio::select! {
+                        () = cancel.cancelled() => return false,
+                        () = tokio::time::sleep(retry_in) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn iterate(
+        &self,
+        last_expiry: &mut Option<Instant>,
+        cancel: &CancellationToken,
+    ) -> StoreResult<Step> {
+        if last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
+            *last_expiry = Some(Instant::now());
+            let in_doubt = self.store.expire_lost_sends().await?;
+            if in_doubt > 0 {
+                tracing::warn!(
+                    in_doubt,
+                    "messages whose sender's lease ran out during the provider call are now in_doubt"
+                );
+            }
+        }
+        self.step_until(cancel).await
+    }
+
+    async fn step_until(&self, cancel: &CancellationToken) -> StoreResult<Step> {
+        let settings = &self.settings;
+        let claimed = self
+            .store
+            .claim_outgoing(&settings.instance_id, settings.lease, settings.batch_size)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(Step::Idle);
+        }
+        let count = claimed.len();
+        futures::stream::iter(claimed)
+            .for_each_concurrent(settings.concurrency.max(1), |(message, suppressed)| {
+                self.handle(message, suppressed, cancel)
+            })
+            .await;
+        Ok(Step::Processed(count))
+    }
+
+    #[tracing::instrument(skip_all, fields(
+        message_id = message.message_id,
+        tenant = %message.tenant,
+        schedule_id = message.schedule_id,
+        channel = %message.channel,
+        attempt = tracing::field::Empty,
+    ))]
+    async fn handle(&self, message: OutgoingMessage, suppressed: bool, cancel: &CancellationToken) {
+        if cancel.is_cancelled() {
+            tracing::debug!("shutting down: left queued for the next claim");
+            return;
+        }
+        let owner = &self.settings.instance_id;
+        if suppressed {
+            match self.store.suppress(message.message_id, owner).await {
+                Ok(()) => tracing::info!("recipient is suppressed: not sent"),
+                Err(error) => tracing::warn!(
+                    error = %error_chain(&error),
+                    "could not mark the message suppressed; it will be claimed again"
+                ),
+            }
+            return;
+        }
+        let begun = self
+            .store
+            .begin_attempt(message.message_id, owner, self.settings.lease)
+            .await;
+        let attempt = match begun {
+            Ok(Some(attempt)) => attempt,
+            Ok(None) => {
+                tracing::info!("claim lost to another sender: not sent");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = %error_chain(&error),
+                    "could not mark the message sending: not sent"
+                );
+                return;
+            }
+        };
+        tracing::Span::current().record("attempt", attempt);
+
+        let delivery = self.providers.send(&message).await;
+        let retries_spent =
+            matches!(delivery, Delivery::Retry { .. }) && attempt >= self.settings.max_attempts;
+        let outcome = attempt_outcome(delivery, attempt, &self.settings);
+        log_outcome(&outcome, retries_spent);
+        self.finish_attempt(message.message_id, attempt, &outcome)
+            .await;
+    }
+
+    /// Records the outcome, retrying while the database is unavailable. If it cannot, the
+    /// message stays `sending` and goes `in_doubt` when its lease runs out: never resent.
+    async fn finish_attempt(&self, message_id: i64, attempt: i32, outcome: &AttemptOutcome) {
+        let mut tries = 1;
+        loop {
+            let error = match self
+                .store
+                .finish_attempt(message_id, attempt, outcome)
+                .await
+            {
+                Ok(()) => return,
+                Err(error) => error,
+            };
+            if !error.is_unavailable() || tries >= FINISH_TRIES {
+                tracing::error!(
+                    error = %error_chain(&error),
+                    ?outcome,
+                    "could not record the outcome; the message goes in_doubt when its lease runs out"
+                );
+                return;
+            }
+            let retry_in = backoff::delay(tries, FINISH_BACKOFF_BASE, FINISH_BACKOFF_MAX);
+            tracing::warn!(
+                error = %error_chain(&error),
+                ?retry_in,
+                "could not record the outcome yet"
+            );
+            tokio::time::sleep(retry_in).await;
+            tries += 1;
+        }
+    }
+
+    fn store_backoff(&self, failures: i32) -> Duration {
+        backoff::delay(failures, self.settings.poll_interval, STORE_BACKOFF_MAX)
+    }
+}
+
+/// What a provider's answer to attempt number `attempt` means for the message.
+fn attempt_outcome(delivery: Delivery, attempt: i32, settings: &SenderSettings) -> AttemptOutcome {
+    match delivery {
+        Delivery::Accepted {
+            http_status,
+            provider_message_id,
+        } => AttemptOutcome::Sent {
+            http_status,
+            provider_message_id,
+        },
+        Delivery::Retry {
+            http_status,
+            reason,
+            ..
+        } if attempt >= settings.max_attempts => AttemptOutcome::Failed {
+            http_status,
+            error: format!("gave up after {attempt} attempts: {reason}"),
+        },
+        Delivery::Retry {
+            http_status,
+            not_before,
+            reason,
+        } => AttemptOutcome::Retry {
+            http_status,
+            retry_in: retry_delay(attempt, not_before, settings),
+            error: reason,
+        },
+        Delivery::Rejected {
+            http_status,
+            reason,
+        } => AttemptOutcome::Failed {
+            http_status: Some(http_status),
+            error: reason,
+        },
+        Delivery::InDoubt { reason } => AttemptOutcome::InDoubt { error: reason },
+    }
+}
+
+/// Exponential backoff with jitter, and never before the provider's reset time.
+fn retry_delay(attempt: i32, not_before: Option<Duration>, settings: &SenderSettings) -> Duration {
+    let backoff = backoff::delay(attempt, settings.backoff_base, settings.backoff_max);
+    match not_before {
+        None => backoff,
+        Some(reset) => {
+            let jitter = settings
+                .backoff_base
+                .min(RESET_JITTER_MAX)
+                .mul_f64(rand::random::<f64>());
+            backoff.max(reset + jitter)
+        }
+    }
+}
+
+fn log_outcome(outcome: &AttemptOutcome, retries_spent: bool) {
+    match outcome {
+        AttemptOutcome::Sent {
+            http_status,
+            provider_message_id,
+        } => tracing::info!(
+            http_status,
+            provider_message_id = provider_message_id.as_deref(),
+            "sent"
+        ),
+        AttemptOutcome::Retry {
+            http_status: Some(429),
+            retry_in,
+            error,
+        } => tracing::info!(http_status = 429, ?retry_in, %error, "rate limited: will retry"),
+        AttemptOutcome::Retry {
+            http_status,
+            retry_in,
+            error,
+        } => tracing::warn!(http_status, ?retry_in, %error, "not sent: will retry"),
+        AttemptOutcome::Failed { http_status, error } if retries_spent => {
+            tracing::error!(http_status, %error, "not sent: failed, retries spent")
+        }
+        AttemptOutcome::Failed { http_status, error } => {
+            tracing::warn!(http_status, %error, "refused by the provider: failed")
+        }
+        AttemptOutcome::InDoubt { error } => tracing::error!(
+            %error,
+            "in_doubt: the provider may or may not have the message; it will not be resent \
+             automatically"
+        ),
+    }
+}
+
+/// An unavailable database is expected to come back; a refused statement needs an operator.
+fn log_store_error(error: &StoreError, retry_in: Duration, during: &'static str) {
+    let unavailable = error.is_unavailable();
+    let error = error_chain(error);
+    if unavailable {
+        tracing::warn!(during, %error, ?retry_in, "store error; backing off");
+    } else {
+        tracing::error!(during, %error, ?retry_in, "store error; backing off");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> SenderSettings {
+        SenderSettings {
+            instance_id: "sender-test".into(),
+            poll_interval: Duration::from_millis(100),
+            batch_size: 10,
+            concurrency: 4,
+            lease: Duration::from_secs(10),
+            max_attempts: 3,
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(60),
+            http_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn retry(not_before: Option<Duration>) -> Delivery {
+        Delivery::Retry {
+            http_status: Some(429),
+            not_before,
+            reason: "rate limited: slow down".into(),
+        }
+    }
+
+    fn retry_in(outcome: AttemptOutcome) -> Duration {
+        match outcome {
+            AttemptOutcome::Retry { retry_in, .. } => retry_in,
+            other => panic!("expected a retry, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_map_to_outcomes() {
+        let s = settings();
+        let check = |delivery: Delivery, expected: AttemptOutcome| {
+            assert_eq!(attempt_outcome(delivery, 1, &s), expected);
+        };
+        check(
+            Delivery::Accepted {
+                http_status: 202,
+                provider_message_id: Some("abc".into()),
+            },
+            AttemptOutcome::Sent {
+                http_status: 202,
+                provider_message_id: Some("abc".into()),
+            },
+        );
+        check(
+            Delivery::Rejected {
+                http_status: 400,
+                reason: "to: invalid".into(),
+            },
+            AttemptOutcome::Failed {
+                http_status: Some(400),
+                error: "to: invalid".into(),
+            },
+        );
+        check(
+            Delivery::InDoubt {
+                reason: "timed out".into(),
+            },
+            AttemptOutcome::InDoubt {
+                error: "timed out".into(),
+            },
+        );
+    }
+
+    #[test]
+    fn retries_back_off_exponentially() {
+        let s = settings();
+        for (attempt, full) in [(1, 2), (2, 4)] {
+            let full = Duration::from_secs(full);
+            let delay = retry_in(attempt_outcome(retry(None), attempt, &s));
+            assert!(delay >= full / 2 && delay <= full, "{attempt}: {delay:?}");
+        }
+    }
+
+    #[test]
+    fn retries_wait_for_the_providers_reset() {
+        let s = settings();
+        let reset = Duration::from_secs(30);
+        for _ in 0..50 {
+            let delay = retry_in(attempt_outcome(retry(Some(reset)), 1, &s));
+            assert!(
+                delay >= reset && delay <= reset + RESET_JITTER_MAX,
+                "{delay:?}"
+            );
+        }
+        // A reset sooner than the backoff does not shorten it.
+        let delay = retry_in(attempt_outcome(retry(Some(Duration::ZERO)), 2, &s));
+        assert!(delay >= Duration::from_secs(2), "{delay:?}");
+    }
+
+    #[test]
+    fn the_last_attempt_gives_up() {
+        let s = settings();
+        assert_eq!(
+            attempt_outcome(retry(Some(Duration::from_secs(1))), 3, &s),
+            AttemptOutcome::Failed {
+                http_status: Some(429),
+                error: "gave up after 3 attempts: rate limited: slow down".into(),
+            }
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! Each service SIGKILLed and restarted in the middle of a stream of changes: every change
+//! reaches the provider exactly once. The one exception is a message caught inside its
+//! provider call when the sender dies: it ends `in_doubt` and is not resent.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fake_provider::{Fault, FaultKind};
+use herald_tests::{Service, Stack};
+
+use crate::{Contact, SOON, insert_contact, wait_until_watching};
+
+const CHANGES: usize = 40;
+
+#[tokio::test]
+async fn detector_killed_mid_stream_misses_and_repeats_nothing() -> anyhow::Result<()> {
+    killed_mid_stream(Service::Detector).await
+}
+
+#[tokio::test]
+async fn renderer_killed_mid_stream_misses_and_repeats_nothing() -> anyhow::Result<()> {
+    killed_mid_stream(Service::Renderer).await
+}
+
+#[tokio::test]
+async fn sender_killed_mid_stream_misses_and_repeats_nothing() -> anyhow::Result<()> {
+    killed_mid_stream(Service::Sender).await
+}
+
+async fn killed_mid_stream(victim: Service) -> anyhow::Result<()> {
+    let mut stack = Stack::new(&format!("kill_{victim:?}")).await?;
+    stack.load_example_schedules().await?;
+    if victim == Service::Sender {
+        // Slow provider answers, so the kill is likely to land inside a call.
+        let mut slow = Fault::new(FaultKind::Slow { delay_ms: 300 });
+        slow.times = CHANGES as u32;
+        stack.provider.faults().push([slow]);
+    }
+    stack.start_all().await?;
+    wait_until_watching(&stack, 2).await?;
+
+    for i in 0..CHANGES {
+        let email = format!("person{i}@example.com");
+        insert_contact(
+            &stack,
+            &Contact {
+                email: &email,
+                ..Contact::default()
+            },
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if i == CHANGES / 2 {
+            stack.kill(victim).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stack.start(victim).await?;
+        }
+    }
+
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status IN ('sent', 'in_doubt')",
+            CHANGES as i64,
+            SOON,
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let rows = stack
+        .notify
+        .query(
+            "SELECT message_id, source_key, status FROM message ORDER BY message_id",
+            &[],
+        )
+        .await?;
+    assert_eq!(rows.len(), CHANGES, "one message per change");
+    let mut sends: HashMap<String, usize> = HashMap::new();
+    for received in stack.accepted() {
+        let id = received
+            .custom_args
+            .get("herald_message_id")
+            .cloned()
+            .unwrap_or_default();
+        *sends.entry(id).or_default() += 1;
+    }
+    let mut in_doubt = 0;
+    for row in &rows {
+        let id = row.get::<_, i64>(0).to_string();
+        let status: String = row.get(2);
+        let sent = sends.remove(&id).unwrap_or(0);
+        match status.as_str() {
+            "sent" => assert_eq!(sent, 1, "message {id} was sent {sent} times"),
+            "in_doubt" => {
+                in_doubt += 1;
+                assert_eq!(victim, Service::Sender, "only a sender crash leaves doubt");
+                assert!(sent <= 1, "in-doubt message {id} was resent");
+            }
+            other => panic!("message {id} ended {other}"),
+        }
+    }
+    assert!(
+        sends.is_empty(),
+        "the provider got messages the queue does not know: {sends:?}"
+    );
+    let concurrency = 8;
+    assert!(
+        in_doubt <= concurrency,
+        "{in_doubt} in doubt: more than were in flight"
+    );
+    println!("{victim:?} killed: {CHANGES} changes, {in_doubt} in doubt");
+    Ok(())
+}

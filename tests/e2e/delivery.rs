@@ -1,0 +1,151 @@
+//! What the provider sees: throttling honoured, refusals recorded with the provider's
+//! reason, merge values escaped in HTML and intact in text and SMS.
+
+use std::time::Duration;
+
+use fake_provider::{Channel, Fault, FaultKind};
+use herald_tests::Stack;
+
+use crate::{Contact, SOON, insert_appointment, insert_contact, wait_until_watching};
+
+#[tokio::test]
+async fn a_rate_limited_email_is_sent_once_after_the_reset() -> anyhow::Result<()> {
+    let mut stack = Stack::new("rate_limited").await?;
+    stack.load_example_schedules().await?;
+    stack
+        .provider
+        .faults()
+        .push([Fault::new(FaultKind::RateLimit {
+            reset_after_secs: 2,
+        })]);
+    stack.start_all().await?;
+    wait_until_watching(&stack, 2).await?;
+    insert_contact(&stack, &Contact::default()).await?;
+
+    let accepted = stack.wait_for_accepted(1, SOON).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let requests = stack.provider.store().list(Some(Channel::Email), None);
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert_eq!(requests[0].status, Some(429));
+    assert_eq!(requests[1].status, Some(202));
+    assert_eq!(accepted.len(), 1);
+    let waited = requests[1].received_at - requests[0].received_at;
+    assert!(
+        waited >= chrono::Duration::seconds(2),
+        "resent {waited} after the 429, before the reset"
+    );
+
+    let attempts = stack
+        .notify
+        .query(
+            "SELECT outcome, http_status FROM delivery_attempt ORDER BY attempt",
+            &[],
+        )
+        .await?;
+    let attempts: Vec<(String, Option<i32>)> = attempts
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("retry".to_owned(), Some(429)),
+            ("sent".to_owned(), Some(202))
+        ]
+    );
+    let status: String = stack
+        .notify
+        .query_one("SELECT status FROM message", &[])
+        .await?
+        .get(0);
+    assert_eq!(status, "sent");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_email_fails_with_the_providers_reason_and_is_not_retried() -> anyhow::Result<()>
+{
+    let mut stack = Stack::new("refused").await?;
+    stack.load_example_schedules().await?;
+    stack.start_all().await?;
+    wait_until_watching(&stack, 2).await?;
+    insert_contact(
+        &stack,
+        &Contact {
+            email: "not-an-email",
+            ..Contact::default()
+        },
+    )
+    .await?;
+
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'failed'",
+            1,
+            SOON,
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let row = stack
+        .notify
+        .query_one("SELECT last_error, send_attempts FROM message", &[])
+        .await?;
+    let error: String = row.get(0);
+    assert!(
+        error.contains("personalizations.0.to.0.email")
+            && error.contains("Does not contain a valid address"),
+        "{error}"
+    );
+    assert_eq!(row.get::<_, i32>(1), 1);
+    let requests = stack.provider.store().list(None, None);
+    assert_eq!(requests.len(), 1, "not retried: {requests:#?}");
+    assert_eq!(requests[0].status, Some(400));
+    Ok(())
+}
+
+#[tokio::test]
+async fn merge_values_are_escaped_in_html_and_intact_in_text_and_sms() -> anyhow::Result<()> {
+    let mut stack = Stack::new("escaping").await?;
+    stack.load_example_schedules().await?;
+    stack.start_all().await?;
+    wait_until_watching(&stack, 2).await?;
+    let script = "<script>alert(1)</script>";
+    let contact_id = insert_contact(
+        &stack,
+        &Contact {
+            first_name: script,
+            ..Contact::default()
+        },
+    )
+    .await?;
+    insert_appointment(&stack, contact_id, "Room <b>1</b>").await?;
+
+    let accepted = stack.wait_for_accepted(2, SOON).await?;
+    let email = accepted
+        .iter()
+        .find(|r| r.channel == Channel::Email)
+        .expect("an email");
+    let html = email.html.as_deref().unwrap_or_default();
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains(script), "{html}");
+    assert!(email.text.as_deref().unwrap_or_default().contains(script));
+    assert_eq!(
+        email.subject.as_deref(),
+        Some(format!("Welcome, {script}!").as_str())
+    );
+    let sms = accepted
+        .iter()
+        .find(|r| r.channel == Channel::Sms)
+        .expect("an SMS");
+    assert_eq!(
+        sms.text.as_deref(),
+        Some(
+            format!("Hi {script}, your appointment is at 2026-12-01 09:30 UTC, Room <b>1</b>.")
+                .as_str()
+        )
+    );
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Committed inserts and updates become exactly one message each, with the right content.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fake_provider::{Channel, Received};
+use herald_tests::Stack;
+
+use crate::{Contact, SOON, insert_appointment, insert_contact, wait_until_watching};
+
+#[tokio::test]
+async fn inserts_and_updates_each_become_exactly_one_message() -> anyhow::Result<()> {
+    let mut stack = Stack::new("inserts_and_updates").await?;
+    stack.load_example_schedules().await?;
+    stack.start_all().await?;
+    wait_until_watching(&stack, 2).await?;
+
+    // N contact inserts: one welcome email each (in the contact's locale).
+    let people = [
+        ("Ada", "Lovelace", "en"),
+        ("Grace", "Hopper", "en"),
+        ("Marie", "Curie", "fr"),
+        ("Alan", "Turing", "en"),
+        ("Emmy", "Noether", "de"),
+    ];
+    let mut contacts = Vec::new();
+    for (i, (first, last, locale)) in people.iter().enumerate() {
+        let email = format!("{}@example.com", first.to_lowercase());
+        let phone = format!("+1555000{:04}", i);
+        let contact = Contact {
+            first_name: first,
+            last_name: last,
+            email: &email,
+            phone: &phone,
+            locale,
+        };
+        contacts.push((insert_contact(&stack, &contact).await?, email, phone));
+    }
+    // A appointment inserts: one SMS each.
+    let mut appointments = Vec::new();
+    for (contact_id, _, phone) in &contacts[..4] {
+        let id = insert_appointment(&stack, *contact_id, "Room 1").await?;
+        appointments.push((id, phone.clone()));
+    }
+    let first_wave = contacts.len() + appointments.len();
+    stack.wait_for_accepted(first_wave, SOON).await?;
+
+    // M appointment updates: one more SMS each, with the new content. A contact update does
+    // not move the welcome schedule's change column (created_at), so it sends nothing.
+    for (id, _) in &appointments[..3] {
+        stack
+            .source
+            .execute(
+                "UPDATE crm.appointment SET location = 'Room 2' WHERE appointment_id = $1",
+                &[id],
+            )
+            .await?;
+    }
+    stack
+        .source
+        .execute("UPDATE crm.contact SET last_name = upper(last_name)", &[])
+        .await?;
+    let total = first_wave + 3;
+    stack.wait_for_accepted(total, SOON).await?;
+    // Nothing more arrives: no change is notified twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let accepted = stack.accepted();
+    assert_eq!(accepted.len(), total, "{accepted:#?}");
+
+    let emails: Vec<&Received> = accepted
+        .iter()
+        .filter(|r| r.channel == Channel::Email)
+        .collect();
+    assert_eq!(emails.len(), contacts.len());
+    for ((first, last, locale), (_, address, _)) in people.iter().zip(&contacts) {
+        let email = emails
+            .iter()
+            .find(|r| r.to == [address.clone()])
+            .unwrap_or_else(|| panic!("no email to {address}"));
+        let (subject, text) = match *locale {
+            "fr" => (
+                format!("Bienvenue, {first} !"),
+                format!("Bonjour {first} {last}, bienvenue chez Acme."),
+            ),
+            // No German template: the English one is the fallback.
+            _ => (
+                format!("Welcome, {first}!"),
+                format!("Hello {first} {last}, welcome to Acme."),
+            ),
+        };
+        assert_eq!(email.subject.as_deref(), Some(subject.as_str()));
+        assert_eq!(email.text.as_deref(), Some(text.as_str()));
+        assert!(
+            email
+                .html
+                .as_deref()
+                .is_some_and(|html| html.contains(&format!("{first} {last}"))),
+            "{email:?}"
+        );
+        assert_eq!(email.from.as_deref(), Some("notifications@example.com"));
+    }
+
+    let mut sms_by_phone: HashMap<&str, Vec<&str>> = HashMap::new();
+    for sms in accepted.iter().filter(|r| r.channel == Channel::Sms) {
+        sms_by_phone
+            .entry(sms.to[0].as_str())
+            .or_default()
+            .push(sms.text.as_deref().unwrap_or_default());
+    }
+    for (i, (_, phone)) in appointments.iter().enumerate() {
+        let mut bodies = sms_by_phone.remove(phone.as_str()).unwrap_or_default();
+        bodies.sort();
+        let first = people[i].0;
+        let expected: Vec<String> = if i < 3 {
+            vec!["Room 1", "Room 2"]
+        } else {
+            vec!["Room 1"]
+        }
+        .into_iter()
+        .map(|room| format!("Hi {first}, your appointment is at 2026-12-01 09:30 UTC, {room}."))
+        .collect();
+        assert_eq!(bodies, expected, "SMS to {phone}");
+    }
+    assert!(sms_by_phone.is_empty(), "unexpected SMS: {sms_by_phone:?}");
+
+    // Support's view: every message sent, with the provider's id and a send time.
+    let rows = stack
+        .notify
+        .query(
+            "SELECT status, provider_message_id, sent_at IS NOT NULL FROM message_log",
+            &[],
+        )
+        .await?;
+    assert_eq!(rows.len(), total);
+    for row in &rows {
+        assert_eq!(row.get::<_, String>(0), "sent");
+        let id: Option<String> = row.get(1);
+        assert!(
+            accepted.iter().any(|r| r.provider_message_id == id),
+            "provider id {id:?} not at the provider"
+        );
+        assert!(row.get::<_, bool>(2));
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! The end-to-end harness. A [`Stack`] is one test's world: fresh source and notification
+//! databases on the real PostgreSQL, a fresh topic and consumer group on the real broker, a
+//! fake provider on a free port, and the three real service binaries as child processes
+//! (so a test can SIGKILL one and start it again). Nothing is shared between tests.
+//!
+//! Needs PostgreSQL and the broker running (`scripts/test.sh` starts both) and the service
+//! binaries built (`cargo build --workspace --bins`, which `scripts/test.sh` does too).
+//! `HERALD_TEST_PG` and `HERALD_TEST_KAFKA` override where they are.
+
+mod kafka;
+mod services;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fake_provider::{Config as ProviderConfig, FakeProvider, Received};
+use tokio_postgres::{Client, NoTls};
+
+pub use services::Service;
+use services::Services;
+
+/// The PostgreSQL role the harness and the services use (created by `scripts/postgres.sh`).
+const PG_USER: &str = "herald";
+const PG_PASSWORD: &str = "herald";
+pub const SENDGRID_KEY: &str = "SG.e2e-key";
+pub const TWILIO_SID: &str = "ACe2e00000000000000000000000000000";
+pub const TWILIO_TOKEN: &str = "e2e-token";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
+}
+
+fn pg_host() -> (String, u16) {
+    let address = std::env::var("HERALD_TEST_PG").unwrap_or_else(|_| "127.0.0.1:5432".into());
+    let (host, port) = address.rsplit_once(':').unwrap_or((&address, "5432"));
+    (
+        host.to_owned(),
+        port.parse().expect("HERALD_TEST_PG is host:port"),
+    )
+}
+
+pub fn kafka_brokers() -> String {
+    std::env::var("HERALD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub async fn connect(database: &str) -> anyhow::Result<Client> {
+    let (host, port) = pg_host();
+    let (client, connection) = tokio_postgres::Config::new()
+        .host(&host)
+        .port(port)
+        .user(PG_USER)
+        .password(PG_PASSWORD)
+        .dbname(database)
+        .connect(NoTls)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to PostgreSQL at {host}:{port} as {PG_USER} \
+                 (start it with scripts/postgres.sh, or run scripts/test.sh)"
+            )
+        })?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Runs the numbered `.sql` files of `sql/postgres/<folder>` in order.
+pub async fn apply_sql(client: &Client, folder: &str) -> anyhow::Result<()> {
+    let dir = repo_root().join("sql/postgres").join(folder);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|path| path.extension().is_some_and(|ext| ext == "sql"));
+    files.sort();
+    for file in files {
+        let sql = std::fs::read_to_string(&file)?;
+        client
+            .batch_execute(&sql)
+            .await
+            .with_context(|| format!("applying {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// A unique, lowercase, identifier-safe name for this test's databases, topic and group.
+fn unique_name(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let test: String = test
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(30)
+        .collect();
+    format!(
+        "herald_t_{test}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub struct Stack {
+    pub name: String,
+    /// Read-write connection to the source database (the application's side).
+    pub source: Client,
+    /// Connection to the notification database (the admin's and support's side).
+    pub notify: Client,
+    pub provider: FakeProvider,
+    services: Services,
+}
+
+impl Stack {
+    /// Fresh databases with the notification schema and the demo source schema, a fake
+    /// provider; no services running yet.
+    pub async fn new(test: &str) -> anyhow::Result<Self> {
+        let name = unique_name(test);
+        let admin = connect("postgres").await?;
+        for suffix in ["src", "ntf"] {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}_{suffix}"))
+                .await
+                .with_context(|| format!("creating database {name}_{suffix}"))?;
+        }
+        let source = connect(&format!("{name}_src")).await?;
+        apply_sql(&source, "demo").await?;
+        let notify = connect(&format!("{name}_ntf")).await?;
+        apply_sql(&notify, "notify").await?;
+        let provider = FakeProvider::start(ProviderConfig {
+            sendgrid_api_key: SENDGRID_KEY.into(),
+            twilio_account_sid: TWILIO_SID.into(),
+            twilio_auth_token: TWILIO_TOKEN.into(),
+            faults: Vec::new(),
+        })
+        .await
+        .context("starting the fake provider")?;
+        let services = Services::new(&name, &provider.url())?;
+        Ok(Stack {
+            name,
+            source,
+            notify,
+            provider,
+            services,
+        })
+    }
+
+    /// Loads `sql/postgres/examples/schedules.sql`: the welcome email on contact inserts and
+    /// the appointment SMS on appointment changes.
+    pub async fn load_example_schedules(&self) -> anyhow::Result<()> {
+        let sql = std::fs::read_to_string(repo_root().join("sql/postgres/examples/schedules.sql"))?;
+        self.notify.batch_execute(&sql).await?;
+        Ok(())
+    }
+
+    pub async fn start(&mut self, service: Service) -> anyhow::Result<()> {
+        self.services.start(service).await
+    }
+
+    pub async fn start_all(&mut self) -> anyhow::Result<()> {
+        for service in Service::ALL {
+            self.start(service).await?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub async fn kill(&mut self, service: Service) -> anyhow::Result<()> {
+        self.services.kill(service).await
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub async fn stop(&mut self, service: Service) -> anyhow::Result<()> {
+        self.services.stop(service).await
+    }
+
+    pub fn topic(&self) -> String {
+        self.services.topic.clone()
+    }
+
+    /// Messages the fake provider took.
+    pub fn accepted(&self) -> Vec<Received> {
+        self.provider.store().list(None, Some(true))
+    }
+
+    /// Waits until the provider has accepted `count` messages; fails with the services' logs
+    /// and the queue's state if that takes longer than `within`.
+    pub async fn wait_for_accepted(
+        &self,
+        count: usize,
+        within: Duration,
+    ) -> anyhow::Result<Vec<Received>> {
+        let accepted = wait_until(within, || async {
+            let accepted = self.accepted();
+            Ok((accepted.len() >= count).then_some(accepted))
+        })
+        .await;
+        match accepted {
+            Ok(accepted) => Ok(accepted),
+            Err(_) => bail!(
+                "the provider accepted {} of {count} messages within {within:?}\n{}",
+                self.accepted().len(),
+                self.diagnostics().await
+            ),
+        }
+    }
+
+    /// Waits until `sql` (returning one bigint) on the notification database returns `expected`.
+    pub async fn wait_for_count(
+        &self,
+        sql: &str,
+        expected: i64,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let reached = wait_until(within, || async {
+            let count: i64 = self.notify.query_one(sql, &[]).await?.get(0);
+            Ok((count == expected).then_some(()))
+        })
+        .await;
+        if reached.is_err() {
+            let count: i64 = self.notify.query_one(sql, &[]).await?.get(0);
+            bail!(
+                "`{sql}` is {count}, expected {expected} within {within:?}\n{}",
+                self.diagnostics().await
+            );
+        }
+        Ok(())
+    }
+
+    /// The queue by status, and the end of each service's log: printed when a wait fails.
+    pub async fn diagnostics(&self) -> String {
+        let statuses = self
+            .notify
+            .query(
+                "SELECT status, count(*), max(last_error) FROM message GROUP BY status",
+                &[],
+            )
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|row| {
+                        format!(
+                            "  {}: {} {}",
+                            row.get::<_, String>(0),
+                            row.get::<_, i64>(1),
+                            row.get::<_, Option<String>>(2).unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_else(|e| format!("  (queue unreadable: {e})"));
+        format!("queue:\n{statuses}\n{}", self.services.log_tails(40))
+    }
+}
+
+/// Polls `check` every 100 ms until it yields a value or `within` has passed.
+pub async fn wait_until<T, F, Fut>(within: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,164 @@
+//! The three service binaries as child processes, configured for one test through `HERALD__*`
+//! variables, each logging to its own file (appended across restarts).
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use crate::{
+    PG_PASSWORD, SENDGRID_KEY, TWILIO_SID, TWILIO_TOKEN, kafka_brokers, pg_host, repo_root,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    Detector,
+    Renderer,
+    Sender,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Service::Detector, Service::Renderer, Service::Sender];
+
+    fn binary(self) -> &'static str {
+        match self {
+            Service::Detector => "change-detector",
+            Service::Renderer => "renderer",
+            Service::Sender => "sender",
+        }
+    }
+}
+
+pub(crate) struct Services {
+    pub(crate) topic: String,
+    env: Vec<(String, String)>,
+    bin_dir: PathBuf,
+    log_dir: PathBuf,
+    running: HashMap<Service, Child>,
+}
+
+impl Services {
+    pub(crate) fn new(name: &str, provider_url: &str) -> anyhow::Result<Self> {
+        // Test binaries live in target/<profile>/deps; the service binaries one level up.
+        let bin_dir = std::env::current_exe()?
+            .parent()
+            .and_then(|deps| deps.parent())
+            .context("locating the target directory")?
+            .to_path_buf();
+        let log_dir = bin_dir.join("e2e-logs").join(name);
+        std::fs::create_dir_all(&log_dir)?;
+        let (pg_host, pg_port) = pg_host();
+        let env = [
+            (
+                "HERALD_CONFIG_DIR",
+                repo_root().join("config").display().to_string(),
+            ),
+            ("HERALD_ENV", "test".into()),
+            ("HERALD__SOURCE__HOST", pg_host.clone()),
+            ("HERALD__SOURCE__PORT", pg_port.to_string()),
+            ("HERALD__SOURCE__DATABASE", format!("{name}_src")),
+            ("HERALD__SOURCE__PASSWORD", PG_PASSWORD.into()),
+            ("HERALD__NOTIFY__HOST", pg_host),
+            ("HERALD__NOTIFY__PORT", pg_port.to_string()),
+            ("HERALD__NOTIFY__DATABASE", format!("{name}_ntf")),
+            ("HERALD__NOTIFY__PASSWORD", PG_PASSWORD.into()),
+            ("HERALD__KAFKA__BROKERS", kafka_brokers()),
+            ("HERALD__KAFKA__TOPIC", name.into()),
+            ("HERALD__KAFKA__CONSUMER_GROUP", name.into()),
+            ("HERALD__KAFKA__PARTITIONS", "3".into()),
+            ("HERALD__PROVIDERS__SENDGRID__BASE_URL", provider_url.into()),
+            ("HERALD__PROVIDERS__SENDGRID__API_KEY", SENDGRID_KEY.into()),
+            ("HERALD__PROVIDERS__TWILIO__BASE_URL", provider_url.into()),
+            ("HERALD__PROVIDERS__TWILIO__ACCOUNT_SID", TWILIO_SID.into()),
+            ("HERALD__PROVIDERS__TWILIO__AUTH_TOKEN", TWILIO_TOKEN.into()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+        Ok(Services {
+            topic: name.into(),
+            env,
+            bin_dir,
+            log_dir,
+            running: HashMap::new(),
+        })
+    }
+
+    fn log_path(&self, service: Service) -> PathBuf {
+        self.log_dir.join(format!("{}.log", service.binary()))
+    }
+
+    pub(crate) async fn start(&mut self, service: Service) -> anyhow::Result<()> {
+        if self.running.contains_key(&service) {
+            bail!("{service:?} is already running");
+        }
+        let binary = self.bin_dir.join(service.binary());
+        if !binary.exists() {
+            bail!(
+                "{} is not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+                binary.display()
+            );
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(service))?;
+        let child = Command::new(&binary)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        self.running.insert(service, child);
+        Ok(())
+    }
+
+    pub(crate) async fn kill(&mut self, service: Service) -> anyhow::Result<()> {
+        let mut child = self
+            .running
+            .remove(&service)
+            .with_context(|| format!("{service:?} is not running"))?;
+        child.kill().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn stop(&mut self, service: Service) -> anyhow::Result<()> {
+        let mut child = self
+            .running
+            .remove(&service)
+            .with_context(|| format!("{service:?} is not running"))?;
+        let pid = child.id().context("the child has exited already")?;
+        kill(Pid::from_raw(pid as i32), Signal::SIGTERM)?;
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .with_context(|| format!("{service:?} did not exit within 20 s of SIGTERM"))??;
+        if !status.success() {
+            bail!("{service:?} exited with {status} after SIGTERM");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn log_tails(&self, lines: usize) -> String {
+        Service::ALL
+            .into_iter()
+            .map(|service| {
+                let log = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
+                let all: Vec<&str> = log.lines().collect();
+                let tail = all[all.len().saturating_sub(lines)..].join("\n");
+                format!(
+                    "--- {} log (last {lines} lines) ---\n{tail}",
+                    service.binary()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
