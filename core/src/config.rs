@@ -145,6 +145,8 @@ pub struct KafkaSettings {
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     Postgres,
+    /// SQL Server (tiberius). The source role connects with `ApplicationIntent=ReadOnly`.
+    Mssql,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,6 +163,10 @@ pub struct DatabaseSettings {
     pub pool_size: u32,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// SQL Server: accept the server's certificate without validating it. Encryption stays
+    /// on; only for servers with self-signed certificates (local and compose). Logged.
+    #[serde(default)]
+    pub trust_cert: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -159,9 +159,11 @@ pub trait NotifyDb: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     // Sender.
-    /// At a sender's start: its own messages caught in a provider call are `in_doubt`; its
-    /// other claims are released. Returns how many went `in_doubt`.
+    /// At a sender's start: its own messages caught in a provider call are `in_doubt`.
+    /// Returns how many went `in_doubt`.
     async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64>;
+    /// Its claims not yet begun go back to the queue (at a sender's start and clean stop).
+    async fn release_claims(&self, owner: &str) -> StoreResult<u64>;
     /// Messages whose sender's lease ran out during a provider call become `in_doubt`.
     async fn expire_lost_sends(&self) -> StoreResult<u64>;
     /// Claims due `queued` messages for `owner` until `lease` runs out.
@@ -193,6 +195,9 @@ pub trait NotifyDb: Send + Sync + 'static {
 pub async fn connect_source(settings: &DatabaseSettings) -> StoreResult<Arc<dyn SourceDb>> {
     match settings.engine {
         Engine::Postgres => Ok(Arc::new(postgres::PgSource::connect(settings).await?)),
+        Engine::Mssql => Err(StoreError::Refused(
+            "the SQL Server engine is not built yet".into(),
+        )),
     }
 }
 
@@ -200,6 +205,9 @@ pub async fn connect_source(settings: &DatabaseSettings) -> StoreResult<Arc<dyn 
 pub async fn connect_notify(settings: &DatabaseSettings) -> StoreResult<Arc<dyn NotifyDb>> {
     match settings.engine {
         Engine::Postgres => Ok(Arc::new(postgres::PgNotify::connect(settings).await?)),
+        Engine::Mssql => Err(StoreError::Refused(
+            "the SQL Server engine is not built yet".into(),
+        )),
     }
 }
 

@@ -100,7 +100,13 @@ impl Sender {
                 () = tokio::time::sleep(pause) => {}
             }
         }
-        tracing::info!("sender stopped");
+        match self.store.release_claims(&self.settings.instance_id).await {
+            Ok(released) => tracing::info!(released, "sender stopped"),
+            Err(error) => tracing::warn!(
+                error = %error_chain(&error),
+                "sender stopped; its unstarted claims wait for their lease to run out"
+            ),
+        }
     }
 
     /// Claims up to `batch_size` due messages and handles them, `concurrency` at a time.
@@ -115,7 +121,7 @@ impl Sender {
         loop {
             let recovered = tokio::select! {
                 () = cancel.cancelled() => return false,
-                recovered = self.store.recover_own_claims(owner) => recovered,
+                recovered = self.recover_and_release(owner) => recovered,
             };
             match recovered {
                 Ok(0) => return true,
@@ -138,6 +144,13 @@ impl Sender {
                 }
             }
         }
+    }
+
+    /// This instance's `sending` messages go `in_doubt`, then its other claims are released.
+    async fn recover_and_release(&self, owner: &str) -> StoreResult<u64> {
+        let in_doubt = self.store.recover_own_claims(owner).await?;
+        self.store.release_claims(owner).await?;
+        Ok(in_doubt)
     }
 
     async fn iterate(

@@ -560,6 +560,10 @@ impl NotifyDb for PgNotify {
         Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0) as u64))
     }
 
+    async fn release_claims(&self, owner: &str) -> StoreResult<u64> {
+        self.db.execute(query!("send_release_claims"), &[&owner]).await
+    }
+
     async fn expire_lost_sends(&self) -> StoreResult<u64> {
         let rows = self.db.query(query!("send_expire_lost"), &[]).await?;
         Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0) as u64))

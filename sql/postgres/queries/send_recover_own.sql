@@ -1,5 +1,5 @@
 -- At sender $1's start: its messages caught inside a provider call are in doubt (never
--- resent automatically); its other claims are released. Returns how many went in doubt.
+-- resent automatically). Returns how many went in doubt.
 WITH lost AS (
     UPDATE message
        SET status = 'in_doubt', last_error = 'the sender stopped during the provider call',
@@ -12,9 +12,5 @@ WITH lost AS (
            error = 'the sender stopped during the provider call'
       FROM lost
      WHERE a.message_id = lost.message_id AND a.attempt = lost.send_attempts
-), released AS (
-    UPDATE message
-       SET lease_owner = NULL, lease_expires_at = NULL
-     WHERE status = 'queued' AND lease_owner = $1
 )
 SELECT count(*) FROM lost
