@@ -6,29 +6,30 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fake_provider::{Fault, FaultKind};
-use herald_tests::{Service, Stack};
-
-use crate::{Contact, SOON, insert_contact, wait_until_watching};
+use herald_tests::{Contact, Engine, SOON, Service, Stack};
 
 const CHANGES: usize = 40;
 
-#[tokio::test]
-async fn detector_killed_mid_stream_misses_and_repeats_nothing() -> anyhow::Result<()> {
-    killed_mid_stream(Service::Detector).await
+pub async fn detector_killed_mid_stream_misses_and_repeats_nothing(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    killed_mid_stream(engine, Service::Detector).await
 }
 
-#[tokio::test]
-async fn renderer_killed_mid_stream_misses_and_repeats_nothing() -> anyhow::Result<()> {
-    killed_mid_stream(Service::Renderer).await
+pub async fn renderer_killed_mid_stream_misses_and_repeats_nothing(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    killed_mid_stream(engine, Service::Renderer).await
 }
 
-#[tokio::test]
-async fn sender_killed_mid_stream_misses_and_repeats_nothing() -> anyhow::Result<()> {
-    killed_mid_stream(Service::Sender).await
+pub async fn sender_killed_mid_stream_misses_and_repeats_nothing(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    killed_mid_stream(engine, Service::Sender).await
 }
 
-async fn killed_mid_stream(victim: Service) -> anyhow::Result<()> {
-    let mut stack = Stack::new(&format!("kill_{victim:?}")).await?;
+async fn killed_mid_stream(engine: Engine, victim: Service) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, &format!("kill_{victim:?}")).await?;
     stack.load_example_schedules().await?;
     if victim == Service::Sender {
         // Slow provider answers, so the kill is likely to land inside a call.
@@ -37,18 +38,15 @@ async fn killed_mid_stream(victim: Service) -> anyhow::Result<()> {
         stack.provider.faults().push([slow]);
     }
     stack.start_all().await?;
-    wait_until_watching(&stack, 2).await?;
+    stack.wait_until_watching(2).await?;
 
     for i in 0..CHANGES {
         let email = format!("person{i}@example.com");
-        insert_contact(
-            &stack,
-            &Contact {
-                email: &email,
-                ..Contact::default()
-            },
-        )
-        .await?;
+        let contact = Contact {
+            email: Some(&email),
+            ..Contact::default()
+        };
+        stack.insert_contact(&contact).await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
         if i == CHANGES / 2 {
             stack.kill(victim).await?;
@@ -69,7 +67,7 @@ async fn killed_mid_stream(victim: Service) -> anyhow::Result<()> {
     let rows = stack
         .notify
         .query(
-            "SELECT message_id, source_key, status FROM message ORDER BY message_id",
+            "SELECT message_id, status FROM message ORDER BY message_id",
             &[],
         )
         .await?;
@@ -85,8 +83,8 @@ async fn killed_mid_stream(victim: Service) -> anyhow::Result<()> {
     }
     let mut in_doubt = 0;
     for row in &rows {
-        let id = row.get::<_, i64>(0).to_string();
-        let status: String = row.get(2);
+        let id = row.int(0).to_string();
+        let status = row.text(1);
         let sent = sends.remove(&id).unwrap_or(0);
         match status.as_str() {
             "sent" => assert_eq!(sent, 1, "message {id} was sent {sent} times"),

@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use fake_provider::{Channel, Fault, FaultKind};
-use herald_tests::Stack;
+use herald_tests::{Contact, Engine, SOON, Stack};
 
-use crate::{Contact, SOON, insert_appointment, insert_contact, wait_until_watching};
-
-#[tokio::test]
-async fn a_rate_limited_email_is_sent_once_after_the_reset() -> anyhow::Result<()> {
-    let mut stack = Stack::new("rate_limited").await?;
+pub async fn a_rate_limited_email_is_sent_once_after_the_reset(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "rate_limited").await?;
     stack.load_example_schedules().await?;
     stack
         .provider
@@ -19,8 +18,8 @@ async fn a_rate_limited_email_is_sent_once_after_the_reset() -> anyhow::Result<(
             reset_after_secs: 2,
         })]);
     stack.start_all().await?;
-    wait_until_watching(&stack, 2).await?;
-    insert_contact(&stack, &Contact::default()).await?;
+    stack.wait_until_watching(2).await?;
+    stack.insert_contact(&Contact::default()).await?;
 
     let accepted = stack.wait_for_accepted(1, SOON).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -42,9 +41,9 @@ async fn a_rate_limited_email_is_sent_once_after_the_reset() -> anyhow::Result<(
             &[],
         )
         .await?;
-    let attempts: Vec<(String, Option<i32>)> = attempts
+    let attempts: Vec<(String, Option<i64>)> = attempts
         .iter()
-        .map(|row| (row.get(0), row.get(1)))
+        .map(|row| (row.text(0), row.opt_int(1)))
         .collect();
     assert_eq!(
         attempts,
@@ -53,30 +52,22 @@ async fn a_rate_limited_email_is_sent_once_after_the_reset() -> anyhow::Result<(
             ("sent".to_owned(), Some(202))
         ]
     );
-    let status: String = stack
-        .notify
-        .query_one("SELECT status FROM message", &[])
-        .await?
-        .get(0);
-    assert_eq!(status, "sent");
+    assert_eq!(stack.messages_with_status("sent").await?, 1);
     Ok(())
 }
 
-#[tokio::test]
-async fn a_refused_email_fails_with_the_providers_reason_and_is_not_retried() -> anyhow::Result<()>
-{
-    let mut stack = Stack::new("refused").await?;
+pub async fn a_refused_email_fails_with_the_providers_reason_and_is_not_retried(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "refused").await?;
     stack.load_example_schedules().await?;
     stack.start_all().await?;
-    wait_until_watching(&stack, 2).await?;
-    insert_contact(
-        &stack,
-        &Contact {
-            email: "not-an-email",
-            ..Contact::default()
-        },
-    )
-    .await?;
+    stack.wait_until_watching(2).await?;
+    let bad_address = Contact {
+        email: Some("not-an-email"),
+        ..Contact::default()
+    };
+    stack.insert_contact(&bad_address).await?;
 
     stack
         .wait_for_count(
@@ -90,35 +81,35 @@ async fn a_refused_email_fails_with_the_providers_reason_and_is_not_retried() ->
         .notify
         .query_one("SELECT last_error, send_attempts FROM message", &[])
         .await?;
-    let error: String = row.get(0);
+    let error = row.text(0);
     assert!(
         error.contains("personalizations.0.to.0.email")
             && error.contains("Does not contain a valid address"),
         "{error}"
     );
-    assert_eq!(row.get::<_, i32>(1), 1);
+    assert_eq!(row.int(1), 1);
     let requests = stack.provider.store().list(None, None);
     assert_eq!(requests.len(), 1, "not retried: {requests:#?}");
     assert_eq!(requests[0].status, Some(400));
     Ok(())
 }
 
-#[tokio::test]
-async fn merge_values_are_escaped_in_html_and_intact_in_text_and_sms() -> anyhow::Result<()> {
-    let mut stack = Stack::new("escaping").await?;
+pub async fn merge_values_are_escaped_in_html_and_intact_in_text_and_sms(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "escaping").await?;
     stack.load_example_schedules().await?;
     stack.start_all().await?;
-    wait_until_watching(&stack, 2).await?;
+    stack.wait_until_watching(2).await?;
     let script = "<script>alert(1)</script>";
-    let contact_id = insert_contact(
-        &stack,
-        &Contact {
-            first_name: script,
-            ..Contact::default()
-        },
-    )
-    .await?;
-    insert_appointment(&stack, contact_id, "Room <b>1</b>").await?;
+    let contact = Contact {
+        first_name: script,
+        ..Contact::default()
+    };
+    let contact_id = stack.insert_contact(&contact).await?;
+    stack
+        .insert_appointment(contact_id, "Room <b>1</b>")
+        .await?;
 
     let accepted = stack.wait_for_accepted(2, SOON).await?;
     let email = accepted

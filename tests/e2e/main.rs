@@ -1,90 +1,55 @@
 //! End-to-end scenarios: change-detector → Kafka → renderer → queue → sender → provider,
-//! with real PostgreSQL, a real Kafka-protocol broker and real HTTP. Each test builds its own
-//! `Stack` (fresh databases, topic, group and fake provider), so tests run in parallel.
+//! with a real database engine, a real Kafka-protocol broker and real HTTP. Each scenario is
+//! written once, generic over the engine, and runs on PostgreSQL always and on SQL Server
+//! when `HERALD_TEST_MSSQL` is set (otherwise it is ignored, with the reason). Each test
+//! builds its own `Stack` (fresh databases, topic, group and fake provider), so tests run in
+//! parallel.
 
+mod bad_input;
 mod crash;
 mod delivery;
 mod pipeline;
 mod replay;
 mod schedules;
 
-use std::time::Duration;
-
-use herald_tests::Stack;
-
-/// Generous bounds: CI machines are small and run tests side by side.
-pub const SOON: Duration = Duration::from_secs(60);
-
-pub struct Contact<'a> {
-    pub first_name: &'a str,
-    pub last_name: &'a str,
-    pub email: &'a str,
-    pub phone: &'a str,
-    pub locale: &'a str,
-}
-
-impl Default for Contact<'_> {
-    fn default() -> Self {
-        Contact {
-            first_name: "Ada",
-            last_name: "Lovelace",
-            email: "ada@example.com",
-            phone: "+15550000001",
-            locale: "en",
+/// One `#[tokio::test]` per scenario and engine: `postgres::name` and `mssql::name`.
+macro_rules! on_every_engine {
+    ($($module:ident::$name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    crate::$module::$name(herald_tests::Engine::Postgres).await
+                }
+            )*
         }
-    }
+        mod mssql {
+            $(
+                #[tokio::test]
+                #[cfg_attr(
+                    not(mssql_tests),
+                    ignore = "needs SQL Server: set HERALD_TEST_MSSQL=host:port and HERALD_TEST_MSSQL_PASSWORD"
+                )]
+                async fn $name() -> anyhow::Result<()> {
+                    crate::$module::$name(herald_tests::Engine::Mssql).await
+                }
+            )*
+        }
+    };
 }
 
-pub async fn insert_contact(stack: &Stack, contact: &Contact<'_>) -> anyhow::Result<i64> {
-    let row = stack
-        .source
-        .query_one(
-            "INSERT INTO crm.contact (first_name, last_name, email, phone, locale)
-             VALUES ($1, $2, $3, $4, $5) RETURNING contact_id",
-            &[
-                &contact.first_name,
-                &contact.last_name,
-                &contact.email,
-                &contact.phone,
-                &contact.locale,
-            ],
-        )
-        .await?;
-    Ok(row.get(0))
-}
-
-pub async fn insert_appointment(
-    stack: &Stack,
-    contact_id: i64,
-    location: &str,
-) -> anyhow::Result<i64> {
-    let row = stack
-        .source
-        .query_one(
-            "INSERT INTO crm.appointment (contact_id, starts_at, location)
-             VALUES ($1, '2026-12-01 09:30+00', $2) RETURNING appointment_id",
-            &[&contact_id, &location],
-        )
-        .await?;
-    Ok(row.get(0))
-}
-
-/// Waits until the detector has set a starting point for `schedules` schedules; rows
-/// committed before that are not the detector's to notify.
-pub async fn wait_until_watching(stack: &Stack, schedules: i64) -> anyhow::Result<()> {
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM detector_watermark WHERE change_value IS NOT NULL",
-            schedules,
-            SOON,
-        )
-        .await
-}
-
-pub async fn schedule_id(stack: &Stack, name: &str) -> anyhow::Result<i64> {
-    Ok(stack
-        .notify
-        .query_one("SELECT schedule_id FROM schedule WHERE name = $1", &[&name])
-        .await?
-        .get(0))
+on_every_engine! {
+    pipeline::inserts_and_updates_each_become_exactly_one_message,
+    replay::an_event_delivered_twice_is_queued_and_sent_once,
+    crash::detector_killed_mid_stream_misses_and_repeats_nothing,
+    crash::renderer_killed_mid_stream_misses_and_repeats_nothing,
+    crash::sender_killed_mid_stream_misses_and_repeats_nothing,
+    schedules::a_table_with_only_an_inactive_schedule_is_never_queried,
+    schedules::broken_schedules_are_reported_and_do_not_stop_a_healthy_one,
+    schedules::schedules_added_and_deactivated_apply_without_a_restart,
+    delivery::a_rate_limited_email_is_sent_once_after_the_reset,
+    delivery::a_refused_email_fails_with_the_providers_reason_and_is_not_retried,
+    delivery::merge_values_are_escaped_in_html_and_intact_in_text_and_sms,
+    bad_input::bad_input_is_recorded_with_its_reason_and_the_rest_flows,
+    bad_input::every_service_stops_cleanly_on_sigterm,
 }

@@ -4,16 +4,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fake_provider::{Channel, Received};
-use herald_tests::Stack;
+use herald_tests::{Contact, Engine, SOON, Stack};
 
-use crate::{Contact, SOON, insert_appointment, insert_contact, wait_until_watching};
-
-#[tokio::test]
-async fn inserts_and_updates_each_become_exactly_one_message() -> anyhow::Result<()> {
-    let mut stack = Stack::new("inserts_and_updates").await?;
+pub async fn inserts_and_updates_each_become_exactly_one_message(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "inserts_and_updates").await?;
     stack.load_example_schedules().await?;
     stack.start_all().await?;
-    wait_until_watching(&stack, 2).await?;
+    stack.wait_until_watching(2).await?;
 
     // N contact inserts: one welcome email each (in the contact's locale).
     let people = [
@@ -26,20 +25,20 @@ async fn inserts_and_updates_each_become_exactly_one_message() -> anyhow::Result
     let mut contacts = Vec::new();
     for (i, (first, last, locale)) in people.iter().enumerate() {
         let email = format!("{}@example.com", first.to_lowercase());
-        let phone = format!("+1555000{:04}", i);
+        let phone = format!("+1555000{i:04}");
         let contact = Contact {
             first_name: first,
             last_name: last,
-            email: &email,
+            email: Some(&email),
             phone: &phone,
             locale,
         };
-        contacts.push((insert_contact(&stack, &contact).await?, email, phone));
+        contacts.push((stack.insert_contact(&contact).await?, email, phone));
     }
     // A appointment inserts: one SMS each.
     let mut appointments = Vec::new();
     for (contact_id, _, phone) in &contacts[..4] {
-        let id = insert_appointment(&stack, *contact_id, "Room 1").await?;
+        let id = stack.insert_appointment(*contact_id, "Room 1").await?;
         appointments.push((id, phone.clone()));
     }
     let first_wave = contacts.len() + appointments.len();
@@ -48,13 +47,7 @@ async fn inserts_and_updates_each_become_exactly_one_message() -> anyhow::Result
     // M appointment updates: one more SMS each, with the new content. A contact update does
     // not move the welcome schedule's change column (created_at), so it sends nothing.
     for (id, _) in &appointments[..3] {
-        stack
-            .source
-            .execute(
-                "UPDATE crm.appointment SET location = 'Room 2' WHERE appointment_id = $1",
-                &[id],
-            )
-            .await?;
+        stack.move_appointment(*id, "Room 2").await?;
     }
     stack
         .source
@@ -111,14 +104,15 @@ async fn inserts_and_updates_each_become_exactly_one_message() -> anyhow::Result
         let mut bodies = sms_by_phone.remove(phone.as_str()).unwrap_or_default();
         bodies.sort();
         let first = people[i].0;
-        let expected: Vec<String> = if i < 3 {
+        let rooms = if i < 3 {
             vec!["Room 1", "Room 2"]
         } else {
             vec!["Room 1"]
-        }
-        .into_iter()
-        .map(|room| format!("Hi {first}, your appointment is at 2026-12-01 09:30 UTC, {room}."))
-        .collect();
+        };
+        let expected: Vec<String> = rooms
+            .into_iter()
+            .map(|room| format!("Hi {first}, your appointment is at 2026-12-01 09:30 UTC, {room}."))
+            .collect();
         assert_eq!(bodies, expected, "SMS to {phone}");
     }
     assert!(sms_by_phone.is_empty(), "unexpected SMS: {sms_by_phone:?}");
@@ -127,19 +121,19 @@ async fn inserts_and_updates_each_become_exactly_one_message() -> anyhow::Result
     let rows = stack
         .notify
         .query(
-            "SELECT status, provider_message_id, sent_at IS NOT NULL FROM message_log",
+            "SELECT status, provider_message_id, sent_at FROM message_log",
             &[],
         )
         .await?;
     assert_eq!(rows.len(), total);
     for row in &rows {
-        assert_eq!(row.get::<_, String>(0), "sent");
-        let id: Option<String> = row.get(1);
+        assert_eq!(row.text(0), "sent");
+        let id = row.opt_text(1);
         assert!(
             accepted.iter().any(|r| r.provider_message_id == id),
             "provider id {id:?} not at the provider"
         );
-        assert!(row.get::<_, bool>(2));
+        assert_ne!(row.0[2], herald_tests::Value::Null, "sent_at is set");
     }
     Ok(())
 }

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use herald_core::config::KafkaSettings;
-use herald_core::event::ChangeEvent;
 use herald_core::kafka;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::{Stack, kafka_brokers};
 
@@ -26,27 +26,53 @@ impl Stack {
         }
     }
 
-    /// Produces `event` to the change topic as the detector would; returns its partition
-    /// and offset.
-    pub async fn produce(&self, event: &ChangeEvent) -> anyhow::Result<(i32, i64)> {
+    /// The first `count` events on the change topic, read from the start by a group of the
+    /// test's own.
+    pub async fn read_events(&self, count: usize) -> anyhow::Result<Vec<OwnedMessage>> {
         let settings = self.kafka_settings();
-        kafka::ensure_topic(&settings)
-            .await
-            .context("creating the topic")?;
+        let topic = settings.topic.clone();
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", settings.brokers.join(","))
+            .set("group.id", format!("{}-reader", settings.consumer_group))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        consumer.subscribe(&[&topic])?;
+        tokio::task::spawn_blocking(move || {
+            let mut events = Vec::with_capacity(count);
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while events.len() < count && std::time::Instant::now() < deadline {
+                if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                    events.push(message?.detach());
+                }
+            }
+            anyhow::ensure!(
+                events.len() == count,
+                "read {} of {count} events",
+                events.len()
+            );
+            Ok(events)
+        })
+        .await?
+    }
+
+    /// Produces `event` again, as a retrying producer or a replaying tool would; returns its
+    /// new offset.
+    pub async fn produce_again(&self, event: &OwnedMessage) -> anyhow::Result<i64> {
+        let settings = self.kafka_settings();
         let producer: FutureProducer = kafka::producer_config(&settings).create()?;
-        let key = event.kafka_key();
-        let payload = event.to_json();
+        let mut record = FutureRecord::to(event.topic())
+            .partition(event.partition())
+            .payload(event.payload().unwrap_or_default());
+        if let Some(key) = event.key() {
+            record = record.key(key);
+        }
         let delivery = producer
-            .send(
-                FutureRecord::to(&settings.topic)
-                    .key(&key)
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
+            .send(record, Duration::from_secs(10))
             .await
             .map_err(|(error, _)| error)
             .context("producing a change event")?;
-        Ok((delivery.partition, delivery.offset))
+        Ok(delivery.offset)
     }
 
     /// The renderers' committed offset on `partition` (the next offset they will read).

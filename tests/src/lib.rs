@@ -7,6 +7,8 @@
 //! binaries built (`cargo build --workspace --bins`, which `scripts/test.sh` does too).
 //! `HERALD_TEST_PG` and `HERALD_TEST_KAFKA` override where they are.
 
+mod db;
+mod fixtures;
 mod kafka;
 mod services;
 
@@ -18,6 +20,8 @@ use anyhow::{Context, bail};
 use fake_provider::{Config as ProviderConfig, FakeProvider, Received};
 use tokio_postgres::{Client, NoTls};
 
+pub use db::{Db, Row, Value};
+pub use fixtures::{Contact, SOON};
 pub use services::Service;
 use services::Services;
 
@@ -44,6 +48,23 @@ fn pg_host() -> (String, u16) {
     )
 }
 
+/// SQL Server for the SQL Server runs of the scenarios: `HERALD_TEST_MSSQL=host:port`, the
+/// `sa` password in `HERALD_TEST_MSSQL_PASSWORD`.
+pub const MSSQL_VAR: &str = "HERALD_TEST_MSSQL";
+pub const MSSQL_PASSWORD_VAR: &str = "HERALD_TEST_MSSQL_PASSWORD";
+
+fn mssql_address() -> anyhow::Result<(String, u16, String)> {
+    let address = std::env::var(MSSQL_VAR).with_context(|| format!("{MSSQL_VAR} is not set"))?;
+    let password = std::env::var(MSSQL_PASSWORD_VAR)
+        .with_context(|| format!("{MSSQL_PASSWORD_VAR} is not set"))?;
+    let (host, port) = address.rsplit_once(':').unwrap_or((&address, "1433"));
+    Ok((
+        host.to_owned(),
+        port.parse().context("HERALD_TEST_MSSQL is host:port")?,
+        password,
+    ))
+}
+
 pub fn kafka_brokers() -> String {
     std::env::var("HERALD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -68,9 +89,14 @@ pub async fn connect(database: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// Runs the numbered `.sql` files of `sql/postgres/<folder>` in order.
-pub async fn apply_sql(client: &Client, folder: &str) -> anyhow::Result<()> {
-    let dir = repo_root().join("sql/postgres").join(folder);
+fn read_sql(engine: Engine, file: &str) -> anyhow::Result<String> {
+    let path = repo_root().join("sql").join(engine.folder()).join(file);
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Runs the numbered `.sql` files of `sql/<engine>/<folder>` in order.
+pub async fn apply_sql(db: &Db, engine: Engine, folder: &str) -> anyhow::Result<()> {
+    let dir = repo_root().join("sql").join(engine.folder()).join(folder);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .map(|entry| entry.map(|e| e.path()))
@@ -79,8 +105,7 @@ pub async fn apply_sql(client: &Client, folder: &str) -> anyhow::Result<()> {
     files.sort();
     for file in files {
         let sql = std::fs::read_to_string(&file)?;
-        client
-            .batch_execute(&sql)
+        db.batch(&sql)
             .await
             .with_context(|| format!("applying {}", file.display()))?;
     }
@@ -108,12 +133,29 @@ fn unique_name(test: &str) -> String {
     )
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Mssql,
+}
+
+impl Engine {
+    /// Its folder under `sql/` and `tests/fixtures/`.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mssql => "mssql",
+        }
+    }
+}
+
 pub struct Stack {
+    pub engine: Engine,
     pub name: String,
     /// Read-write connection to the source database (the application's side).
-    pub source: Client,
+    pub source: Db,
     /// Connection to the notification database (the admin's and support's side).
-    pub notify: Client,
+    pub notify: Db,
     pub provider: FakeProvider,
     services: Services,
 }
@@ -121,19 +163,26 @@ pub struct Stack {
 impl Stack {
     /// Fresh databases with the notification schema and the demo source schema, a fake
     /// provider; no services running yet.
-    pub async fn new(test: &str) -> anyhow::Result<Self> {
+    pub async fn new(engine: Engine, test: &str) -> anyhow::Result<Self> {
         let name = unique_name(test);
-        let admin = connect("postgres").await?;
-        for suffix in ["src", "ntf"] {
-            admin
-                .batch_execute(&format!("CREATE DATABASE {name}_{suffix}"))
-                .await
-                .with_context(|| format!("creating database {name}_{suffix}"))?;
-        }
-        let source = connect(&format!("{name}_src")).await?;
-        apply_sql(&source, "demo").await?;
-        let notify = connect(&format!("{name}_ntf")).await?;
-        apply_sql(&notify, "notify").await?;
+        let (source, notify) = match engine {
+            Engine::Postgres => {
+                let admin = connect("postgres").await?;
+                for suffix in ["src", "ntf"] {
+                    admin
+                        .batch_execute(&format!("CREATE DATABASE {name}_{suffix}"))
+                        .await
+                        .with_context(|| format!("creating database {name}_{suffix}"))?;
+                }
+                (
+                    Db::Postgres(connect(&format!("{name}_src")).await?),
+                    Db::Postgres(connect(&format!("{name}_ntf")).await?),
+                )
+            }
+            Engine::Mssql => bail!("SQL Server is not wired into the harness yet"),
+        };
+        apply_sql(&source, engine, "demo").await?;
+        apply_sql(&notify, engine, "notify").await?;
         let provider = FakeProvider::start(ProviderConfig {
             sendgrid_api_key: SENDGRID_KEY.into(),
             twilio_account_sid: TWILIO_SID.into(),
@@ -142,8 +191,9 @@ impl Stack {
         })
         .await
         .context("starting the fake provider")?;
-        let services = Services::new(&name, &provider.url())?;
+        let services = Services::new(engine, &name, &provider.url())?;
         Ok(Stack {
+            engine,
             name,
             source,
             notify,
@@ -152,12 +202,23 @@ impl Stack {
         })
     }
 
-    /// Loads `sql/postgres/examples/schedules.sql`: the welcome email on contact inserts and
+    /// Loads `sql/<engine>/examples/schedules.sql`: the welcome email on contact inserts and
     /// the appointment SMS on appointment changes.
     pub async fn load_example_schedules(&self) -> anyhow::Result<()> {
-        let sql = std::fs::read_to_string(repo_root().join("sql/postgres/examples/schedules.sql"))?;
-        self.notify.batch_execute(&sql).await?;
-        Ok(())
+        self.notify
+            .batch(&read_sql(self.engine, "examples/schedules.sql")?)
+            .await
+    }
+
+    /// Runs `tests/fixtures/<engine>/<name>.sql` on the source database.
+    pub async fn apply_source_fixture(&self, name: &str) -> anyhow::Result<()> {
+        let path = repo_root()
+            .join("tests/fixtures")
+            .join(self.engine.folder())
+            .join(format!("{name}.sql"));
+        let script = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        self.source.batch(&script).await
     }
 
     pub async fn start(&mut self, service: Service) -> anyhow::Result<()> {
@@ -212,7 +273,7 @@ impl Stack {
         }
     }
 
-    /// Waits until `sql` (returning one bigint) on the notification database returns `expected`.
+    /// Waits until `sql` (returning one integer) on the notification database returns `expected`.
     pub async fn wait_for_count(
         &self,
         sql: &str,
@@ -220,12 +281,12 @@ impl Stack {
         within: Duration,
     ) -> anyhow::Result<()> {
         let reached = wait_until(within, || async {
-            let count: i64 = self.notify.query_one(sql, &[]).await?.get(0);
+            let count = self.notify.count(sql, &[]).await?;
             Ok((count == expected).then_some(()))
         })
         .await;
         if reached.is_err() {
-            let count: i64 = self.notify.query_one(sql, &[]).await?.get(0);
+            let count = self.notify.count(sql, &[]).await?;
             bail!(
                 "`{sql}` is {count}, expected {expected} within {within:?}\n{}",
                 self.diagnostics().await
@@ -248,9 +309,9 @@ impl Stack {
                     .map(|row| {
                         format!(
                             "  {}: {} {}",
-                            row.get::<_, String>(0),
-                            row.get::<_, i64>(1),
-                            row.get::<_, Option<String>>(2).unwrap_or_default()
+                            row.text(0),
+                            row.int(1),
+                            row.opt_text(2).unwrap_or_default()
                         )
                     })
                     .collect::<Vec<_>>()

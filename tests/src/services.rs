@@ -13,7 +13,8 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use crate::{
-    PG_PASSWORD, SENDGRID_KEY, TWILIO_SID, TWILIO_TOKEN, kafka_brokers, pg_host, repo_root,
+    Engine, PG_PASSWORD, PG_USER, SENDGRID_KEY, TWILIO_SID, TWILIO_TOKEN, kafka_brokers,
+    mssql_address, pg_host, repo_root,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,7 +45,7 @@ pub(crate) struct Services {
 }
 
 impl Services {
-    pub(crate) fn new(name: &str, provider_url: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(engine: Engine, name: &str, provider_url: &str) -> anyhow::Result<Self> {
         // Test binaries live in target/<profile>/deps; the service binaries one level up.
         let bin_dir = std::env::current_exe()?
             .parent()
@@ -53,21 +54,22 @@ impl Services {
             .to_path_buf();
         let log_dir = bin_dir.join("e2e-logs").join(name);
         std::fs::create_dir_all(&log_dir)?;
-        let (pg_host, pg_port) = pg_host();
-        let env = [
+        let (host, port, user, password) = match engine {
+            Engine::Postgres => {
+                let (host, port) = pg_host();
+                (host, port, PG_USER.to_owned(), PG_PASSWORD.to_owned())
+            }
+            Engine::Mssql => {
+                let (host, port, password) = mssql_address()?;
+                (host, port, "sa".to_owned(), password)
+            }
+        };
+        let mut env: Vec<(String, String)> = [
             (
                 "HERALD_CONFIG_DIR",
                 repo_root().join("config").display().to_string(),
             ),
             ("HERALD_ENV", "test".into()),
-            ("HERALD__SOURCE__HOST", pg_host.clone()),
-            ("HERALD__SOURCE__PORT", pg_port.to_string()),
-            ("HERALD__SOURCE__DATABASE", format!("{name}_src")),
-            ("HERALD__SOURCE__PASSWORD", PG_PASSWORD.into()),
-            ("HERALD__NOTIFY__HOST", pg_host),
-            ("HERALD__NOTIFY__PORT", pg_port.to_string()),
-            ("HERALD__NOTIFY__DATABASE", format!("{name}_ntf")),
-            ("HERALD__NOTIFY__PASSWORD", PG_PASSWORD.into()),
             ("HERALD__KAFKA__BROKERS", kafka_brokers()),
             ("HERALD__KAFKA__TOPIC", name.into()),
             ("HERALD__KAFKA__CONSUMER_GROUP", name.into()),
@@ -81,6 +83,19 @@ impl Services {
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))
         .collect();
+        for (role, suffix) in [("SOURCE", "src"), ("NOTIFY", "ntf")] {
+            let setting = |key: &str| format!("HERALD__{role}__{key}");
+            env.extend([
+                (setting("ENGINE"), engine.folder().to_owned()),
+                (setting("HOST"), host.clone()),
+                (setting("PORT"), port.to_string()),
+                (setting("USER"), user.clone()),
+                (setting("PASSWORD"), password.clone()),
+                (setting("DATABASE"), format!("{name}_{suffix}")),
+                // SQL Server test instances have self-signed certificates.
+                (setting("TRUST_CERT"), (engine == Engine::Mssql).to_string()),
+            ]);
+        }
         Ok(Services {
             topic: name.into(),
             env,

@@ -1,0 +1,166 @@
+//! The demo source's rows and the notification database's state, in each engine's SQL, so
+//! the scenarios read the same whichever engine runs them.
+
+use std::time::Duration;
+
+use crate::{Engine, Stack, Value};
+
+/// Generous bounds: CI machines are small and run tests side by side.
+pub const SOON: Duration = Duration::from_secs(60);
+
+pub struct Contact<'a> {
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub email: Option<&'a str>,
+    pub phone: &'a str,
+    pub locale: &'a str,
+}
+
+impl Default for Contact<'_> {
+    fn default() -> Self {
+        Contact {
+            first_name: "Ada",
+            last_name: "Lovelace",
+            email: Some("ada@example.com"),
+            phone: "+15550000001",
+            locale: "en",
+        }
+    }
+}
+
+impl Stack {
+    /// Inserts a contact in the source; returns its key.
+    pub async fn insert_contact(&self, contact: &Contact<'_>) -> anyhow::Result<i64> {
+        let sql = match self.engine {
+            Engine::Postgres => {
+                "INSERT INTO crm.contact (first_name, last_name, email, phone, locale)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING contact_id"
+            }
+            Engine::Mssql => {
+                "INSERT INTO crm.contact (first_name, last_name, email, phone, locale)
+                 OUTPUT inserted.contact_id VALUES ($1, $2, $3, $4, $5)"
+            }
+        };
+        let email = contact.email.map_or(Value::Null, Value::from);
+        let row = self
+            .source
+            .query_one(
+                sql,
+                &[
+                    contact.first_name.into(),
+                    contact.last_name.into(),
+                    email,
+                    contact.phone.into(),
+                    contact.locale.into(),
+                ],
+            )
+            .await?;
+        Ok(row.int(0))
+    }
+
+    /// Inserts an appointment at 2026-12-01 09:30 UTC; returns its key.
+    pub async fn insert_appointment(&self, contact_id: i64, location: &str) -> anyhow::Result<i64> {
+        let sql = match self.engine {
+            Engine::Postgres => {
+                "INSERT INTO crm.appointment (contact_id, starts_at, location)
+                 VALUES ($1, '2026-12-01 09:30+00', $2) RETURNING appointment_id"
+            }
+            Engine::Mssql => {
+                "INSERT INTO crm.appointment (contact_id, starts_at, location)
+                 OUTPUT inserted.appointment_id VALUES ($1, '2026-12-01T09:30:00', $2)"
+            }
+        };
+        let row = self
+            .source
+            .query_one(sql, &[contact_id.into(), location.into()])
+            .await?;
+        Ok(row.int(0))
+    }
+
+    pub async fn move_appointment(
+        &self,
+        appointment_id: i64,
+        location: &str,
+    ) -> anyhow::Result<()> {
+        self.source
+            .execute(
+                "UPDATE crm.appointment SET location = $1 WHERE appointment_id = $2",
+                &[location.into(), appointment_id.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// [`Stack::table_reads`] once the count has stopped moving: engines publish their
+    /// statistics with a delay of about a second.
+    pub async fn settled_table_reads(&self, table: &str) -> anyhow::Result<i64> {
+        let mut last = self.table_reads(table).await?;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let now = self.table_reads(table).await?;
+            if now == last {
+                return Ok(now);
+            }
+            last = now;
+        }
+        anyhow::bail!("the read count of {table} keeps moving")
+    }
+
+    /// How often the engine has read a source table (scans, seeks, lookups), as its own
+    /// statistics count it.
+    pub async fn table_reads(&self, table: &str) -> anyhow::Result<i64> {
+        match self.engine {
+            Engine::Postgres => {
+                self.source.batch("SELECT pg_stat_clear_snapshot()").await?;
+                self.source
+                    .count(
+                        "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0)
+                           FROM pg_stat_user_tables
+                          WHERE schemaname = 'crm' AND relname = $1",
+                        &[table.into()],
+                    )
+                    .await
+            }
+            Engine::Mssql => self
+                .source
+                .count(
+                    "SELECT CAST(ISNULL(SUM(user_seeks + user_scans + user_lookups), 0) AS bigint)
+                           FROM sys.dm_db_index_usage_stats
+                          WHERE database_id = DB_ID() AND object_id = OBJECT_ID('crm.' + $1)",
+                    &[table.into()],
+                )
+                .await,
+        }
+    }
+
+    /// Waits until the detector has set a starting point for `schedules` schedules; rows
+    /// committed before that are not the detector's to notify.
+    pub async fn wait_until_watching(&self, schedules: i64) -> anyhow::Result<()> {
+        self.wait_for_count(
+            "SELECT count(*) FROM detector_watermark WHERE change_value IS NOT NULL",
+            schedules,
+            SOON,
+        )
+        .await
+    }
+
+    pub async fn set_schedule_active(&self, name: &str, active: bool) -> anyhow::Result<()> {
+        self.notify
+            .execute(
+                "UPDATE schedule SET active = $1 WHERE name = $2",
+                &[active.into(), name.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// How many messages the queue holds with `status`.
+    pub async fn messages_with_status(&self, status: &str) -> anyhow::Result<i64> {
+        self.notify
+            .count(
+                "SELECT count(*) FROM message WHERE status = $1",
+                &[status.into()],
+            )
+            .await
+    }
+}
