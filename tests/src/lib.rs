@@ -179,7 +179,20 @@ impl Stack {
                     Db::Postgres(connect(&format!("{name}_ntf")).await?),
                 )
             }
-            Engine::Mssql => bail!("SQL Server is not wired into the harness yet"),
+            Engine::Mssql => {
+                let (host, port, password) = mssql_address()?;
+                let master = db::connect_mssql(&host, port, &password, "master").await?;
+                for suffix in ["src", "ntf"] {
+                    master
+                        .batch(&format!("CREATE DATABASE [{name}_{suffix}]"))
+                        .await
+                        .with_context(|| format!("creating database {name}_{suffix}"))?;
+                }
+                (
+                    db::connect_mssql(&host, port, &password, &format!("{name}_src")).await?,
+                    db::connect_mssql(&host, port, &password, &format!("{name}_ntf")).await?,
+                )
+            }
         };
         apply_sql(&source, engine, "demo").await?;
         apply_sql(&notify, engine, "notify").await?;
