@@ -38,6 +38,8 @@ pub enum ConfigError {
         var: String,
         file: String,
     },
+    #[error("inconsistent settings: {0}")]
+    Inconsistent(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,7 +88,7 @@ impl Settings {
             }
         }
         let [base, env_file] = files;
-        Ok(Config::builder()
+        let settings: Settings = Config::builder()
             .add_source(File::from(base.as_path()))
             .add_source(File::from(env_file.as_path()))
             .add_source(
@@ -98,7 +100,25 @@ impl Settings {
                     .with_list_parse_key("kafka.brokers"),
             )
             .build()?
-            .try_deserialize()?)
+            .try_deserialize()?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Rules that span settings; each broken one is a startup error, not a surprise later.
+    fn check(&self) -> Result<(), ConfigError> {
+        let sender = &self.sender;
+        if sender.lease <= sender.http_timeout {
+            return Err(ConfigError::Inconsistent(format!(
+                "sender.lease ({:?}) must be longer than sender.http_timeout ({:?}), or calls \
+                 still in flight are declared in doubt",
+                sender.lease, sender.http_timeout
+            )));
+        }
+        if self.kafka.brokers.is_empty() {
+            return Err(ConfigError::Inconsistent("kafka.brokers is empty".into()));
+        }
+        Ok(())
     }
 }
 
@@ -289,6 +309,16 @@ mod tests {
         let error = Settings::load_from(&dir, "leaky").unwrap_err().to_string();
         assert!(error.contains("HERALD__NOTIFY__PASSWORD"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn a_lease_shorter_than_a_provider_call_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("herald-lease-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(config_dir().join("base.toml"), dir.join("base.toml")).unwrap();
+        std::fs::write(dir.join("short.toml"), "[sender]\nlease = \"5s\"\n").unwrap();
+        let error = Settings::load_from(&dir, "short").unwrap_err().to_string();
+        assert!(error.contains("sender.lease"), "{error}");
     }
 
     #[test]

@@ -55,14 +55,8 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// `settings.lease` exceeds `settings.http_timeout` (checked when settings load).
     pub fn new(store: Arc<dyn NotifyDb>, providers: Providers, settings: SenderSettings) -> Self {
-        if settings.lease <= settings.http_timeout {
-            tracing::warn!(
-                lease = ?settings.lease,
-                http_timeout = ?settings.http_timeout,
-                "sender.lease should exceed sender.http_timeout: slow calls will be declared in_doubt"
-            );
-        }
         Self {
             store,
             providers,
