@@ -19,6 +19,9 @@ PGPASSWORD=herald psql -h 127.0.0.1 -U herald -d postgres -Atqc \
             "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
     done
 
+# No SQL Server runs here: every T-SQL file and query is parsed with a real T-SQL parser.
+scripts/check-tsql.sh
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

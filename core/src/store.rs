@@ -4,6 +4,7 @@
 //! `NotifyDb` is the dedicated notification database. Each engine implements both in one
 //! module of queries kept in `sql/<engine>/queries/*.sql`; the services see only these traits.
 
+pub mod mssql;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use std::time::Duration;
 
 use crate::config::{DatabaseSettings, Engine};
 use crate::model::{
-    AttemptOutcome, ChangedRow, Channel, MergeFunction, NewMessage, OutgoingMessage, RenderRetry,
-    Rendering, Schedule, SourceTable, Template, Watermark,
+    AttemptOutcome, ChangedRow, Channel, MergeFunction, MessageStatus, NewMessage, OutgoingMessage,
+    RenderRetry, Rendering, Schedule, SourceTable, Template, Watermark,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -195,9 +196,7 @@ pub trait NotifyDb: Send + Sync + 'static {
 pub async fn connect_source(settings: &DatabaseSettings) -> StoreResult<Arc<dyn SourceDb>> {
     match settings.engine {
         Engine::Postgres => Ok(Arc::new(postgres::PgSource::connect(settings).await?)),
-        Engine::Mssql => Err(StoreError::Refused(
-            "the SQL Server engine is not built yet".into(),
-        )),
+        Engine::Mssql => Ok(Arc::new(mssql::MsSource::connect(settings).await?)),
     }
 }
 
@@ -205,9 +204,7 @@ pub async fn connect_source(settings: &DatabaseSettings) -> StoreResult<Arc<dyn 
 pub async fn connect_notify(settings: &DatabaseSettings) -> StoreResult<Arc<dyn NotifyDb>> {
     match settings.engine {
         Engine::Postgres => Ok(Arc::new(postgres::PgNotify::connect(settings).await?)),
-        Engine::Mssql => Err(StoreError::Refused(
-            "the SQL Server engine is not built yet".into(),
-        )),
+        Engine::Mssql => Ok(Arc::new(mssql::MsNotify::connect(settings).await?)),
     }
 }
 
@@ -215,4 +212,141 @@ pub async fn connect_notify(settings: &DatabaseSettings) -> StoreResult<Arc<dyn 
 pub(crate) fn parse_channel(text: &str) -> StoreResult<Channel> {
     text.parse()
         .map_err(|e: String| StoreError::Refused(e.into()))
+}
+
+/// Fills a query template's `{name}` placeholders with catalog-quoted identifiers and type
+/// names, in one pass: text that a value brings in is never expanded again, so a table
+/// named `{key}` stays a table name. Unknown placeholders are left as they are.
+pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut sql = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        sql.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let known = after.find('}').and_then(|close| {
+            let name = &after[..close];
+            values
+                .iter()
+                .find(|(placeholder, _)| *placeholder == name)
+                .map(|(_, value)| (close, *value))
+        });
+        match known {
+            Some((close, value)) => {
+                sql.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                sql.push('{');
+                rest = after;
+            }
+        }
+    }
+    sql.push_str(rest);
+    sql
+}
+
+/// How an attempt outcome is written, whatever the engine: (message status, attempt
+/// outcome, HTTP status, provider message id, error, delay until the next attempt).
+pub(crate) fn attempt_columns(
+    outcome: &AttemptOutcome,
+) -> (
+    MessageStatus,
+    &'static str,
+    Option<i32>,
+    Option<&str>,
+    Option<&str>,
+    Duration,
+) {
+    let status = |code: Option<u16>| code.map(i32::from);
+    match outcome {
+        AttemptOutcome::Sent {
+            http_status,
+            provider_message_id,
+        } => (
+            MessageStatus::Sent,
+            "sent",
+            status(Some(*http_status)),
+            provider_message_id.as_deref(),
+            None,
+            Duration::ZERO,
+        ),
+        AttemptOutcome::Retry {
+            http_status,
+            retry_in,
+            error,
+        } => (
+            MessageStatus::Queued,
+            "retry",
+            status(*http_status),
+            None,
+            Some(error),
+            *retry_in,
+        ),
+        AttemptOutcome::Failed { http_status, error } => (
+            MessageStatus::Failed,
+            "failed",
+            status(*http_status),
+            None,
+            Some(error),
+            Duration::ZERO,
+        ),
+        AttemptOutcome::InDoubt { error } => (
+            MessageStatus::InDoubt,
+            "in_doubt",
+            None,
+            None,
+            Some(error),
+            Duration::ZERO,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_replaces_each_placeholder_once() {
+        let names = [("table", "[{key}]"), ("key", "[id]")];
+        assert_eq!(
+            fill("SELECT {key} FROM {table} WHERE {key} > {other}", &names),
+            "SELECT [id] FROM [{key}] WHERE [id] > {other}"
+        );
+        assert_eq!(fill("{ {key}}", &names), "{ [id]}");
+    }
+
+    #[test]
+    fn attempt_outcomes_map_to_columns() {
+        let retry = AttemptOutcome::Retry {
+            http_status: Some(429),
+            retry_in: Duration::from_millis(1500),
+            error: "slow down".into(),
+        };
+        assert_eq!(
+            attempt_columns(&retry),
+            (
+                MessageStatus::Queued,
+                "retry",
+                Some(429),
+                None,
+                Some("slow down"),
+                Duration::from_millis(1500)
+            )
+        );
+        let sent = AttemptOutcome::Sent {
+            http_status: 202,
+            provider_message_id: Some("abc".into()),
+        };
+        assert_eq!(
+            attempt_columns(&sent),
+            (
+                MessageStatus::Sent,
+                "sent",
+                Some(202),
+                Some("abc"),
+                None,
+                Duration::ZERO
+            )
+        );
+    }
 }

@@ -14,12 +14,12 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{
     Invalid, MergeCall, MergeRow, NotifyDb, SourceDb, StoreError, StoreResult, TableQueries,
-    parse_channel,
+    attempt_columns, fill, parse_channel,
 };
 use crate::config::DatabaseSettings;
 use crate::model::{
-    AttemptOutcome, ChangedRow, MergeFunction, MessageKey, MessageStatus, NewMessage,
-    OutgoingMessage, RenderRetry, Rendering, Schedule, SourceTable, Template, Watermark,
+    AttemptOutcome, ChangedRow, MergeFunction, MessageKey, NewMessage, OutgoingMessage,
+    RenderRetry, Rendering, Schedule, SourceTable, Template, Watermark,
 };
 
 macro_rules! query {
@@ -118,14 +118,6 @@ impl PgSource {
             },
         })
     }
-}
-
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    values
-        .iter()
-        .fold(template.to_owned(), |sql, (name, value)| {
-            sql.replace(&format!("{{{name}}}"), value)
-        })
 }
 
 #[async_trait::async_trait]
@@ -328,62 +320,6 @@ fn schedule_from(row: &Row) -> StoreResult<Schedule> {
     })
 }
 
-/// How an attempt outcome is written: (message status, attempt outcome, http status,
-/// provider id, error, seconds until the next attempt).
-fn attempt_columns(
-    outcome: &AttemptOutcome,
-) -> (
-    MessageStatus,
-    &'static str,
-    Option<i32>,
-    Option<&str>,
-    Option<&str>,
-    f64,
-) {
-    let status = |code: Option<u16>| code.map(i32::from);
-    match outcome {
-        AttemptOutcome::Sent {
-            http_status,
-            provider_message_id,
-        } => (
-            MessageStatus::Sent,
-            "sent",
-            status(Some(*http_status)),
-            provider_message_id.as_deref(),
-            None,
-            0.0,
-        ),
-        AttemptOutcome::Retry {
-            http_status,
-            retry_in,
-            error,
-        } => (
-            MessageStatus::Queued,
-            "retry",
-            status(*http_status),
-            None,
-            Some(error),
-            secs(*retry_in),
-        ),
-        AttemptOutcome::Failed { http_status, error } => (
-            MessageStatus::Failed,
-            "failed",
-            status(*http_status),
-            None,
-            Some(error),
-            0.0,
-        ),
-        AttemptOutcome::InDoubt { error } => (
-            MessageStatus::InDoubt,
-            "in_doubt",
-            None,
-            None,
-            Some(error),
-            0.0,
-        ),
-    }
-}
-
 #[async_trait::async_trait]
 impl NotifyDb for PgNotify {
     async fn active_schedules(&self) -> StoreResult<Vec<Schedule>> {
@@ -561,7 +497,9 @@ impl NotifyDb for PgNotify {
     }
 
     async fn release_claims(&self, owner: &str) -> StoreResult<u64> {
-        self.db.execute(query!("send_release_claims"), &[&owner]).await
+        self.db
+            .execute(query!("send_release_claims"), &[&owner])
+            .await
     }
 
     async fn expire_lost_sends(&self) -> StoreResult<u64> {
@@ -631,6 +569,7 @@ impl NotifyDb for PgNotify {
         outcome: &AttemptOutcome,
     ) -> StoreResult<()> {
         let (status, outcome, http_status, provider_id, error, retry_in) = attempt_columns(outcome);
+        let retry_in = secs(retry_in);
         self.db
             .execute(
                 query!("send_finish_attempt"),

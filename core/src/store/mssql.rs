@@ -1,0 +1,1551 @@
+//! SQL Server engine (tiberius + bb8). Queries live in `sql/mssql/queries/`.
+//!
+//! Connections are always encrypted (TLS, `Encrypt=Required`); `trust_cert` only skips the
+//! certificate check, and says so in the log. Source connections declare
+//! `ApplicationIntent=ReadOnly`, so an availability group listener routes them to a readable
+//! secondary (tiberius reports the routing; the connection follows it once).
+//!
+//! Change values travel as ISO 8601 text (`CONVERT(…, 126)`), which does not depend on
+//! `SET LANGUAGE` or `DATEFORMAT` and casts back to the same value, so a change value's text
+//! — part of a message's identity — never depends on session settings.
+//!
+//! A connection is reused only after a request that ended cleanly: one that failed, timed
+//! out or was abandoned midway (a dropped future) is closed, so no session returns to the
+//! pool mid-response or inside a transaction.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bb8::{ManageConnection, Pool, RunError};
+use chrono::{FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use secrecy::ExposeSecret;
+use tiberius::numeric::Numeric;
+use tiberius::{
+    AuthMethod, Client, Column, ColumnData, Config, EncryptionLevel, FromSql, Row, ToSql,
+};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+use super::{
+    Invalid, MergeCall, MergeRow, NotifyDb, SourceDb, StoreError, StoreResult, TableQueries,
+    attempt_columns, fill, parse_channel,
+};
+use crate::config::{DatabaseSettings, env_var_for};
+use crate::model::{
+    AttemptOutcome, ChangedRow, MergeFunction, MessageKey, MessageStatus, NewMessage,
+    OutgoingMessage, RenderRetry, Rendering, Schedule, SourceTable, Template, Watermark,
+};
+
+macro_rules! query {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../sql/mssql/queries/",
+            $name,
+            ".sql"
+        ))
+    };
+}
+
+type TdsClient = Client<Compat<TcpStream>>;
+
+/// Opens TDS connections for the pool; see the module docs for when one is discarded.
+struct Manager {
+    config: Config,
+    connect_timeout: Duration,
+}
+
+struct Connection {
+    client: TdsClient,
+    /// False from the start of a request until its response has been read in full.
+    clean: bool,
+}
+
+async fn open(config: Config, connect_timeout: Duration) -> tiberius::Result<TdsClient> {
+    let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(config.get_addr()))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect timed out")
+        })??;
+    tcp.set_nodelay(true)?;
+    Client::connect(config, tcp.compat_write()).await
+}
+
+impl ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = tiberius::error::Error;
+
+    async fn connect(&self) -> Result<Connection, Self::Error> {
+        let client = match open(self.config.clone(), self.connect_timeout).await {
+            // Read-only routing (an availability group listener sending a ReadOnly session
+            // to a secondary) or a gateway's redirect: one hop, as the server asks.
+            Err(tiberius::error::Error::Routing { host, port }) => {
+                let mut config = self.config.clone();
+                config.host(host);
+                config.port(port);
+                open(config, self.connect_timeout).await?
+            }
+            other => other?,
+        };
+        Ok(Connection {
+            client,
+            clean: true,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), Self::Error> {
+        conn.clean = false;
+        conn.client
+            .simple_query("SELECT 1")
+            .await?
+            .into_row()
+            .await?;
+        conn.clean = true;
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        !conn.clean
+    }
+}
+
+/// SQL authentication, always encrypted; `password_key` names the secret for the error.
+fn client_config(settings: &DatabaseSettings, password_key: &str) -> StoreResult<Config> {
+    let Some(password) = &settings.password else {
+        return Err(StoreError::Refused(
+            format!(
+                "SQL Server logins need a password: set {}",
+                env_var_for(password_key)
+            )
+            .into(),
+        ));
+    };
+    let mut config = Config::new();
+    config.host(&settings.host);
+    config.port(settings.port);
+    config.database(&settings.database);
+    config.application_name("herald");
+    config.authentication(AuthMethod::sql_server(
+        &settings.user,
+        password.expose_secret(),
+    ));
+    config.encryption(EncryptionLevel::Required);
+    config.handshake_timeout(Some(settings.connect_timeout));
+    if settings.trust_cert {
+        tracing::warn!(
+            host = %settings.host,
+            database = %settings.database,
+            "trust_cert is set: the server's certificate is not validated (the connection is still encrypted)"
+        );
+        config.trust_cert();
+    }
+    Ok(config)
+}
+
+/// Server error numbers worth retrying unchanged, like PostgreSQL's SQLSTATE classes 08, 40,
+/// 53, 57 and 58: the statement was fine, the moment was not.
+const TRANSIENT: &[u32] = &[
+    1205,  // chosen as deadlock victim
+    1222,  // lock request timeout
+    1204,  // no lock resources left
+    3960,  // snapshot isolation update conflict
+    701,   // not enough memory
+    8645,  // timed out waiting for memory to run the query
+    8651,  // memory grant not available
+    1105,  // filegroup full (the operator frees space)
+    9002,  // transaction log full
+    596,   // session being killed
+    6005,  // server shutting down
+    4060,  // database cannot be opened (recovering, failing over)
+    976,   // availability replica not readable (data movement suspended, no read access)
+    983,   // availability database neither primary nor secondary (failing over)
+    4221,  // readable secondary still waiting to version rows (replica catching up)
+    40197, // Azure SQL: service error processing the request
+    40501, // Azure SQL: service busy
+    40540, // Azure SQL: service error
+    40613, // Azure SQL: database not currently available
+    40143, // Azure SQL: service error
+    49918, // Azure SQL: not enough resources
+    49919, // Azure SQL: too many operations in progress
+    49920, // Azure SQL: too many operations in progress
+    10928, // Azure SQL: resource limit reached
+];
+
+/// Severity 20 and above: the server ended the session; the next one may well succeed.
+const FATAL_SEVERITY: u8 = 20;
+
+fn transient_server_error(code: u32, severity: u8) -> bool {
+    severity >= FATAL_SEVERITY || TRANSIENT.contains(&code)
+}
+
+/// `Unavailable` for connection trouble and transient server errors; `Refused` when the
+/// server rejected the statement (constraint, conversion, an error raised by a merge
+/// procedure) or the data could not be read, which fails the same way next time.
+fn classify(error: tiberius::error::Error) -> StoreError {
+    use tiberius::error::Error;
+    let transient = match &error {
+        Error::Server(token) => transient_server_error(token.code(), token.class()),
+        Error::Io { .. } | Error::Tls(_) | Error::Protocol(_) | Error::Routing { .. } => true,
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable(error.into())
+    } else {
+        StoreError::Refused(error.into())
+    }
+}
+
+fn pool_error(error: RunError<tiberius::error::Error>) -> StoreError {
+    match error {
+        RunError::User(error) => classify(error),
+        RunError::TimedOut => {
+            StoreError::Unavailable("timed out waiting for a database connection".into())
+        }
+    }
+}
+
+/// For `DATEADD(millisecond, …)`, which takes an int: spans beyond ~24 days are capped.
+fn millis(duration: Duration) -> i32 {
+    i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// The queries both roles run, over one pool.
+struct Db {
+    pool: Pool<Manager>,
+}
+
+impl Db {
+    async fn connect(settings: &DatabaseSettings, config: Config) -> StoreResult<Self> {
+        let manager = Manager {
+            config,
+            connect_timeout: settings.connect_timeout,
+        };
+        let pool = Pool::builder()
+            .max_size(settings.pool_size)
+            .connection_timeout(settings.connect_timeout)
+            .build(manager)
+            .await
+            .map_err(classify)?;
+        Ok(Db { pool })
+    }
+
+    /// The rows of the first result set.
+    async fn query(&self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<Vec<Row>> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        conn.clean = false;
+        let rows = conn
+            .client
+            .query(sql, params)
+            .await
+            .map_err(classify)?
+            .into_first_result()
+            .await
+            .map_err(classify)?;
+        conn.clean = true;
+        Ok(rows)
+    }
+
+    /// The rows affected, as the server counts them (informational: the queries whose
+    /// outcome depends on a count return rows instead).
+    async fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<u64> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        conn.clean = false;
+        let affected = conn
+            .client
+            .execute(sql, params)
+            .await
+            .map_err(classify)?
+            .total();
+        conn.clean = true;
+        Ok(affected)
+    }
+}
+
+fn refused(error: impl Into<super::BoxError>) -> StoreError {
+    StoreError::Refused(error.into())
+}
+
+/// A column's value, `None` if NULL.
+fn value<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> StoreResult<Option<T>> {
+    row.try_get(column).map_err(refused)
+}
+
+/// A column the query always fills.
+fn required<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> StoreResult<T> {
+    value(row, column)?.ok_or_else(|| refused(format!("column {column} is NULL")))
+}
+
+fn opt_text(row: &Row, column: &str) -> StoreResult<Option<String>> {
+    Ok(value::<&str>(row, column)?.map(str::to_owned))
+}
+
+fn text(row: &Row, column: &str) -> StoreResult<String> {
+    Ok(required::<&str>(row, column)?.to_owned())
+}
+
+/// The source's read replica.
+pub struct MsSource {
+    db: Db,
+}
+
+impl MsSource {
+    pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Self> {
+        let mut config = client_config(settings, "source.password")?;
+        config.readonly(true);
+        // Someone else's data: a malformed UTF-16 string reads as U+FFFD instead of failing
+        // every read of its row (which would hold up every event behind it).
+        config.lossy_utf16_decoding(true);
+        Ok(MsSource {
+            db: Db::connect(settings, config).await?,
+        })
+    }
+}
+
+/// SQL Server names (`sysname`) have at most 128 characters; QUOTENAME returns NULL beyond.
+const MAX_NAME: usize = 128;
+
+/// Names an admin gave, checked before they reach the catalog.
+fn check_names(names: &[(&str, &str)]) -> Result<(), Invalid> {
+    for (what, name) in names {
+        let length = name.encode_utf16().count();
+        if length == 0 {
+            return Err(format!("the {what} name is empty"));
+        }
+        if length > MAX_NAME {
+            return Err(format!(
+                "the {what} name {name:?} has {length} characters; SQL Server names have at most {MAX_NAME}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A name as QUOTENAME returned it: NULL (a name over 128 characters) is an invalid
+/// schedule, never an empty identifier.
+fn quoted(name: Option<&str>, what: &str) -> Result<String, Invalid> {
+    match name {
+        Some(name) if !name.is_empty() => Ok(name.to_owned()),
+        _ => Err(format!(
+            "the {what} name cannot be quoted: SQL Server names have at most {MAX_NAME} characters"
+        )),
+    }
+}
+
+/// The widest key text `message.source_key` holds: keys travel as
+/// `CAST(key AS nvarchar(400))`.
+const MAX_KEY_CHARS: i16 = 400;
+
+/// A column's or parameter's system type, as the catalog numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SqlType<'a> {
+    name: &'a str,
+    /// In bytes; -1 for `max`.
+    max_length: i16,
+    precision: u8,
+    scale: u8,
+}
+
+impl<'a> SqlType<'a> {
+    /// Reads `{prefix}_type`, `_max_length`, `_precision` and `_scale`; `None` when the
+    /// type is not a system type (CLR types) or the column does not exist.
+    fn from_row(row: &'a Row, prefix: &str) -> StoreResult<Option<Self>> {
+        let Some(name) = value::<&str>(row, &format!("{prefix}_type"))? else {
+            return Ok(None);
+        };
+        Ok(Some(SqlType {
+            name,
+            max_length: required(row, &format!("{prefix}_max_length"))?,
+            precision: required(row, &format!("{prefix}_precision"))?,
+            scale: required(row, &format!("{prefix}_scale"))?,
+        }))
+    }
+
+    /// How CAST spells the type; `None` for types the engine does not handle.
+    fn spec(self) -> Option<String> {
+        let SqlType {
+            name,
+            max_length,
+            precision,
+            scale,
+        } = self;
+        let length = |bytes_per_char: i16| match max_length {
+            -1 => "max".to_owned(),
+            bytes => (bytes / bytes_per_char).to_string(),
+        };
+        Some(match name {
+            "bit" | "tinyint" | "smallint" | "int" | "bigint" | "real" | "float" | "money"
+            | "smallmoney" | "uniqueidentifier" | "date" | "datetime" | "smalldatetime" => {
+                name.to_owned()
+            }
+            "decimal" | "numeric" => format!("{name}({precision},{scale})"),
+            "datetime2" | "datetimeoffset" | "time" => format!("{name}({scale})"),
+            "char" | "varchar" | "binary" | "varbinary" => format!("{name}({})", length(1)),
+            "nchar" | "nvarchar" => format!("{name}({})", length(2)),
+            _ => return None,
+        })
+    }
+
+    /// Whether the key's text form fits `source_key` and casts back to the same key.
+    fn is_key(self) -> bool {
+        match self.name {
+            "tinyint" | "smallint" | "int" | "bigint" | "decimal" | "numeric"
+            | "uniqueidentifier" => true,
+            "char" | "varchar" => (1..=MAX_KEY_CHARS).contains(&self.max_length),
+            "nchar" | "nvarchar" => (2..=2 * MAX_KEY_CHARS).contains(&self.max_length),
+            _ => false,
+        }
+    }
+
+    fn is_change(self) -> bool {
+        matches!(
+            self.name,
+            "datetime2" | "datetime" | "datetimeoffset" | "smalldatetime" | "date"
+        )
+    }
+
+    /// For messages: the spelled-out type, else the catalog's name.
+    fn describe(self) -> String {
+        self.spec().unwrap_or_else(|| self.name.to_owned())
+    }
+}
+
+/// The poll queries of a checked table; every name is catalog-quoted, every type spelled
+/// from the catalog.
+fn table_queries(
+    table: &str,
+    key: &str,
+    key_type: &str,
+    change: &str,
+    change_type: &str,
+) -> TableQueries {
+    let names = [
+        ("table", table),
+        ("key", key),
+        ("key_type", key_type),
+        ("change", change),
+        ("change_type", change_type),
+    ];
+    TableQueries {
+        after_row: fill(query!("source_changes_after_row"), &names),
+        after_change: fill(query!("source_changes_after_change"), &names),
+        start: fill(query!("source_start"), &names),
+        current_version: fill(query!("source_current_version"), &names),
+    }
+}
+
+/// Checks the catalog's answer for a watched table and builds its queries.
+fn table_from(source: &SourceTable, row: &Row) -> StoreResult<Result<TableQueries, Invalid>> {
+    let table = match quoted(value(row, "table_name")?, "table") {
+        Ok(table) => table,
+        Err(invalid) => return Ok(Err(invalid)),
+    };
+    let Some(key) = value::<&str>(row, "key_column")? else {
+        return Ok(Err(format!(
+            "key column {:?} does not exist in {table}",
+            source.key_column
+        )));
+    };
+    let Some(change) = value::<&str>(row, "change_column")? else {
+        return Ok(Err(format!(
+            "change column {:?} does not exist in {table}",
+            source.change_column
+        )));
+    };
+    let key_type = SqlType::from_row(row, "key")?;
+    let Some(key_spec) = key_type.filter(|t| t.is_key()).and_then(SqlType::spec) else {
+        let found = key_type.map_or_else(|| "a CLR type".to_owned(), SqlType::describe);
+        return Ok(Err(format!(
+            "key column {key} of {table} is {found}; a key must be an integer, decimal or \
+             uniqueidentifier, or a string of at most {MAX_KEY_CHARS} characters"
+        )));
+    };
+    let change_type = SqlType::from_row(row, "change")?;
+    let Some(change_spec) = change_type
+        .filter(|t| t.is_change())
+        .and_then(SqlType::spec)
+    else {
+        let found = change_type.map_or_else(|| "a CLR type".to_owned(), SqlType::describe);
+        return Ok(Err(format!(
+            "change column {change} of {table} is {found}; it must be datetime2, datetime, \
+             datetimeoffset, smalldatetime or date"
+        )));
+    };
+    Ok(Ok(table_queries(
+        &table,
+        key,
+        &key_spec,
+        change,
+        &change_spec,
+    )))
+}
+
+/// Checks the catalog's answer for a merge procedure and builds its call.
+fn merge_call_from(row: &Row) -> StoreResult<Result<MergeCall, Invalid>> {
+    let procedure = match quoted(value(row, "procedure_name")?, "merge procedure") {
+        Ok(procedure) => procedure,
+        Err(invalid) => return Ok(Err(invalid)),
+    };
+    let parameters: i32 = required(row, "parameter_count")?;
+    if parameters != 1 {
+        return Ok(Err(format!(
+            "merge procedure {procedure} takes {parameters} parameters; it must take exactly one, the key"
+        )));
+    }
+    if value::<bool>(row, "key_is_output")? == Some(true) {
+        return Ok(Err(format!(
+            "the parameter of merge procedure {procedure} is OUTPUT; it must be the key, an input"
+        )));
+    }
+    let Some(key_type) = SqlType::from_row(row, "key")?.and_then(SqlType::spec) else {
+        return Ok(Err(format!(
+            "the parameter of merge procedure {procedure} has a type a key cannot be cast to"
+        )));
+    };
+    Ok(Ok(MergeCall {
+        sql: fill(
+            query!("source_merge"),
+            &[("procedure", &procedure), ("key_type", &key_type)],
+        ),
+    }))
+}
+
+/// A merge result value as JSON: numbers as numbers, text as text, dates and times in ISO
+/// 8601 (with the offset for datetimeoffset), uniqueidentifiers as SQL Server prints them,
+/// binary as `0x…` hex.
+fn json_value(data: &ColumnData<'static>) -> tiberius::Result<serde_json::Value> {
+    use serde_json::Value;
+    fn or_null<T>(value: Option<T>, to_json: impl FnOnce(T) -> Value) -> Value {
+        value.map_or(Value::Null, to_json)
+    }
+    Ok(match data {
+        ColumnData::U8(v) => or_null(*v, Value::from),
+        ColumnData::I16(v) => or_null(*v, Value::from),
+        ColumnData::I32(v) => or_null(*v, Value::from),
+        ColumnData::I64(v) => or_null(*v, Value::from),
+        // real as it prints (0.1, not 0.100000001490116).
+        ColumnData::F32(v) => or_null(*v, |f| {
+            f.to_string()
+                .parse::<f64>()
+                .map_or(Value::Null, Value::from)
+        }),
+        ColumnData::F64(v) => or_null(*v, Value::from),
+        ColumnData::Bit(v) => or_null(*v, Value::from),
+        ColumnData::String(v) => or_null(v.as_deref(), Value::from),
+        ColumnData::Guid(v) => or_null(*v, |guid| format!("{guid:X}").into()),
+        ColumnData::Binary(v) => or_null(v.as_deref(), |bytes| {
+            let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            format!("0x{hex}").into()
+        }),
+        ColumnData::Numeric(v) => or_null(*v, numeric_json),
+        ColumnData::Xml(v) => or_null(v.as_deref(), |xml| xml.to_string().into()),
+        ColumnData::DateTime(_) | ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => {
+            or_null(NaiveDateTime::from_sql(data)?, |t| date_time(t).into())
+        }
+        ColumnData::DateTimeOffset(_) => {
+            or_null(chrono::DateTime::<FixedOffset>::from_sql(data)?, |t| {
+                format!("{}{}", date_time(t.naive_local()), t.format("%:z")).into()
+            })
+        }
+        ColumnData::Date(_) => or_null(NaiveDate::from_sql(data)?, |d| {
+            d.format("%Y-%m-%d").to_string().into()
+        }),
+        ColumnData::Time(_) => or_null(NaiveTime::from_sql(data)?, |t| time_of_day(t).into()),
+    })
+}
+
+/// ISO 8601, with as many fractional digits as the value needs.
+fn date_time(t: NaiveDateTime) -> String {
+    format!("{}T{}", t.format("%Y-%m-%d"), time_of_day(t.time()))
+}
+
+fn time_of_day(t: NaiveTime) -> String {
+    let whole = t.format("%H:%M:%S");
+    match t.nanosecond() {
+        0 => whole.to_string(),
+        nanos => format!("{whole}.{}", format!("{nanos:09}").trim_end_matches('0')),
+    }
+}
+
+/// Whole numbers stay exact; others are floats, as PostgreSQL's numeric reaches the
+/// templates (format exact amounts as text in the merge procedure).
+fn numeric_json(n: Numeric) -> serde_json::Value {
+    match i64::try_from(n.value()) {
+        Ok(whole) if n.scale() == 0 => whole.into(),
+        _ => f64::from(n).into(),
+    }
+}
+
+/// One row of merge output: column name → value. Every column needs a name.
+fn merge_row<'a>(
+    cells: impl IntoIterator<Item = (&'a Column, &'a ColumnData<'static>)>,
+) -> Result<MergeRow, String> {
+    cells
+        .into_iter()
+        .enumerate()
+        .map(|(index, (column, data))| {
+            if column.name().is_empty() {
+                return Err(format!(
+                    "column {} of the merge procedure's result has no name",
+                    index + 1
+                ));
+            }
+            let value =
+                json_value(data).map_err(|error| format!("column {}: {error}", column.name()))?;
+            Ok((column.name().to_owned(), value))
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl SourceDb for MsSource {
+    async fn resolve_table(
+        &self,
+        source: &SourceTable,
+    ) -> StoreResult<Result<TableQueries, Invalid>> {
+        if let Err(invalid) = check_names(&[
+            ("schema", &source.schema),
+            ("table", &source.table),
+            ("key column", &source.key_column),
+            ("change column", &source.change_column),
+        ]) {
+            return Ok(Err(invalid));
+        }
+        let rows = self
+            .db
+            .query(
+                query!("source_resolve_table"),
+                &[
+                    &source.schema,
+                    &source.table,
+                    &source.key_column,
+                    &source.change_column,
+                ],
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => table_from(source, row),
+            None => Ok(Err(format!(
+                "source table {}.{} does not exist (or is not visible to the detector's login)",
+                source.schema, source.table
+            ))),
+        }
+    }
+
+    async fn resolve_merge(
+        &self,
+        merge: &MergeFunction,
+    ) -> StoreResult<Result<MergeCall, Invalid>> {
+        if let Err(invalid) = check_names(&[
+            ("merge schema", &merge.schema),
+            ("merge procedure", &merge.name),
+        ]) {
+            return Ok(Err(invalid));
+        }
+        let rows = self
+            .db
+            .query(
+                query!("source_resolve_merge"),
+                &[&merge.schema, &merge.name],
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => merge_call_from(row),
+            None => Ok(Err(format!(
+                "merge procedure {}.{} does not exist (or is not visible to the renderer's login)",
+                merge.schema, merge.name
+            ))),
+        }
+    }
+
+    async fn start_watermark(
+        &self,
+        table: &TableQueries,
+        safety_delay: Duration,
+    ) -> StoreResult<Watermark> {
+        let rows = self
+            .db
+            .query(&table.start, &[&millis(safety_delay)])
+            .await?;
+        let change = match rows.first() {
+            Some(row) => opt_text(row, "change_value")?,
+            None => None,
+        };
+        Ok(Watermark {
+            change: change.ok_or_else(|| refused("no starting point"))?,
+            key: None,
+        })
+    }
+
+    async fn changed_rows(
+        &self,
+        table: &TableQueries,
+        after: &Watermark,
+        safety_delay: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<ChangedRow>> {
+        let delay = millis(safety_delay);
+        let limit = i64::from(limit);
+        let rows = match &after.key {
+            Some(key) => {
+                self.db
+                    .query(&table.after_row, &[&after.change, key, &delay, &limit])
+                    .await?
+            }
+            None => {
+                self.db
+                    .query(&table.after_change, &[&after.change, &delay, &limit])
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(ChangedRow {
+                    key: text(row, "key_value")?,
+                    change: text(row, "change_value")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn current_version(
+        &self,
+        table: &TableQueries,
+        key: &str,
+    ) -> StoreResult<Option<String>> {
+        let rows = self.db.query(&table.current_version, &[&key]).await?;
+        match rows.first() {
+            Some(row) => opt_text(row, "change_value"),
+            None => Ok(None),
+        }
+    }
+
+    async fn merge(&self, call: &MergeCall, key: &str) -> StoreResult<Vec<MergeRow>> {
+        let rows = self.db.query(&call.sql, &[&key]).await?;
+        rows.iter()
+            .map(|row| merge_row(row.cells()).map_err(refused))
+            .collect()
+    }
+}
+
+/// The notification database.
+pub struct MsNotify {
+    db: Db,
+}
+
+impl MsNotify {
+    pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Self> {
+        let config = client_config(settings, "notify.password")?;
+        Ok(MsNotify {
+            db: Db::connect(settings, config).await?,
+        })
+    }
+}
+
+fn schedule_from(row: &Row) -> StoreResult<Schedule> {
+    Ok(Schedule {
+        id: required(row, "schedule_id")?,
+        tenant: text(row, "tenant")?,
+        name: text(row, "name")?,
+        channel: parse_channel(required(row, "channel")?)?,
+        source: SourceTable {
+            schema: text(row, "source_schema")?,
+            table: text(row, "source_table")?,
+            key_column: text(row, "key_column")?,
+            change_column: text(row, "change_column")?,
+        },
+        merge: MergeFunction {
+            schema: text(row, "merge_schema")?,
+            name: text(row, "merge_function")?,
+        },
+        template_name: text(row, "template_name")?,
+        active: required(row, "active")?,
+        error: opt_text(row, "error")?,
+    })
+}
+
+/// Widths of `message`'s bounded columns (`sql/mssql/notify/030-messages.sql`), in UTF-16
+/// code units as nvarchar counts them.
+const TENANT_CHARS: usize = 128;
+const SOURCE_KEY_CHARS: usize = 400;
+const CHANGE_VERSION_CHARS: usize = 64;
+const RECIPIENT_CHARS: usize = 320;
+const LOCALE_CHARS: usize = 35;
+
+fn chars(text: &str) -> usize {
+    text.encode_utf16().count()
+}
+
+/// An identity that does not fit `message` cannot be stored at all: refused, rather than
+/// silently truncated by OPENJSON into another message's identity.
+fn check_identity(key: &MessageKey) -> StoreResult<()> {
+    for (column, value, width) in [
+        ("tenant", &key.tenant, TENANT_CHARS),
+        ("source_key", &key.source_key, SOURCE_KEY_CHARS),
+        ("change_version", &key.change_version, CHANGE_VERSION_CHARS),
+    ] {
+        if chars(value) > width {
+            return Err(refused(format!(
+                "{column} {value:?} is longer than the {width} characters the queue holds"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A rendering whose recipient or locale does not fit its column is `render_failed` with
+/// the reason (a merge procedure's output is not ours to trust), never truncated and never
+/// a statement the database refuses on every retry.
+fn fitted(rendering: &Rendering) -> Cow<'_, Rendering> {
+    let too_long = [
+        ("recipient", &rendering.recipient, RECIPIENT_CHARS),
+        ("locale", &rendering.locale, LOCALE_CHARS),
+    ]
+    .into_iter()
+    .find_map(|(column, value, width)| {
+        value
+            .as_deref()
+            .filter(|value| chars(value) > width)
+            .map(|_| format!("the merge procedure's {column} is longer than {width} characters"))
+    });
+    match too_long {
+        Some(error) => Cow::Owned(Rendering::without_content(
+            MessageStatus::RenderFailed,
+            error,
+        )),
+        None => Cow::Borrowed(rendering),
+    }
+}
+
+/// The JSON array `messages_insert.sql` reads with OPENJSON: `NewMessage`s as serde writes
+/// them (the same document the PostgreSQL engine sends), each made to fit the table.
+fn message_batch(messages: &[NewMessage]) -> StoreResult<String> {
+    let fitted: Vec<Cow<'_, NewMessage>> = messages
+        .iter()
+        .map(|message| {
+            check_identity(&message.key)?;
+            Ok(match fitted(&message.rendering) {
+                Cow::Borrowed(_) => Cow::Borrowed(message),
+                Cow::Owned(rendering) => Cow::Owned(NewMessage {
+                    rendering,
+                    ..message.clone()
+                }),
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(serde_json::to_string(&fitted).expect("messages always serialize"))
+}
+
+#[async_trait::async_trait]
+impl NotifyDb for MsNotify {
+    async fn active_schedules(&self) -> StoreResult<Vec<Schedule>> {
+        let rows = self.db.query(query!("schedules_active"), &[]).await?;
+        rows.iter().map(schedule_from).collect()
+    }
+
+    async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>> {
+        let rows = self
+            .db
+            .query(query!("schedule_by_id"), &[&schedule_id])
+            .await?;
+        rows.first().map(schedule_from).transpose()
+    }
+
+    async fn record_schedule_check(
+        &self,
+        schedule_id: i64,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        self.db
+            .execute(query!("schedule_record_check"), &[&schedule_id, &error])
+            .await?;
+        Ok(())
+    }
+
+    async fn template(
+        &self,
+        tenant: &str,
+        name: &str,
+        locale: &str,
+    ) -> StoreResult<Option<Template>> {
+        let rows = self
+            .db
+            .query(query!("template_for_locale"), &[&tenant, &name, &locale])
+            .await?;
+        rows.first()
+            .map(|row| {
+                Ok(Template {
+                    id: required(row, "template_id")?,
+                    locale: text(row, "locale")?,
+                    subject: opt_text(row, "subject")?,
+                    body_html: opt_text(row, "body_html")?,
+                    body_text: text(row, "body_text")?,
+                    updated_at: required(row, "updated_at")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn claim_schedules(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        schedule_ids: &[i64],
+    ) -> StoreResult<Vec<(i64, Option<Watermark>)>> {
+        let ids = serde_json::to_string(schedule_ids).expect("ids always serialize");
+        let rows = self
+            .db
+            .query(
+                query!("detector_claim_schedules"),
+                &[&owner, &millis(ttl), &ids],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let watermark = opt_text(row, "change_value")?
+                    .map(|change| {
+                        Ok::<_, StoreError>(Watermark {
+                            change,
+                            key: opt_text(row, "key_value")?,
+                        })
+                    })
+                    .transpose()?;
+                Ok((required(row, "schedule_id")?, watermark))
+            })
+            .collect()
+    }
+
+    async fn advance_watermark(
+        &self,
+        owner: &str,
+        schedule_id: i64,
+        to: &Watermark,
+    ) -> StoreResult<bool> {
+        let moved = self
+            .db
+            .query(
+                query!("detector_advance_watermark"),
+                &[&owner, &schedule_id, &to.change, &to.key],
+            )
+            .await?;
+        Ok(moved.len() == 1)
+    }
+
+    async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let batch = message_batch(messages)?;
+        self.db.execute(query!("messages_insert"), &[&batch]).await
+    }
+
+    async fn reject_event(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        payload: Option<&str>,
+        error: &str,
+    ) -> StoreResult<()> {
+        self.db
+            .execute(
+                query!("event_reject"),
+                &[&topic, &partition, &offset, &payload, &error],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_render_retries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<RenderRetry>> {
+        let rows = self
+            .db
+            .query(
+                query!("render_claim_retries"),
+                &[&owner, &millis(lease), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RenderRetry {
+                    message_id: required(row, "message_id")?,
+                    key: MessageKey {
+                        tenant: text(row, "tenant")?,
+                        schedule_id: required(row, "schedule_id")?,
+                        source_key: text(row, "source_key")?,
+                        change_version: text(row, "change_version")?,
+                    },
+                    channel: parse_channel(required(row, "channel")?)?,
+                    render_attempts: required(row, "render_attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_render_retry(
+        &self,
+        message_id: i64,
+        owner: &str,
+        rendering: &Rendering,
+        retry_in: Duration,
+    ) -> StoreResult<()> {
+        let rendering = fitted(rendering);
+        self.db
+            .execute(
+                query!("render_finish_retry"),
+                &[
+                    &message_id,
+                    &owner,
+                    &rendering.status.as_str(),
+                    &rendering.recipient,
+                    &rendering.recipient_name,
+                    &rendering.locale,
+                    &rendering.subject,
+                    &rendering.body_html,
+                    &rendering.body_text,
+                    &rendering.error,
+                    &millis(retry_in),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64> {
+        let rows = self.db.query(query!("send_recover_own"), &[&owner]).await?;
+        count(&rows, "lost")
+    }
+
+    async fn release_claims(&self, owner: &str) -> StoreResult<u64> {
+        self.db
+            .execute(query!("send_release_claims"), &[&owner])
+            .await
+    }
+
+    async fn expire_lost_sends(&self) -> StoreResult<u64> {
+        let rows = self.db.query(query!("send_expire_lost"), &[]).await?;
+        count(&rows, "lost")
+    }
+
+    async fn claim_outgoing(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<(OutgoingMessage, bool)>> {
+        let rows = self
+            .db
+            .query(
+                query!("send_claim"),
+                &[&owner, &millis(lease), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let message = OutgoingMessage {
+                    message_id: required(row, "message_id")?,
+                    tenant: text(row, "tenant")?,
+                    schedule_id: required(row, "schedule_id")?,
+                    channel: parse_channel(required(row, "channel")?)?,
+                    recipient: text(row, "recipient")?,
+                    recipient_name: opt_text(row, "recipient_name")?,
+                    subject: opt_text(row, "subject")?,
+                    body_html: opt_text(row, "body_html")?,
+                    body_text: text(row, "body_text")?,
+                    send_attempts: required(row, "send_attempts")?,
+                };
+                Ok((message, required(row, "suppressed")?))
+            })
+            .collect()
+    }
+
+    async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()> {
+        self.db
+            .execute(query!("send_suppress"), &[&message_id, &owner])
+            .await?;
+        Ok(())
+    }
+
+    async fn begin_attempt(
+        &self,
+        message_id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<i32>> {
+        let rows = self
+            .db
+            .query(
+                query!("send_begin_attempt"),
+                &[&message_id, &owner, &millis(lease)],
+            )
+            .await?;
+        rows.first().map(|row| required(row, "attempt")).transpose()
+    }
+
+    async fn finish_attempt(
+        &self,
+        message_id: i64,
+        attempt: i32,
+        outcome: &AttemptOutcome,
+    ) -> StoreResult<()> {
+        let (status, outcome, http_status, provider_id, error, retry_in) = attempt_columns(outcome);
+        self.db
+            .execute(
+                query!("send_finish_attempt"),
+                &[
+                    &message_id,
+                    &attempt,
+                    &status.as_str(),
+                    &outcome,
+                    &http_status,
+                    &provider_id,
+                    &error,
+                    &millis(retry_in),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The count a query returns in its first row, in `column` (bigint).
+fn count(rows: &[Row], column: &str) -> StoreResult<u64> {
+    match rows.first() {
+        Some(row) => Ok(u64::try_from(required::<i64>(row, column)?).unwrap_or(0)),
+        None => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use serde_json::{Value, json};
+    use tiberius::ColumnType;
+    use tiberius::time::{Date, DateTime, DateTime2, DateTimeOffset, Time};
+    use tiberius::xml::XmlData;
+
+    use super::*;
+    use crate::model::Channel;
+
+    fn io_error() -> tiberius::error::Error {
+        tiberius::error::Error::Io {
+            kind: std::io::ErrorKind::ConnectionReset,
+            message: "reset by peer".into(),
+        }
+    }
+
+    #[test]
+    fn transient_server_errors_are_retried_and_the_rest_refused() {
+        for (code, severity) in [
+            (1205, 13),  // deadlock victim
+            (1222, 16),  // lock timeout
+            (976, 14),   // replica not readable
+            (4221, 16),  // readable secondary catching up
+            (40613, 17), // Azure: database unavailable
+            (4060, 11),  // database cannot be opened (failover)
+            (9002, 17),  // log full
+            (3314, 21),  // any error that ends the session
+        ] {
+            assert!(transient_server_error(code, severity), "{code}");
+        }
+        for (code, severity) in [
+            (2627, 14),  // duplicate key
+            (547, 16),   // foreign key / check constraint
+            (2628, 16),  // string would be truncated
+            (245, 16),   // conversion failed
+            (208, 16),   // invalid object name
+            (50000, 16), // THROW in a merge procedure
+            (18456, 14), // login failed
+        ] {
+            assert!(!transient_server_error(code, severity), "{code}");
+        }
+    }
+
+    #[test]
+    fn connection_trouble_is_unavailable_and_bad_data_refused() {
+        use tiberius::error::Error;
+        let unavailable = [
+            io_error(),
+            Error::Tls("handshake failed".into()),
+            Error::Protocol("unexpected token".into()),
+            Error::Routing {
+                host: "replica".into(),
+                port: 1433,
+            },
+        ];
+        for error in unavailable {
+            assert!(classify(error).is_unavailable());
+        }
+        for error in [Error::Conversion("not an int".into()), Error::Utf16] {
+            assert!(!classify(error).is_unavailable());
+        }
+        assert!(pool_error(RunError::TimedOut).is_unavailable());
+        assert!(pool_error(RunError::User(io_error())).is_unavailable());
+    }
+
+    #[test]
+    fn durations_bind_as_int_milliseconds() {
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(millis(Duration::ZERO), 0);
+        assert_eq!(millis(Duration::from_secs(60 * 24 * 3600)), i32::MAX);
+    }
+
+    fn days_since(year: i32, date: NaiveDate) -> i64 {
+        date.signed_duration_since(NaiveDate::from_ymd_opt(year, 1, 1).unwrap())
+            .num_days()
+    }
+
+    fn datetime2(y: i32, m: u32, d: u32, seconds: u64, increments: u64) -> DateTime2 {
+        let date = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let days = u32::try_from(days_since(1, date)).unwrap();
+        DateTime2::new(
+            Date::new(days),
+            Time::new(seconds * 10_000_000 + increments, 7),
+        )
+    }
+
+    fn check(data: ColumnData<'static>, expected: Value) {
+        assert_eq!(json_value(&data).unwrap(), expected, "{data:?}");
+    }
+
+    #[test]
+    fn merge_values_become_json() {
+        check(ColumnData::I64(Some(42)), json!(42));
+        check(ColumnData::I32(None), Value::Null);
+        check(ColumnData::I16(Some(-3)), json!(-3));
+        check(ColumnData::U8(Some(7)), json!(7));
+        check(ColumnData::Bit(Some(true)), json!(true));
+        check(ColumnData::F64(Some(1.5)), json!(1.5));
+        check(ColumnData::F32(Some(0.1)), json!(0.1));
+        check(ColumnData::String(Some(Cow::Borrowed("Ada"))), json!("Ada"));
+        check(ColumnData::String(None), Value::Null);
+        check(
+            ColumnData::Guid(Some(
+                tiberius::Uuid::parse_str("0f5e2a1c-7d3b-4c8e-9a6f-1b2c3d4e5f60").unwrap(),
+            )),
+            json!("0F5E2A1C-7D3B-4C8E-9A6F-1B2C3D4E5F60"),
+        );
+        check(
+            ColumnData::Binary(Some(Cow::Borrowed(&[0xde, 0xad, 0x01]))),
+            json!("0xDEAD01"),
+        );
+        check(
+            ColumnData::Numeric(Some(Numeric::new_with_scale(1250, 2))),
+            json!(12.5),
+        );
+        check(
+            ColumnData::Numeric(Some(Numeric::new_with_scale(42, 0))),
+            json!(42),
+        );
+        check(
+            ColumnData::Xml(Some(Cow::Owned(XmlData::new("<a>1</a>")))),
+            json!("<a>1</a>"),
+        );
+        // 2026-12-01 09:30 UTC, as datetime2(7), with and without a fraction.
+        let starts = 9 * 3600 + 30 * 60;
+        check(
+            ColumnData::DateTime2(Some(datetime2(2026, 12, 1, starts, 0))),
+            json!("2026-12-01T09:30:00"),
+        );
+        check(
+            ColumnData::DateTime2(Some(datetime2(2026, 12, 1, starts, 1_234_567))),
+            json!("2026-12-01T09:30:00.1234567"),
+        );
+        // datetimeoffset: the instant in UTC, shown at its offset.
+        check(
+            ColumnData::DateTimeOffset(Some(DateTimeOffset::new(
+                datetime2(2026, 12, 1, starts, 5_000_000),
+                60,
+            ))),
+            json!("2026-12-01T10:30:00.5+01:00"),
+        );
+        let date = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        check(
+            ColumnData::Date(Some(Date::new(u32::try_from(days_since(1, date)).unwrap()))),
+            json!("2026-12-01"),
+        );
+        check(
+            ColumnData::Time(Some(Time::new(starts * 10_000_000, 7))),
+            json!("09:30:00"),
+        );
+        // datetime: days since 1900, 1/300 s ticks.
+        check(
+            ColumnData::DateTime(Some(DateTime::new(
+                i32::try_from(days_since(1900, date)).unwrap(),
+                u32::try_from(starts * 300).unwrap(),
+            ))),
+            json!("2026-12-01T09:30:00"),
+        );
+    }
+
+    #[test]
+    fn merge_rows_map_column_names_to_values() {
+        let columns = [
+            Column::new("recipient".into(), ColumnType::NVarchar),
+            Column::new("locale".into(), ColumnType::NVarchar),
+            Column::new("visits".into(), ColumnType::Int4),
+        ];
+        let values = [
+            ColumnData::String(Some(Cow::Borrowed("ada@example.com"))),
+            ColumnData::String(None),
+            ColumnData::I32(Some(3)),
+        ];
+        let row = merge_row(columns.iter().zip(values.iter())).unwrap();
+        assert_eq!(
+            Value::Object(row),
+            json!({"recipient": "ada@example.com", "locale": null, "visits": 3})
+        );
+
+        let unnamed = [Column::new(String::new(), ColumnType::Int4)];
+        let error = merge_row(unnamed.iter().zip(values[2..].iter())).unwrap_err();
+        assert!(
+            error.contains("column 1") && error.contains("no name"),
+            "{error}"
+        );
+    }
+
+    fn sql_type(name: &str, max_length: i16, precision: u8, scale: u8) -> SqlType<'_> {
+        SqlType {
+            name,
+            max_length,
+            precision,
+            scale,
+        }
+    }
+
+    #[test]
+    fn catalog_types_are_spelled_for_cast() {
+        for (ty, expected) in [
+            (sql_type("bigint", 8, 19, 0), Some("bigint")),
+            (sql_type("nvarchar", 100, 0, 0), Some("nvarchar(50)")),
+            (sql_type("nvarchar", -1, 0, 0), Some("nvarchar(max)")),
+            (sql_type("varchar", 20, 0, 0), Some("varchar(20)")),
+            (sql_type("nchar", 20, 0, 0), Some("nchar(10)")),
+            (sql_type("decimal", 9, 10, 2), Some("decimal(10,2)")),
+            (sql_type("datetime2", 8, 27, 7), Some("datetime2(7)")),
+            (
+                sql_type("datetimeoffset", 8, 30, 3),
+                Some("datetimeoffset(3)"),
+            ),
+            (sql_type("datetime", 8, 23, 3), Some("datetime")),
+            (
+                sql_type("uniqueidentifier", 16, 0, 0),
+                Some("uniqueidentifier"),
+            ),
+            (sql_type("sql_variant", 8016, 0, 0), None),
+            (sql_type("timestamp", 8, 0, 0), None),
+        ] {
+            assert_eq!(ty.spec().as_deref(), expected, "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn keys_must_round_trip_through_nvarchar_400_and_changes_be_dates() {
+        for key in [
+            sql_type("int", 4, 10, 0),
+            sql_type("bigint", 8, 19, 0),
+            sql_type("decimal", 9, 18, 0),
+            sql_type("uniqueidentifier", 16, 0, 0),
+            sql_type("nvarchar", 800, 0, 0),
+            sql_type("varchar", 400, 0, 0),
+        ] {
+            assert!(key.is_key(), "{key:?}");
+        }
+        for not_key in [
+            sql_type("nvarchar", 802, 0, 0),
+            sql_type("nvarchar", -1, 0, 0),
+            sql_type("varchar", 401, 0, 0),
+            sql_type("float", 8, 53, 0),
+            sql_type("datetime2", 8, 27, 7),
+            sql_type("varbinary", 16, 0, 0),
+        ] {
+            assert!(!not_key.is_key(), "{not_key:?}");
+        }
+        for change in [
+            "datetime2",
+            "datetime",
+            "datetimeoffset",
+            "smalldatetime",
+            "date",
+        ] {
+            assert!(sql_type(change, 8, 0, 0).is_change(), "{change}");
+        }
+        for not_change in ["time", "int", "timestamp", "nvarchar"] {
+            assert!(!sql_type(not_change, 8, 0, 0).is_change(), "{not_change}");
+        }
+    }
+
+    #[test]
+    fn names_over_128_characters_are_an_invalid_schedule() {
+        let long = "t".repeat(129);
+        let error = check_names(&[("table", &long)]).unwrap_err();
+        assert!(
+            error.contains("129 characters") && error.contains("128"),
+            "{error}"
+        );
+        assert!(check_names(&[("table", "")]).is_err());
+        assert!(check_names(&[("table", &"t".repeat(128)), ("schema", "crm")]).is_ok());
+
+        // QUOTENAME's NULL is never an empty identifier.
+        let error = quoted(None, "table").unwrap_err();
+        assert!(error.contains("128"), "{error}");
+        assert!(quoted(Some(""), "table").is_err());
+        assert_eq!(quoted(Some("[a]]b]"), "table").unwrap(), "[a]]b]");
+    }
+
+    /// The statement, without its comment lines.
+    fn statement(sql: &str) -> String {
+        sql.lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn templates_fill_to_tsql_for_a_sample_table() {
+        let queries = table_queries(
+            "[crm].[contact]",
+            "[contact_id]",
+            "bigint",
+            "[modified_at]",
+            "datetime2(7)",
+        );
+        assert_eq!(
+            statement(&queries.after_row),
+            "\
+SELECT TOP (@P4)
+       CAST([contact_id] AS nvarchar(400)) AS key_value,
+       CONVERT(nvarchar(40), [modified_at], 126) AS change_value
+  FROM [crm].[contact]
+ WHERE [modified_at] >= CONVERT(datetime2(7), @P1, 126)
+   AND ([modified_at] > CONVERT(datetime2(7), @P1, 126)
+        OR [contact_id] > CAST(@P2 AS bigint))
+   AND [modified_at] <= CAST(DATEADD(millisecond, -@P3, SYSUTCDATETIME()) AS datetime2(7))
+ ORDER BY [modified_at], [contact_id];"
+        );
+        assert_eq!(
+            statement(&queries.current_version),
+            "\
+SELECT CONVERT(nvarchar(40), [modified_at], 126) AS change_value
+  FROM [crm].[contact]
+ WHERE [contact_id] = CAST(@P1 AS bigint);"
+        );
+        assert!(
+            statement(&queries.start)
+                .contains("CAST(DATEADD(millisecond, -@P1, SYSUTCDATETIME()) AS datetime2(7))"),
+            "{}",
+            queries.start
+        );
+        assert!(
+            statement(&queries.after_change)
+                .contains("WHERE [modified_at] > CONVERT(datetime2(7), @P1, 126)"),
+            "{}",
+            queries.after_change
+        );
+        for sql in [
+            &queries.after_row,
+            &queries.after_change,
+            &queries.start,
+            &queries.current_version,
+        ] {
+            assert!(!sql.contains('{'), "unfilled placeholder in {sql}");
+        }
+
+        let call = fill(
+            query!("source_merge"),
+            &[
+                ("procedure", "[crm].[welcome_email]"),
+                ("key_type", "bigint"),
+            ],
+        );
+        assert_eq!(
+            statement(&call),
+            "DECLARE @key bigint = CAST(@P1 AS bigint);\nEXEC [crm].[welcome_email] @key;"
+        );
+    }
+
+    fn new_message(recipient: &str) -> NewMessage {
+        NewMessage {
+            key: MessageKey {
+                tenant: "acme".into(),
+                schedule_id: 7,
+                source_key: "42".into(),
+                change_version: "2026-12-01T09:30:00.1234567".into(),
+            },
+            channel: Channel::Email,
+            rendering: Rendering {
+                status: MessageStatus::Queued,
+                recipient: Some(recipient.into()),
+                recipient_name: Some("Ada Lovelace".into()),
+                locale: Some("en".into()),
+                subject: Some("Welcome".into()),
+                body_html: Some("<p>Hi</p>".into()),
+                body_text: Some("Hi".into()),
+                error: None,
+            },
+            retry_in_secs: 1.5,
+            event_partition: Some(3),
+            event_offset: Some(99),
+        }
+    }
+
+    /// The column names of the OPENJSON … WITH (…) in `messages_insert.sql`.
+    fn openjson_columns() -> Vec<String> {
+        let sql = query!("messages_insert");
+        let start = sql.find("WITH (\n").expect("an OPENJSON WITH clause") + "WITH (\n".len();
+        let end = start
+            + sql[start..]
+                .find(") AS m")
+                .expect("the end of the WITH clause");
+        sql[start..end]
+            .split(',')
+            .map(|item| item.split_whitespace().next().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_message_batch_is_what_openjson_reads() {
+        let batch = message_batch(&[new_message("ada@example.com")]).unwrap();
+        let Value::Array(rows) = serde_json::from_str::<Value>(&batch).unwrap() else {
+            panic!("not an array: {batch}");
+        };
+        let Value::Object(row) = &rows[0] else {
+            panic!("not an object: {batch}");
+        };
+        let mut keys: Vec<&String> = row.keys().collect();
+        let mut columns = openjson_columns();
+        keys.sort();
+        columns.sort();
+        assert_eq!(keys, columns.iter().collect::<Vec<_>>());
+        assert_eq!(row["status"], json!("queued"));
+        assert_eq!(row["channel"], json!("email"));
+        assert_eq!(row["schedule_id"], json!(7));
+        assert_eq!(row["retry_in_secs"], json!(1.5));
+        assert_eq!(row["error"], Value::Null);
+    }
+
+    #[test]
+    fn what_does_not_fit_the_queue_is_failed_or_refused_never_truncated() {
+        let long = format!("{}@example.com", "a".repeat(320));
+        let batch = message_batch(&[new_message(&long)]).unwrap();
+        let rows: Value = serde_json::from_str(&batch).unwrap();
+        assert_eq!(rows[0]["status"], json!("render_failed"));
+        assert_eq!(rows[0]["recipient"], Value::Null);
+        assert!(
+            rows[0]["error"].as_str().unwrap().contains("320"),
+            "{batch}"
+        );
+        let mut rendering = new_message("ada@example.com").rendering;
+        assert!(matches!(fitted(&rendering), Cow::Borrowed(_)));
+        rendering.locale = Some("x".repeat(36));
+        assert_eq!(fitted(&rendering).status, MessageStatus::RenderFailed);
+
+        let mut message = new_message("ada@example.com");
+        message.key.source_key = "k".repeat(401);
+        assert!(!message_batch(&[message]).unwrap_err().is_unavailable());
+    }
+}

@@ -1,0 +1,94 @@
+-- The message queue. A row exists from the moment the renderer first sees a change event,
+-- whatever became of it, so support can always answer "what happened to this change?".
+--
+-- status:
+--   render_retry   merge procedure failed; the renderer tries again at next_attempt_at
+--   render_failed  cannot be rendered (template error, bad merge result, retries exhausted)
+--   skipped        nothing to send (the merge procedure named no recipient)
+--   queued         rendered, waiting for the sender (next_attempt_at)
+--   sending        the sender is inside the provider call
+--   sent           the provider accepted it (provider_message_id, sent_at)
+--   failed         the provider refused it, or send retries ran out
+--   in_doubt       the sender lost track during the provider call: never resent automatically
+--   suppressed     the recipient is on the suppression list
+--
+-- The notification's identity (tenant, schedule_id, source_key, change_version) is a UNIQUE
+-- constraint, at most 256 + 8 + 800 + 128 = 1,192 bytes (under the 1,700-byte limit).
+-- Inserts skip identities already present with NOT EXISTS under UPDLOCK, HOLDLOCK
+-- (../queries/messages_insert.sql) rather than with IGNORE_DUP_KEY = ON:
+-- * IGNORE_DUP_KEY is a property of the index that silently changes every INSERT into the
+--   table, an admin's or a tool's too; it still raises warning 3604 ("Duplicate key was
+--   ignored.") on every replay, and when one OPENJSON batch holds the same identity twice
+--   which of the two rows is kept is not specified.
+-- * NOT EXISTS under UPDLOCK, HOLDLOCK takes a key-range lock on the probed identity, so
+--   check and insert are atomic against other renderers: two inserting the same identity
+--   take turns and the second inserts nothing. Duplicates inside one batch are dropped
+--   first (ROW_NUMBER over the identity): the first in the batch wins, as with PostgreSQL's
+--   ON CONFLICT DO NOTHING, and the statement's row count is the number of new messages.
+-- * Two renderers whose batches interleave can deadlock on those range locks; the victim
+--   (error 1205) is transient and retried, and the retry inserts only what is still new.
+-- * The constraint stays the last line of defence: anything that bypasses the guard fails
+--   loudly (error 2627) instead of queueing a notification twice.
+-- MERGE would need the same HOLDLOCK and brings its own list of known issues.
+
+SET ANSI_NULLS ON;
+SET QUOTED_IDENTIFIER ON;
+GO
+
+IF OBJECT_ID(N'dbo.message', N'U') IS NULL
+    CREATE TABLE dbo.message (
+        message_id          bigint        IDENTITY (1, 1) NOT NULL CONSTRAINT message_pk PRIMARY KEY,
+        tenant              nvarchar(128) NOT NULL,
+        schedule_id         bigint        NOT NULL,
+        source_key          nvarchar(400) NOT NULL,
+        change_version      nvarchar(64)  NOT NULL,
+        channel             nvarchar(8)   NOT NULL CONSTRAINT message_channel CHECK (channel IN (N'email', N'sms')),
+        status              nvarchar(16)  NOT NULL CONSTRAINT message_status CHECK (status IN (
+                                N'render_retry', N'render_failed', N'skipped', N'queued', N'sending',
+                                N'sent', N'failed', N'in_doubt', N'suppressed')),
+        -- 320 characters: the longest email address (64 + 1 + 255). A longer recipient is
+        -- recorded as render_failed by the engine, never truncated.
+        recipient           nvarchar(320) NULL,
+        recipient_name      nvarchar(max) NULL,
+        locale              nvarchar(35)  NULL,
+        subject             nvarchar(max) NULL,
+        body_html           nvarchar(max) NULL,
+        body_text           nvarchar(max) NULL,
+        render_attempts     int           NOT NULL CONSTRAINT message_render_attempts_default DEFAULT 0,
+        send_attempts       int           NOT NULL CONSTRAINT message_send_attempts_default DEFAULT 0,
+        next_attempt_at     datetime2(7)  NOT NULL CONSTRAINT message_next_attempt_default DEFAULT SYSUTCDATETIME(),
+        lease_owner         nvarchar(200) NULL,
+        lease_expires_at    datetime2(7)  NULL,
+        provider_message_id nvarchar(max) NULL,
+        last_error          nvarchar(max) NULL,
+        event_partition     int           NULL,
+        event_offset        bigint        NULL,
+        created_at          datetime2(7)  NOT NULL CONSTRAINT message_created_default DEFAULT SYSUTCDATETIME(),
+        updated_at          datetime2(7)  NOT NULL CONSTRAINT message_updated_default DEFAULT SYSUTCDATETIME(),
+        sent_at             datetime2(7)  NULL,
+        -- The notification's identity: replays and rescans insert nothing new.
+        CONSTRAINT message_identity UNIQUE (tenant, schedule_id, source_key, change_version)
+    );
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_send_due')
+    CREATE INDEX message_send_due ON dbo.message (next_attempt_at) WHERE status = N'queued';
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_render_due')
+    CREATE INDEX message_render_due ON dbo.message (next_attempt_at) WHERE status = N'render_retry';
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_in_flight')
+    CREATE INDEX message_in_flight ON dbo.message (lease_expires_at) WHERE status = N'sending';
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_by_recipient')
+    CREATE INDEX message_by_recipient ON dbo.message (tenant, recipient, created_at);
+GO
+
+-- Events that could not even be read (not JSON, missing fields): kept, never dropped.
+IF OBJECT_ID(N'dbo.rejected_event', N'U') IS NULL
+    CREATE TABLE dbo.rejected_event (
+        topic       nvarchar(249) NOT NULL, -- Kafka's longest topic name
+        [partition] int           NOT NULL,
+        [offset]    bigint        NOT NULL,
+        payload     nvarchar(max) NULL,
+        error       nvarchar(max) NOT NULL,
+        received_at datetime2(7)  NOT NULL CONSTRAINT rejected_event_received_default DEFAULT SYSUTCDATETIME(),
+        CONSTRAINT rejected_event_pk PRIMARY KEY (topic, [partition], [offset])
+    );

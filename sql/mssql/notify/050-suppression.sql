@@ -1,0 +1,21 @@
+-- Addresses that must not be contacted (unsubscribed, bounced, complained). Matching is
+-- case-insensitive whatever the database's collation: address_lower is indexed instead of
+-- an expression (SQL Server indexes computed columns, not expressions).
+
+SET ANSI_NULLS ON;
+SET QUOTED_IDENTIFIER ON;
+GO
+
+IF OBJECT_ID(N'dbo.suppression', N'U') IS NULL
+    CREATE TABLE dbo.suppression (
+        tenant        nvarchar(128) NOT NULL,
+        channel       nvarchar(8)   NOT NULL CONSTRAINT suppression_channel CHECK (channel IN (N'email', N'sms')),
+        address       nvarchar(320) NOT NULL,
+        reason        nvarchar(max) NOT NULL,
+        created_at    datetime2(7)  NOT NULL CONSTRAINT suppression_created_default DEFAULT SYSUTCDATETIME(),
+        address_lower AS LOWER(address) PERSISTED
+    );
+GO
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.suppression') AND name = N'suppression_address')
+    CREATE UNIQUE INDEX suppression_address ON dbo.suppression (tenant, channel, address_lower);

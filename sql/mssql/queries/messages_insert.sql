@@ -1,0 +1,39 @@
+-- Insert rendered messages (@P1: a JSON array of NewMessage); an identity already present
+-- (a replayed event, a rescan), or repeated within the batch, inserts nothing. Why NOT
+-- EXISTS under UPDLOCK, HOLDLOCK and not IGNORE_DUP_KEY: see ../notify/030-messages.sql.
+-- The WITH clause declares the bounded columns in the table's own types, so the NOT EXISTS
+-- probe is an index seek on message_identity; the engine checks lengths before sending,
+-- so no value is ever cut to fit by OPENJSON's conversion. DATEADD takes an int: retry
+-- delays are capped at 2,000,000 seconds.
+WITH batch AS (
+    SELECT m.*,
+           ROW_NUMBER() OVER (PARTITION BY m.tenant, m.schedule_id, m.source_key, m.change_version
+                              ORDER BY CAST(j.[key] AS int)) AS occurrence
+      FROM OPENJSON(@P1) AS j
+     CROSS APPLY OPENJSON(j.value) WITH (
+               tenant nvarchar(128), schedule_id bigint, source_key nvarchar(400),
+               change_version nvarchar(64), channel nvarchar(8), status nvarchar(16),
+               recipient nvarchar(320), recipient_name nvarchar(max), locale nvarchar(35),
+               subject nvarchar(max), body_html nvarchar(max), body_text nvarchar(max),
+               error nvarchar(max), retry_in_secs float, event_partition int,
+               event_offset bigint) AS m
+)
+INSERT INTO dbo.message (tenant, schedule_id, source_key, change_version, channel, status,
+                         recipient, recipient_name, locale, subject, body_html, body_text,
+                         last_error, render_attempts, next_attempt_at, event_partition,
+                         event_offset)
+SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.status,
+       b.recipient, b.recipient_name, b.locale, b.subject, b.body_html, b.body_text,
+       b.error, 1,
+       DATEADD(millisecond,
+               CAST(IIF(b.retry_in_secs < 2000000, b.retry_in_secs * 1000, 2000000000) AS int),
+               SYSUTCDATETIME()),
+       b.event_partition, b.event_offset
+  FROM batch AS b
+ WHERE b.occurrence = 1
+   AND NOT EXISTS (SELECT 1
+                     FROM dbo.message AS q WITH (UPDLOCK, HOLDLOCK)
+                    WHERE q.tenant = b.tenant
+                      AND q.schedule_id = b.schedule_id
+                      AND q.source_key = b.source_key
+                      AND q.change_version = b.change_version);

@@ -1,0 +1,19 @@
+-- Lease (@P1 owner, @P2 milliseconds) up to @P3 due render retries, the longest due first.
+-- TOP in an UPDATE takes no ORDER BY, so the ordered TOP is an updatable CTE. UPDLOCK,
+-- READPAST, ROWLOCK is SQL Server's FOR UPDATE SKIP LOCKED: rows another renderer is
+-- claiming are skipped, not waited for. READPAST needs READ COMMITTED (the default, also
+-- with READ_COMMITTED_SNAPSHOT on) or REPEATABLE READ; under SNAPSHOT isolation it is not
+-- honoured, so these sessions must not use SNAPSHOT.
+WITH due AS (
+    SELECT TOP (@P3) message_id, tenant, schedule_id, source_key, change_version, channel,
+           render_attempts, lease_owner, lease_expires_at
+      FROM dbo.message WITH (UPDLOCK, READPAST, ROWLOCK)
+     WHERE status = N'render_retry'
+       AND next_attempt_at <= SYSUTCDATETIME()
+       AND (lease_expires_at IS NULL OR lease_expires_at < SYSUTCDATETIME())
+     ORDER BY next_attempt_at
+)
+UPDATE due
+   SET lease_owner = @P1, lease_expires_at = DATEADD(millisecond, @P2, SYSUTCDATETIME())
+OUTPUT inserted.message_id, inserted.tenant, inserted.schedule_id, inserted.source_key,
+       inserted.change_version, inserted.channel, inserted.render_attempts;

@@ -1,0 +1,4 @@
+-- At sender @P1's clean shutdown: its claimed messages not yet begun go back to the queue.
+UPDATE dbo.message
+   SET lease_owner = NULL, lease_expires_at = NULL
+ WHERE status = N'queued' AND lease_owner = @P1;
