@@ -208,6 +208,27 @@ pub async fn connect_notify(settings: &DatabaseSettings) -> StoreResult<Arc<dyn 
     }
 }
 
+/// Logs why a pooled connection could not be made: without it, callers see only "timed out
+/// waiting for a connection", never "connection refused" or "password authentication failed".
+#[derive(Debug, Clone)]
+pub(crate) struct LogConnectionErrors {
+    pub database: String,
+}
+
+impl<E: std::error::Error + 'static> bb8::ErrorSink<E> for LogConnectionErrors {
+    fn sink(&self, error: E) {
+        tracing::warn!(
+            database = %self.database,
+            error = %crate::telemetry::error_chain(&error),
+            "database connection failed"
+        );
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<E>> {
+        Box::new(self.clone())
+    }
+}
+
 /// `Channel` columns are stored as their lowercase names.
 pub(crate) fn parse_channel(text: &str) -> StoreResult<Channel> {
     text.parse()

@@ -27,8 +27,8 @@ use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::{
-    Invalid, MergeCall, MergeRow, NotifyDb, SourceDb, StoreError, StoreResult, TableQueries,
-    attempt_columns, fill, parse_channel,
+    Invalid, LogConnectionErrors, MergeCall, MergeRow, NotifyDb, SourceDb, StoreError, StoreResult,
+    TableQueries, attempt_columns, fill, parse_channel,
 };
 use crate::config::{DatabaseSettings, env_var_for};
 use crate::model::{
@@ -223,6 +223,9 @@ impl Db {
         let pool = Pool::builder()
             .max_size(settings.pool_size)
             .connection_timeout(settings.connect_timeout)
+            .error_sink(Box::new(LogConnectionErrors {
+                database: settings.database.clone(),
+            }))
             .build(manager)
             .await
             .map_err(classify)?;

@@ -13,8 +13,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    Invalid, MergeCall, MergeRow, NotifyDb, SourceDb, StoreError, StoreResult, TableQueries,
-    attempt_columns, fill, parse_channel,
+    Invalid, LogConnectionErrors, MergeCall, MergeRow, NotifyDb, SourceDb, StoreError, StoreResult,
+    TableQueries, attempt_columns, fill, parse_channel,
 };
 use crate::config::DatabaseSettings;
 use crate::model::{
@@ -51,6 +51,9 @@ async fn connect(settings: &DatabaseSettings, options: &str) -> StoreResult<PgPo
     Pool::builder()
         .max_size(settings.pool_size)
         .connection_timeout(settings.connect_timeout)
+        .error_sink(Box::new(LogConnectionErrors {
+            database: settings.database.clone(),
+        }))
         .build(PostgresConnectionManager::new(config, NoTls))
         .await
         .map_err(unavailable)
