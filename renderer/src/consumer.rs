@@ -134,6 +134,7 @@ async fn record_batch(
         match ChangeEvent::from_json(message.payload().unwrap_or_default()) {
             Ok(_) => pending.push(message),
             Err(error) => {
+                let error = format!("unreadable change event: {error}");
                 let kept = retry_until_done(cancel, || reject(renderer, message, &error)).await;
                 if !kept {
                     return false;
@@ -141,7 +142,9 @@ async fn record_batch(
             }
         }
     }
+    // The rendered messages, and the events they came from, in the same order.
     let mut rows: Vec<NewMessage> = Vec::with_capacity(pending.len());
+    let mut sources: Vec<&OwnedMessage> = Vec::with_capacity(pending.len());
     let mut attempt = 0;
     while !pending.is_empty() {
         if attempt > 0 && !pause(cancel, attempt).await {
@@ -156,7 +159,10 @@ async fn record_batch(
         pending.clear();
         for (message, result) in results {
             match result {
-                Ok(row) => rows.push(row),
+                Ok(row) => {
+                    rows.push(row);
+                    sources.push(message);
+                }
                 Err(error) => {
                     tracing::warn!(error = %error_chain(&error), "database unavailable while rendering; will retry");
                     pending.push(message);
@@ -164,12 +170,38 @@ async fn record_batch(
             }
         }
     }
-    retry_until_done(cancel, || async {
-        let inserted = renderer.notify().insert_messages(&rows).await?;
-        tracing::debug!(events = rows.len(), inserted, "batch recorded");
-        Ok(())
-    })
-    .await
+    retry_until_done(cancel, || insert(renderer, &rows, &sources)).await
+}
+
+/// Inserts the batch's messages. If the database refuses the batch, they go in one at a
+/// time, and a message refused on its own is kept in `rejected_event` with the reason, so
+/// one bad message neither stops the consumer nor takes the others down with it.
+async fn insert(
+    renderer: &Renderer,
+    rows: &[NewMessage],
+    sources: &[&OwnedMessage],
+) -> StoreResult<()> {
+    let error = match renderer.notify().insert_messages(rows).await {
+        Ok(inserted) => {
+            tracing::debug!(events = rows.len(), inserted, "batch recorded");
+            return Ok(());
+        }
+        Err(error) if error.is_unavailable() => return Err(error),
+        Err(error) => error,
+    };
+    tracing::warn!(error = %error_chain(&error), "the batch was refused; recording its messages one by one");
+    for (row, source) in rows.iter().zip(sources) {
+        match renderer
+            .notify()
+            .insert_messages(std::slice::from_ref(row))
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if error.is_unavailable() => return Err(error),
+            Err(error) => reject(renderer, source, &error_chain(&error)).await?,
+        }
+    }
+    Ok(())
 }
 
 async fn render_event(renderer: &Renderer, message: &OwnedMessage) -> StoreResult<NewMessage> {
@@ -187,17 +219,14 @@ async fn render_event(renderer: &Renderer, message: &OwnedMessage) -> StoreResul
     })
 }
 
-async fn reject(
-    renderer: &Renderer,
-    message: &OwnedMessage,
-    error: &serde_json::Error,
-) -> StoreResult<()> {
+/// Keeps an event that cannot become a message in `rejected_event`, with the reason.
+async fn reject(renderer: &Renderer, message: &OwnedMessage, error: &str) -> StoreResult<()> {
     let payload = message.payload().map(String::from_utf8_lossy);
     tracing::error!(
         partition = message.partition(),
         offset = message.offset(),
         %error,
-        "unreadable change event; kept in rejected_event"
+        "change event kept in rejected_event"
     );
     renderer
         .notify()
@@ -206,7 +235,7 @@ async fn reject(
             message.partition(),
             message.offset(),
             payload.as_deref(),
-            &error.to_string(),
+            error,
         )
         .await
 }

@@ -45,6 +45,8 @@ pub async fn bad_input_is_recorded_with_its_reason_and_the_rest_flows(
     let blocked = stack
         .insert_contact(&contact(Some("blocked@example.com"), "Blocked", "en"))
         .await?;
+    // An event nobody can read is kept, with the reason, and does not stop the consumer.
+    stack.produce(Some(b"junk"), b"{not json", None).await?;
     let fine = stack
         .insert_contact(&contact(Some("fine@example.com"), "Fine", "en"))
         .await?;
@@ -97,6 +99,13 @@ pub async fn bad_input_is_recorded_with_its_reason_and_the_rest_flows(
     assert!(error.unwrap_or_default().contains("nickname"));
     let (_, error) = settled(blocked, "suppressed").await?;
     assert!(error.unwrap_or_default().contains("suppression list"));
+
+    let rejected = stack
+        .notify
+        .query_one("SELECT payload, error FROM rejected_event", &[])
+        .await?;
+    assert_eq!(rejected.opt_text(0).as_deref(), Some("{not json"));
+    assert!(rejected.text(1).contains("unreadable change event"));
 
     let mut delivered: Vec<String> = stack
         .accepted()

@@ -59,19 +59,36 @@ impl Stack {
     /// Produces `event` again, as a retrying producer or a replaying tool would; returns its
     /// new offset.
     pub async fn produce_again(&self, event: &OwnedMessage) -> anyhow::Result<i64> {
+        self.produce(
+            event.key(),
+            event.payload().unwrap_or_default(),
+            Some(event.partition()),
+        )
+        .await
+    }
+
+    /// Produces a record to the change topic (creating it if needed); returns its offset.
+    pub async fn produce(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        partition: Option<i32>,
+    ) -> anyhow::Result<i64> {
         let settings = self.kafka_settings();
+        kafka::ensure_topic(&settings).await?;
         let producer: FutureProducer = kafka::producer_config(&settings).create()?;
-        let mut record = FutureRecord::to(event.topic())
-            .partition(event.partition())
-            .payload(event.payload().unwrap_or_default());
-        if let Some(key) = event.key() {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&settings.topic).payload(payload);
+        if let Some(key) = key {
             record = record.key(key);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
         }
         let delivery = producer
             .send(record, Duration::from_secs(10))
             .await
             .map_err(|(error, _)| error)
-            .context("producing a change event")?;
+            .context("producing to the change topic")?;
         Ok(delivery.offset)
     }
 
