@@ -46,6 +46,17 @@ psql_admin() {
 cluster_exists() { pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1==v && $2==c {f=1} END {exit !f}'; }
 cluster_running() { pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" status >/dev/null 2>&1; }
 
+# A server that already takes the herald role as a superuser (a CI service container, one
+# the developer runs) is used as it is.
+if [[ "${1:-}" != stop ]] &&
+    PGPASSWORD="$HERALD_PASSWORD" psql -X -q -At -h "$PG_HOST" -p "$PG_PORT" -U "$HERALD_ROLE" \
+        -d postgres -c "select rolsuper from pg_roles where rolname = current_user" 2>/dev/null |
+    grep -qx t; then
+    log "PostgreSQL on $PG_HOST:$PG_PORT already accepts $HERALD_ROLE (superuser); using it as it is"
+    echo "postgres://$HERALD_ROLE@$PG_HOST:$PG_PORT"
+    exit 0
+fi
+
 command -v pg_lsclusters >/dev/null || die "postgresql-common not installed (apt-get install postgresql-$PG_VERSION)"
 [[ -x "/usr/lib/postgresql/$PG_VERSION/bin/postgres" ]] || die "PostgreSQL $PG_VERSION not installed (apt-get install postgresql-$PG_VERSION)"
 

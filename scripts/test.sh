@@ -22,6 +22,9 @@ PGPASSWORD=herald psql -h 127.0.0.1 -U herald -d postgres -Atqc \
 # No SQL Server runs here: every T-SQL file and query is parsed with a real T-SQL parser.
 scripts/check-tsql.sh
 
+# Nor Docker: the compose file and CI workflows are checked against their schemas.
+scripts/check-yaml.sh
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

@@ -23,7 +23,12 @@ async fn main() -> anyhow::Result<()> {
     let notify = store::connect_notify(&settings.notify)
         .await
         .context("connecting to the notification database")?;
-    while let Err(error) = kafka::ensure_topic(&settings.kafka).await {
+    loop {
+        let created = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            created = kafka::ensure_topic(&settings.kafka) => created,
+        };
+        let Err(error) = created else { break };
         tracing::warn!(error = %error_chain(&error), topic = %settings.kafka.topic, "waiting for Kafka");
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),

@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn every_shipped_environment_loads() {
-        for environment in ["local", "test"] {
+        for environment in ["local", "test", "compose"] {
             let settings = Settings::load_from(&config_dir(), environment)
                 .unwrap_or_else(|e| panic!("{environment}: {e}"));
             assert!(!settings.kafka.brokers.is_empty(), "{environment}");
