@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fake_provider::{Fault, FaultKind};
-use herald_tests::{Contact, Engine, SOON, Service, Stack};
+use herald_tests::{Contact, Engine, SOON, Service, Stack, wait_until};
 
 const CHANGES: usize = 40;
 
@@ -49,6 +49,13 @@ async fn killed_mid_stream(engine: Engine, victim: Service) -> anyhow::Result<()
         stack.insert_contact(&contact).await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
         if i == CHANGES / 2 {
+            if victim == Service::Sender {
+                // Kill it inside a provider call.
+                wait_until(SOON, || async {
+                    Ok((stack.messages_with_status("sending").await? > 0).then_some(()))
+                })
+                .await?;
+            }
             stack.kill(victim).await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
             stack.start(victim).await?;
@@ -105,6 +112,9 @@ async fn killed_mid_stream(engine: Engine, victim: Service) -> anyhow::Result<()
         in_doubt <= concurrency,
         "{in_doubt} in doubt: more than were in flight"
     );
+    if victim == Service::Sender {
+        assert!(in_doubt >= 1, "the sender was killed inside a call");
+    }
     println!("{victim:?} killed: {CHANGES} changes, {in_doubt} in doubt");
     Ok(())
 }
