@@ -87,17 +87,27 @@ INSERT INTO crm.contact (first_name, last_name, email, phone, locale) VALUES
 INSERT INTO crm.appointment (contact_id, starts_at, location)
 SELECT contact_id, '2026-12-01 09:30+00', 'Room 1' FROM crm.contact;
 SQL
-sleep 3
+
+arrived=0
+wait_for_notifications() {
+    log "waiting for $1 notifications at the fake provider"
+    for _ in $(seq 1 300); do
+        arrived=$(curl -fsS "$PROVIDER/_fake/messages?accepted=true" |
+            python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+        [[ "$arrived" -ge "$1" ]] && return
+        sleep 0.2
+    done
+}
+wait_for_notifications 6   # 3 welcome emails, 3 appointment SMS
+
+# A change to a row that was already notified is a new change version: one more SMS. (A
+# row changed again before its first notification was rendered gets one, for its latest
+# version: the older one is recorded as superseded.)
+log "moving Ada's appointment"
 psql_to "$SOURCE_DB" -c \
     "UPDATE crm.appointment SET location = 'Room 7' WHERE contact_id = (SELECT min(contact_id) FROM crm.contact)"
-
-expected=7   # 3 welcome emails, 3 appointment SMS, 1 SMS for the moved appointment
-log "waiting for $expected notifications at the fake provider"
-for _ in $(seq 1 300); do
-    arrived=$(curl -fsS "$PROVIDER/_fake/messages?accepted=true" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
-    [[ "$arrived" -ge "$expected" ]] && break
-    sleep 0.2
-done
+expected=7
+wait_for_notifications "$expected"
 
 echo
 echo "What the provider received:"

@@ -178,7 +178,7 @@ pub struct NewMessage {
     pub channel: Channel,
     #[serde(flatten)]
     pub rendering: Rendering,
-    /// Seconds from now until a `render_retry` is due.
+    /// Seconds from now until the message is due: the backoff of a `render_retry`, else 0.
     pub retry_in_secs: f64,
     pub event_partition: Option<i32>,
     pub event_offset: Option<i64>,

@@ -210,7 +210,7 @@ async fn render_event(renderer: &Renderer, message: &OwnedMessage) -> StoreResul
     let key = event.message_key();
     let rendering = renderer.render(&key, event.channel, 1).await?;
     Ok(NewMessage {
-        retry_in_secs: renderer.retry_in(1).as_secs_f64(),
+        retry_in_secs: renderer.due_in(&rendering, 1).as_secs_f64(),
         key,
         channel: event.channel,
         rendering,

@@ -257,10 +257,17 @@ impl Renderer {
         }))
     }
 
-    /// How long until a `render_retry` after `attempt` is due.
-    pub fn retry_in(&self, attempt: i32) -> Duration {
-        let base = self.settings.retry_backoff;
-        herald_core::backoff::delay(attempt, base, base * 32)
+    /// How long until the message is due: a `render_retry` after its backoff, anything
+    /// else (a queued message in particular) at once.
+    pub fn due_in(&self, rendering: &Rendering, attempt: i32) -> Duration {
+        due_in(rendering.status, attempt, self.settings.retry_backoff)
+    }
+}
+
+fn due_in(status: MessageStatus, attempt: i32, backoff: Duration) -> Duration {
+    match status {
+        MessageStatus::RenderRetry => herald_core::backoff::delay(attempt, backoff, backoff * 32),
+        _ => Duration::ZERO,
     }
 }
 
@@ -322,4 +329,38 @@ fn final_on_last_attempt(mut rendering: Rendering, attempt: i32, max_attempts: i
         rendering.error = Some(format!("gave up after {attempt} attempts: {reason}"));
     }
     rendering
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_render_retry_waits() {
+        let backoff = Duration::from_secs(5);
+        for status in [
+            MessageStatus::Queued,
+            MessageStatus::Skipped,
+            MessageStatus::RenderFailed,
+        ] {
+            assert_eq!(due_in(status, 1, backoff), Duration::ZERO, "{status}");
+        }
+        let wait = due_in(MessageStatus::RenderRetry, 2, backoff);
+        assert!(wait >= backoff && wait <= backoff * 2, "{wait:?}");
+    }
+
+    #[test]
+    fn the_last_attempt_of_a_render_retry_is_final() {
+        let retry = Rendering::without_content(MessageStatus::RenderRetry, "merge failed");
+        let last = final_on_last_attempt(retry.clone(), 5, 5);
+        assert_eq!(last.status, MessageStatus::RenderFailed);
+        assert_eq!(
+            last.error.as_deref(),
+            Some("gave up after 5 attempts: merge failed")
+        );
+        assert_eq!(
+            final_on_last_attempt(retry, 4, 5).status,
+            MessageStatus::RenderRetry
+        );
+    }
 }

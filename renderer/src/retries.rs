@@ -47,7 +47,12 @@ pub async fn step(renderer: &Renderer) -> StoreResult<usize> {
                 Ok(rendering) => {
                     renderer
                         .notify()
-                        .finish_render_retry(retry.message_id, owner, &rendering, renderer.retry_in(attempt))
+                        .finish_render_retry(
+                            retry.message_id,
+                            owner,
+                            &rendering,
+                            renderer.due_in(&rendering, attempt),
+                        )
                         .await
                 }
                 Err(error) => Err(error),
