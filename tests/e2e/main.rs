@@ -6,6 +6,7 @@
 //! parallel.
 
 mod bad_input;
+mod broker_outage;
 mod crash;
 mod delivery;
 mod pipeline;
@@ -52,4 +53,5 @@ on_every_engine! {
     delivery::merge_values_are_escaped_in_html_and_intact_in_text_and_sms,
     bad_input::bad_input_is_recorded_with_its_reason_and_the_rest_flows,
     bad_input::every_service_stops_cleanly_on_sigterm,
+    broker_outage::the_watermark_waits_for_kafka_to_acknowledge,
 }

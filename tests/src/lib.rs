@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fake_provider::{Config as ProviderConfig, FakeProvider, Received};
+use herald_core::config::{self, DatabaseSettings};
 use tokio_postgres::{Client, NoTls};
 
 pub use db::{Db, Row, Value};
@@ -139,7 +140,38 @@ pub enum Engine {
     Mssql,
 }
 
+/// Where the test server of an engine is, and the login the tests and services use.
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+}
+
 impl Engine {
+    pub fn server(self) -> anyhow::Result<Server> {
+        Ok(match self {
+            Engine::Postgres => {
+                let (host, port) = pg_host();
+                Server {
+                    host,
+                    port,
+                    user: PG_USER.into(),
+                    password: PG_PASSWORD.into(),
+                }
+            }
+            Engine::Mssql => {
+                let (host, port, password) = mssql_address()?;
+                Server {
+                    host,
+                    port,
+                    user: "sa".into(),
+                    password,
+                }
+            }
+        })
+    }
+
     /// Its folder under `sql/` and `tests/fixtures/`.
     pub fn folder(self) -> &'static str {
         match self {
@@ -257,6 +289,26 @@ impl Stack {
 
     pub fn topic(&self) -> String {
         self.services.topic.clone()
+    }
+
+    /// Settings for this stack's source (`"src"`) or notification (`"ntf"`) database, for
+    /// tests that drive a service's library directly.
+    pub fn database_settings(&self, suffix: &str) -> anyhow::Result<DatabaseSettings> {
+        let server = self.engine.server()?;
+        Ok(DatabaseSettings {
+            engine: match self.engine {
+                Engine::Postgres => config::Engine::Postgres,
+                Engine::Mssql => config::Engine::Mssql,
+            },
+            host: server.host,
+            port: server.port,
+            user: server.user,
+            password: Some(server.password.into()),
+            database: format!("{}_{suffix}", self.name),
+            pool_size: 2,
+            connect_timeout: Duration::from_secs(5),
+            trust_cert: self.engine == Engine::Mssql,
+        })
     }
 
     /// Messages the fake provider took.

@@ -12,10 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use crate::{
-    Engine, PG_PASSWORD, PG_USER, SENDGRID_KEY, TWILIO_SID, TWILIO_TOKEN, kafka_brokers,
-    mssql_address, pg_host, repo_root,
-};
+use crate::{Engine, SENDGRID_KEY, Server, TWILIO_SID, TWILIO_TOKEN, kafka_brokers, repo_root};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Service {
@@ -54,16 +51,12 @@ impl Services {
             .to_path_buf();
         let log_dir = bin_dir.join("e2e-logs").join(name);
         std::fs::create_dir_all(&log_dir)?;
-        let (host, port, user, password) = match engine {
-            Engine::Postgres => {
-                let (host, port) = pg_host();
-                (host, port, PG_USER.to_owned(), PG_PASSWORD.to_owned())
-            }
-            Engine::Mssql => {
-                let (host, port, password) = mssql_address()?;
-                (host, port, "sa".to_owned(), password)
-            }
-        };
+        let Server {
+            host,
+            port,
+            user,
+            password,
+        } = engine.server()?;
         let mut env: Vec<(String, String)> = [
             (
                 "HERALD_CONFIG_DIR",
