@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use herald_core::config::RendererSettings;
 use herald_core::model::{
-    Channel, MergeFunction, MessageKey, MessageStatus, Rendering, Schedule, SourceTable,
+    Channel, MergeFunction, MessageKey, MessageStatus, Rendering, Schedule, SourceTable, Template,
 };
 use herald_core::store::{
     Invalid, MergeCall, MergeRow, NotifyDb, SourceDb, StoreResult, TableQueries,
@@ -20,8 +20,9 @@ use herald_core::telemetry::error_chain;
 
 use crate::templates::TemplateCache;
 
-/// How long a schedule read from the notification database is reused.
-const SCHEDULE_TTL: Duration = Duration::from_secs(5);
+/// How long a schedule or template read from the notification database is reused: an
+/// admin's edit takes effect within this.
+const REUSE_FOR: Duration = Duration::from_secs(5);
 
 /// Merge-output columns that address the message rather than fill the template.
 const RECIPIENT: &str = "recipient";
@@ -32,8 +33,10 @@ pub struct Renderer {
     source: Arc<dyn SourceDb>,
     notify: Arc<dyn NotifyDb>,
     settings: RendererSettings,
-    templates: TemplateCache,
-    schedules: Mutex<HashMap<i64, (Instant, Option<Schedule>)>>,
+    compiled: TemplateCache,
+    schedules: Recent<i64, Option<Schedule>>,
+    /// By (tenant, template name, locale).
+    templates: Recent<(String, String, String), Option<Template>>,
     merge_calls: Mutex<HashMap<MergeFunction, MergeCall>>,
     tables: Mutex<HashMap<SourceTable, TableQueries>>,
 }
@@ -58,8 +61,9 @@ impl Renderer {
             source,
             notify,
             settings,
-            templates: TemplateCache::default(),
-            schedules: Mutex::default(),
+            compiled: TemplateCache::default(),
+            schedules: Recent::default(),
+            templates: Recent::default(),
             merge_calls: Mutex::default(),
             tables: Mutex::default(),
         }
@@ -122,17 +126,23 @@ impl Renderer {
     }
 
     async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>> {
-        if let Some((read, schedule)) = self.schedules.lock().expect("lock").get(&schedule_id)
-            && read.elapsed() < SCHEDULE_TTL
-        {
-            return Ok(schedule.clone());
-        }
-        let schedule = self.notify.schedule(schedule_id).await?;
         self.schedules
-            .lock()
-            .expect("lock")
-            .insert(schedule_id, (Instant::now(), schedule.clone()));
-        Ok(schedule)
+            .get_or_read(schedule_id, || self.notify.schedule(schedule_id))
+            .await
+    }
+
+    async fn template(&self, schedule: &Schedule, locale: &str) -> StoreResult<Option<Template>> {
+        let key = (
+            schedule.tenant.clone(),
+            schedule.template_name.clone(),
+            locale.to_owned(),
+        );
+        self.templates
+            .get_or_read(key, || {
+                self.notify
+                    .template(&schedule.tenant, &schedule.template_name, locale)
+            })
+            .await
     }
 
     /// Why this change is no longer worth a message of its own: its row changed again (the
@@ -216,11 +226,7 @@ impl Renderer {
         };
         let recipient_name = text(&row, RECIPIENT_NAME);
         let locale = text(&row, LOCALE).unwrap_or_else(|| "en".into());
-        let Some(template) = self
-            .notify
-            .template(&schedule.tenant, &schedule.template_name, &locale)
-            .await?
-        else {
+        let Some(template) = self.template(schedule, &locale).await? else {
             return Ok(Err(Failure::Transient(format!(
                 "template {:?} of tenant {:?} does not exist",
                 schedule.template_name, schedule.tenant
@@ -234,7 +240,7 @@ impl Renderer {
         }
         row.insert(RECIPIENT.into(), recipient.clone().into());
         row.insert(LOCALE.into(), locale.clone().into());
-        let content = match self.templates.render(&template, &row) {
+        let content = match self.compiled.render(&template, &row) {
             Ok(content) => content,
             Err(error) => {
                 return Ok(Err(Failure::Permanent(format!(
@@ -268,6 +274,40 @@ fn due_in(status: MessageStatus, attempt: i32, backoff: Duration) -> Duration {
     match status {
         MessageStatus::RenderRetry => herald_core::backoff::delay(attempt, backoff, backoff * 32),
         _ => Duration::ZERO,
+    }
+}
+
+/// Rows read from the notification database, reused for [`REUSE_FOR`] so that a batch of
+/// events does not read the same schedule or template once per event.
+struct Recent<K, V> {
+    entries: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K, V> Default for Recent<K, V> {
+    fn default() -> Self {
+        Recent {
+            entries: Mutex::default(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
+    async fn get_or_read<F, Fut>(&self, key: K, read: F) -> StoreResult<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = StoreResult<V>>,
+    {
+        if let Some((at, value)) = self.entries.lock().expect("lock").get(&key)
+            && at.elapsed() < REUSE_FOR
+        {
+            return Ok(value.clone());
+        }
+        let value = read().await?;
+        self.entries
+            .lock()
+            .expect("lock")
+            .insert(key, (Instant::now(), value.clone()));
+        Ok(value)
     }
 }
 
