@@ -129,10 +129,11 @@ async fn record_batch(
     batch: &[OwnedMessage],
     cancel: &CancellationToken,
 ) -> bool {
-    let mut pending: Vec<&OwnedMessage> = Vec::with_capacity(batch.len());
+    // Each event read once; the unreadable ones are kept aside with the reason.
+    let mut pending: Vec<(&OwnedMessage, ChangeEvent)> = Vec::with_capacity(batch.len());
     for message in batch {
         match ChangeEvent::from_json(message.payload().unwrap_or_default()) {
-            Ok(_) => pending.push(message),
+            Ok(event) => pending.push((message, event)),
             Err(error) => {
                 let error = format!("unreadable change event: {error}");
                 let kept = retry_until_done(cancel, || reject(renderer, message, &error)).await;
@@ -151,21 +152,23 @@ async fn record_batch(
             return false;
         }
         attempt += 1;
-        let results: Vec<_> = futures::stream::iter(pending.iter().copied())
-            .map(|message| async move { (message, render_event(renderer, message).await) })
+        let results: Vec<_> = futures::stream::iter(std::mem::take(&mut pending))
+            .map(|(message, event)| async move {
+                let rendered = render_event(renderer, message, &event).await;
+                (message, event, rendered)
+            })
             .buffer_unordered(renderer.settings().merge_concurrency)
             .collect()
             .await;
-        pending.clear();
-        for (message, result) in results {
-            match result {
+        for (message, event, rendered) in results {
+            match rendered {
                 Ok(row) => {
                     rows.push(row);
                     sources.push(message);
                 }
                 Err(error) => {
                     tracing::warn!(error = %error_chain(&error), "database unavailable while rendering; will retry");
-                    pending.push(message);
+                    pending.push((message, event));
                 }
             }
         }
@@ -204,9 +207,11 @@ async fn insert(
     Ok(())
 }
 
-async fn render_event(renderer: &Renderer, message: &OwnedMessage) -> StoreResult<NewMessage> {
-    let event = ChangeEvent::from_json(message.payload().unwrap_or_default())
-        .expect("parsed before rendering");
+async fn render_event(
+    renderer: &Renderer,
+    message: &OwnedMessage,
+    event: &ChangeEvent,
+) -> StoreResult<NewMessage> {
     let key = event.message_key();
     let rendering = renderer.render(&key, event.channel, 1).await?;
     Ok(NewMessage {
