@@ -59,7 +59,7 @@ wait_for() {   # wait_for DESCRIPTION COMMAND...: until COMMAND succeeds, at mos
 
 watching() {
     local n
-    n="$(scalar "$NOTIFY_DB" "SELECT COUNT(*) FROM detector_watermark WHERE change_value IS NOT NULL" 2>/dev/null)" || return 1
+    n="$(scalar "$NOTIFY_DB" "SELECT COUNT(*) FROM detector_watermark WHERE hold_back IS NOT NULL" 2>/dev/null)" || return 1
     [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 2))
 }
 

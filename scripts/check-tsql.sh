@@ -45,6 +45,8 @@ render() {
         -e 's/{change}/[modified_at]/g' \
         -e 's/{change_type}/datetime2(7)/g' \
         -e 's/{procedure}/[crm].[welcome_email]/g' \
+        -e 's/{change_table}/[cdc].[crm_contact_CT]/g' \
+        -e 's/{change_ordinal}/8/g' \
         "$1"
 }
 

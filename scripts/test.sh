@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every check and test on a fresh or warm machine: starts PostgreSQL and the Kafka-
-# protocol broker if they are not running (installing the broker the first time), then
-# formatting, lints, the build and the whole test suite. Idempotent; safe to re-run.
+# Runs every check and test on a fresh or warm machine: starts PostgreSQL, two streaming
+# standbys of it and the Kafka-protocol broker if they are not running (installing the
+# broker the first time), then formatting, lints, the build and the whole test suite.
+# Idempotent; safe to re-run.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(repo_root)"
@@ -9,6 +10,9 @@ cd "$(repo_root)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HERALD_STATE_DIR/target}"
 
 scripts/postgres.sh
+# Two hot standbys as source replicas: one in sync, one the scenarios delay and pause.
+scripts/replica.sh
+REPLICA_PORT=5434 scripts/replica.sh
 scripts/broker.sh
 
 log "dropping databases left by earlier test runs"

@@ -1,38 +1,46 @@
 //! The detection loop.
 //!
 //! Each cycle: refresh the schedule book, take or renew the lease on the schedules no other
-//! detector holds, and for each one read the rows above its watermark `(change, key)` whose
-//! change value is older than replica-now minus the safety delay, oldest first, in batches.
+//! detector holds, and run one detection pass for each (see `herald_core::store::detection`):
+//! one consistent read of the replica from the schedule's hold-back line, emitting the rows
+//! not emitted before, then moving the schedule's mark.
 //!
 //! Guarantees:
-//! - The watermark moves past a row only after Kafka acknowledged the row's event
-//!   (idempotent producer, `acks=all`), so a crash at any point re-emits, never skips.
-//! - `(change, key)` ordering means rows sharing a change value across a batch boundary are
-//!   neither lost nor repeated.
-//! - Only tables of active, valid schedules are queried, and only with the index-friendly
-//!   range query; nothing is ever written to the source.
+//! - No committed change is missed: a pass reads again every row at or above the hold-back
+//!   line that may have committed since the last pass, and the line moves only where the
+//!   engine proves every row below it visible (PostgreSQL: from the replica's replay position
+//!   and transaction ids, under `max_write_delay`; SQL Server: `lookback`, or CDC by LSN).
+//!   What breaks the assumption is emitted late by the sweep, and counted.
+//! - The mark moves only after Kafka acknowledged every event of the pass (idempotent
+//!   producer, `acks=all`), so a crash at any point re-emits, never skips. A restarted
+//!   detector forgets which re-read rows it emitted and emits them again; the queue's
+//!   identity key drops the duplicates.
+//! - Only tables of active, valid schedules are queried, with index range reads on
+//!   `(change, key)`; nothing is ever written to the source.
 //! - A schedule has one active detector at a time (a lease in the notification database).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::future::join_all;
 use herald_core::config::{DetectorSettings, KafkaSettings};
-use herald_core::event::ChangeEvent;
-use herald_core::kafka;
-use herald_core::model::{ChangedRow, Watermark};
+use herald_core::model::{Changes, Mark, RowPosition};
 use herald_core::store::{NotifyDb, SourceDb, StoreError};
 use herald_core::telemetry::error_chain;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tokio::time::MissedTickBehavior;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::emit::Emitter;
 use crate::schedules::{ScheduleBook, Watched};
+use crate::sweep::Sweep;
 
-/// Batches read per schedule per cycle, so one busy table cannot starve the others.
-const MAX_BATCHES_PER_CYCLE: usize = 20;
+/// A hold-back line further behind than this is worth a warning: something on the source
+/// (a long open transaction, replica lag) holds detection back, and every poll reads the
+/// rows since again.
+const HELD_BACK_WARNING: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectorError {
@@ -42,13 +50,28 @@ pub enum DetectorError {
     Kafka(#[from] KafkaError),
 }
 
+/// What a cycle did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cycle {
+    /// Events emitted and acknowledged.
+    pub emitted: usize,
+    /// Some schedule stopped at its pass budget: run the next cycle at once.
+    pub more: bool,
+}
+
 pub struct Detector {
     source: Arc<dyn SourceDb>,
     notify: Arc<dyn NotifyDb>,
     kafka: KafkaSettings,
     settings: DetectorSettings,
-    producer: FutureProducer,
+    emitter: Emitter,
     book: ScheduleBook,
+    /// Per schedule, the rows already emitted that its next pass may read again.
+    emitted: HashMap<i64, HashSet<RowPosition>>,
+    /// Schedules whose hold-back line is further behind than [`HELD_BACK_WARNING`].
+    held_back: HashSet<i64>,
+    /// The schedules this detector holds, for the sweep.
+    held: watch::Sender<Vec<Watched>>,
 }
 
 impl Detector {
@@ -59,62 +82,95 @@ impl Detector {
         settings: DetectorSettings,
     ) -> Result<Self, KafkaError> {
         Ok(Detector {
-            producer: kafka::producer_config(&kafka).create()?,
+            emitter: Emitter::new(kafka.clone())?,
             source,
             notify,
             kafka,
             settings,
             book: ScheduleBook::default(),
+            emitted: HashMap::new(),
+            held_back: HashSet::new(),
+            held: watch::Sender::new(Vec::new()),
         })
     }
 
-    /// Polls every `poll_interval` until cancelled, then flushes the producer.
+    /// Polls every `poll_interval` (at once while a schedule has more to read) and sweeps
+    /// every `sweep_interval`, until cancelled; then flushes the producer.
     pub async fn run(mut self, cancel: CancellationToken) {
+        let sweep = Sweep {
+            source: self.source.clone(),
+            notify: self.notify.clone(),
+            kafka: self.kafka.clone(),
+            settings: self.settings.clone(),
+        };
+        let sweeping = tokio::spawn(sweep.run(self.held.subscribe(), cancel.clone()));
         let mut ticker = tokio::time::interval(self.settings.poll_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         tracing::info!(instance = %self.settings.instance_id, "change detector running");
+        let mut more = false;
         loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = ticker.tick() => {}
+            if !more {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+            } else if cancel.is_cancelled() {
+                break;
             }
-            if let Err(error) = self.step().await {
-                tracing::warn!(error = %error_chain(&error), "detection cycle failed; retrying");
-            }
+            more = match self.step().await {
+                Ok(cycle) => cycle.more,
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "detection cycle failed; retrying");
+                    false
+                }
+            };
         }
-        if let Err(error) = self.producer.flush(Duration::from_secs(10)) {
-            tracing::error!(error = %error_chain(&error), "could not flush the producer");
+        self.emitter.flush();
+        if let Err(error) = sweeping.await {
+            tracing::error!(%error, "the sweep task failed");
         }
         tracing::info!("change detector stopped");
     }
 
-    /// One detection cycle; returns how many events were emitted and acknowledged.
-    pub async fn step(&mut self) -> Result<usize, DetectorError> {
+    /// One detection cycle: one pass per schedule this detector holds.
+    pub async fn step(&mut self) -> Result<Cycle, DetectorError> {
         let watched = self
             .book
             .refresh(self.source.as_ref(), self.notify.as_ref())
             .await?;
-        if watched.is_empty() {
-            return Ok(0);
-        }
         let ids: Vec<i64> = watched.iter().map(|w| w.schedule.id).collect();
-        let held = self
-            .notify
-            .claim_schedules(&self.settings.instance_id, self.settings.lease_ttl, &ids)
-            .await?;
-        let mut emitted = 0;
-        for (schedule_id, watermark) in held {
+        let held = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.notify
+                .claim_schedules(&self.settings.instance_id, self.settings.lease_ttl, &ids)
+                .await?
+        };
+        self.emitted
+            .retain(|id, _| held.iter().any(|(held_id, _)| held_id == id));
+        self.held.send_replace(
+            watched
+                .iter()
+                .filter(|w| held.iter().any(|(id, _)| *id == w.schedule.id))
+                .cloned()
+                .collect(),
+        );
+        let mut cycle = Cycle::default();
+        for (schedule_id, mark) in held {
             let Some(watched) = watched.iter().find(|w| w.schedule.id == schedule_id) else {
                 continue;
             };
-            match self.detect(watched, watermark).await {
-                Ok(count) => emitted += count,
+            match self.detect(watched, mark).await {
+                Ok(pass) => {
+                    cycle.emitted += pass.emitted;
+                    cycle.more |= pass.more;
+                }
                 Err(DetectorError::Store(StoreError::Refused(cause))) => {
                     let error = format!("polling the source failed: {}", error_chain(&*cause));
                     self.book.reject(&watched.schedule, error);
                 }
                 Err(error) => {
-                    self.recreate_producer_if_fatal();
+                    self.emitter.recreate_if_fatal();
                     tracing::warn!(
                         schedule_id,
                         tenant = %watched.schedule.tenant,
@@ -124,111 +180,98 @@ impl Detector {
                 }
             }
         }
-        Ok(emitted)
+        Ok(cycle)
     }
 
+    /// One pass over one schedule: read, emit what is new, move the mark.
     #[tracing::instrument(skip_all, fields(schedule_id = watched.schedule.id, tenant = %watched.schedule.tenant))]
     async fn detect(
-        &self,
+        &mut self,
         watched: &Watched,
-        watermark: Option<Watermark>,
-    ) -> Result<usize, DetectorError> {
+        mark: Option<Mark>,
+    ) -> Result<Cycle, DetectorError> {
         let owner = &self.settings.instance_id;
         let schedule = &watched.schedule;
-        let Some(mut watermark) = watermark else {
-            let start = self
-                .source
-                .start_watermark(&watched.table, self.settings.safety_delay)
-                .await?;
-            self.notify
-                .advance_watermark(owner, schedule.id, &start)
-                .await?;
-            tracing::info!(from = %start.change, "schedule starts watching");
-            return Ok(0);
+        let Some(mark) = mark else {
+            let start = self.source.start_mark(&watched.table).await?;
+            self.notify.advance_mark(owner, schedule.id, &start).await?;
+            tracing::info!(from = %start.hold_back, "schedule starts watching");
+            return Ok(Cycle::default());
         };
-        let mut emitted = 0;
-        for _ in 0..MAX_BATCHES_PER_CYCLE {
-            let rows = self
-                .source
-                .changed_rows(
-                    &watched.table,
-                    &watermark,
-                    self.settings.safety_delay,
-                    self.settings.batch_size,
-                )
-                .await?;
-            let Some(last) = rows.last() else { break };
-            self.emit(watched, &rows).await?;
-            watermark = Watermark {
-                change: last.change.clone(),
-                key: Some(last.key.clone()),
-            };
-            if !self
-                .notify
-                .advance_watermark(owner, schedule.id, &watermark)
-                .await?
-            {
-                tracing::warn!("another detector took this schedule over");
-                break;
-            }
-            emitted += rows.len();
-            tracing::debug!(events = rows.len(), change = %watermark.change, "changes emitted");
-            if rows.len() < self.settings.batch_size as usize {
-                break;
-            }
+        let started = Instant::now();
+        let Changes {
+            rows,
+            next,
+            complete,
+        } = self
+            .source
+            .changes(&watched.table, &mark, &self.settings)
+            .await?;
+        let emitted = self.emitted.entry(schedule.id).or_default();
+        let new: Vec<_> = rows
+            .iter()
+            .filter(|row| !emitted.contains(&row.position()))
+            .collect();
+        self.emitter
+            .emit(
+                schedule,
+                new.iter()
+                    .map(|row| (row.key.as_str(), row.change.as_str())),
+            )
+            .await?;
+        if !self.notify.advance_mark(owner, schedule.id, &next).await? {
+            tracing::warn!("another detector took this schedule over");
+            self.emitted.remove(&schedule.id);
+            return Ok(Cycle::default());
         }
-        if emitted > 0 {
-            tracing::info!(events = emitted, "changes emitted");
+        // The rows the next pass may read again: after a whole pass, exactly the ones this
+        // pass flagged; after a pass cut short, everything read since the last whole one.
+        if complete {
+            *emitted = rows
+                .iter()
+                .filter(|row| row.again)
+                .map(|row| row.position())
+                .collect();
+        } else {
+            emitted.extend(rows.iter().map(|row| row.position()));
         }
-        Ok(emitted)
+        let held_back = (Utc::now() - next.hold_back).to_std().unwrap_or_default();
+        tracing::debug!(
+            read = rows.len(),
+            emitted = new.len(),
+            remembered = emitted.len(),
+            complete,
+            hold_back = %next.hold_back,
+            held_back_ms = held_back.as_millis() as u64,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pass"
+        );
+        if !new.is_empty() {
+            tracing::info!(events = new.len(), "changes emitted");
+        }
+        self.note_hold_back(schedule.id, held_back);
+        Ok(Cycle {
+            emitted: new.len(),
+            more: !complete,
+        })
     }
 
-    /// Produces one event per row without waiting between them, then waits for every ack.
-    async fn emit(&self, watched: &Watched, rows: &[ChangedRow]) -> Result<(), KafkaError> {
-        let detected_at = Utc::now();
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for row in rows {
-            let event = ChangeEvent {
-                tenant: watched.schedule.tenant.clone(),
-                schedule_id: watched.schedule.id,
-                channel: watched.schedule.channel,
-                source_key: row.key.clone(),
-                change_version: row.change.clone(),
-                detected_at,
-            };
-            let key = event.kafka_key();
-            let payload = event.to_json();
-            let record = FutureRecord::to(&self.kafka.topic)
-                .key(&key)
-                .payload(&payload);
-            deliveries.push(
-                self.producer
-                    .send_result(record)
-                    .map_err(|(error, _)| error)?,
+    /// Warns once when a schedule's hold-back line falls far behind, and says when it is
+    /// back.
+    fn note_hold_back(&mut self, schedule_id: i64, held_back: Duration) {
+        if held_back > HELD_BACK_WARNING {
+            if self.held_back.insert(schedule_id) {
+                tracing::warn!(
+                    held_back_s = held_back.as_secs(),
+                    "the hold-back line is far behind: a transaction open on the source (or the \
+                     replica's lag) holds it, and every poll reads the rows since it again"
+                );
+            }
+        } else if self.held_back.remove(&schedule_id) {
+            tracing::info!(
+                held_back_s = held_back.as_secs(),
+                "the hold-back line caught up"
             );
-        }
-        for delivery in join_all(deliveries).await {
-            match delivery {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(error),
-                Err(_canceled) => return Err(KafkaError::Canceled),
-            }
-        }
-        Ok(())
-    }
-
-    /// A fatal producer error (e.g. a fenced idempotent producer) needs a new producer; the
-    /// unacknowledged rows are read again from the watermark.
-    fn recreate_producer_if_fatal(&mut self) {
-        let Some((code, reason)) = self.producer.client().fatal_error() else {
-            return;
-        };
-        tracing::error!(%code, %reason, "fatal producer error; recreating the producer");
-        match kafka::producer_config(&self.kafka).create() {
-            Ok(producer) => self.producer = producer,
-            Err(error) => {
-                tracing::error!(error = %error_chain(&error), "could not recreate the producer")
-            }
         }
     }
 }

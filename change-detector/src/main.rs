@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&settings.telemetry);
     let cancel = shutdown::on_signal();
 
-    let source = store::connect_source(&settings.source)
+    let source = store::connect_source(&settings.source, settings.detector.mode)
         .await
         .context("connecting to the source replica")?;
     let notify = store::connect_notify(&settings.notify)

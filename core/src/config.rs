@@ -118,6 +118,13 @@ impl Settings {
         if self.kafka.brokers.is_empty() {
             return Err(ConfigError::Inconsistent("kafka.brokers is empty".into()));
         }
+        if self.detector.mode == DetectionMode::Cdc && self.source.engine != Engine::Mssql {
+            return Err(ConfigError::Inconsistent(
+                "detector.mode = \"cdc\" reads SQL Server change data capture; a PostgreSQL \
+                 source is exact in \"poll\" mode"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -196,14 +203,42 @@ pub struct DetectorSettings {
     pub instance_id: String,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
-    /// Rows are emitted only once their change column is older than replica-now minus this.
-    #[serde(with = "humantime_serde")]
-    pub safety_delay: Duration,
     /// Rows read per schedule per query.
     pub batch_size: u32,
     /// How long a detector owns a schedule without renewing the lease.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// How changes are read; see [`DetectionMode`].
+    pub mode: DetectionMode,
+    /// PostgreSQL, the one assumption of exact detection (G): the longest time between a
+    /// change value being stamped and its transaction's first write. A transaction that
+    /// takes longer is notified late, by the sweep.
+    #[serde(with = "humantime_serde")]
+    pub max_write_delay: Duration,
+    /// SQL Server in `poll` mode: how far behind the replica's last commit each poll reads
+    /// again. Exact for transactions that commit within this of their change values; later
+    /// ones are notified by the sweep.
+    #[serde(with = "humantime_serde")]
+    pub lookback: Duration,
+    /// How far below the hold-back line the sweep looks for changes that never became
+    /// messages.
+    #[serde(with = "humantime_serde")]
+    pub sweep_window: Duration,
+    /// How often the sweep runs; `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+/// How the detector reads a source's changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectionMode {
+    /// Range reads on each schedule's (change column, key) index: exact on PostgreSQL;
+    /// on SQL Server, exact for transactions shorter than `lookback`.
+    Poll,
+    /// SQL Server only: read the table's change-data-capture instance by LSN, as Debezium
+    /// does. Exact; the DBA enables CDC on the table.
+    Cdc,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +255,10 @@ pub struct RendererSettings {
     pub merge_concurrency: usize,
     /// Attempts before a failing merge function leaves the message `render_failed`.
     pub max_render_attempts: i32,
+    /// How long a change's row may stay absent from the replica (behind the event, or
+    /// deleted) before its message is `skipped`.
+    #[serde(with = "humantime_serde")]
+    pub absent_row_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_interval: Duration,
     #[serde(with = "humantime_serde")]
@@ -319,6 +358,16 @@ mod tests {
         std::fs::write(dir.join("short.toml"), "[sender]\nlease = \"5s\"\n").unwrap();
         let error = Settings::load_from(&dir, "short").unwrap_err().to_string();
         assert!(error.contains("sender.lease"), "{error}");
+    }
+
+    #[test]
+    fn cdc_mode_needs_a_sql_server_source() {
+        let dir = std::env::temp_dir().join(format!("herald-cdc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(config_dir().join("base.toml"), dir.join("base.toml")).unwrap();
+        std::fs::write(dir.join("cdc.toml"), "[detector]\nmode = \"cdc\"\n").unwrap();
+        let error = Settings::load_from(&dir, "cdc").unwrap_err().to_string();
+        assert!(error.contains("detector.mode"), "{error}");
     }
 
     #[test]

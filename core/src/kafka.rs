@@ -1,13 +1,15 @@
 //! Kafka client builders. Our settings come first, then the operator's `kafka.librdkafka`
 //! pass-through map, so any librdkafka option can be set or overridden.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::KafkaSettings;
 
@@ -72,4 +74,83 @@ pub async fn ensure_topic(settings: &KafkaSettings) -> Result<(), KafkaError> {
         }
     }
     Ok(())
+}
+
+/// Offsets per partition of the change topic.
+pub type Offsets = BTreeMap<i32, i64>;
+
+/// Where the change topic ends: per partition, the offset its next event will get. Every
+/// event Kafka has acknowledged lies below it. Blocking.
+pub fn end_offsets(settings: &KafkaSettings, timeout: Duration) -> KafkaResult<Offsets> {
+    let client: BaseConsumer = with_overrides(base_config(settings), settings).create()?;
+    let metadata = client.fetch_metadata(Some(&settings.topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|topic| topic.partitions().iter().map(|p| p.id()))
+        .collect();
+    partitions
+        .into_iter()
+        .map(|partition| {
+            let (_, high) = client.fetch_watermarks(&settings.topic, partition, timeout)?;
+            Ok((partition, high))
+        })
+        .collect()
+}
+
+/// Where the renderers' consumer group resumes each of `partitions` from (`-1`: nothing
+/// committed): every event below it has a durable outcome in the queue. Asks without joining
+/// the group. Blocking.
+pub fn committed_offsets(
+    settings: &KafkaSettings,
+    partitions: impl IntoIterator<Item = i32>,
+    timeout: Duration,
+) -> KafkaResult<Offsets> {
+    let mut config = base_config(settings);
+    config
+        .set("group.id", &settings.consumer_group)
+        .set("enable.auto.commit", "false");
+    let client: BaseConsumer = with_overrides(config, settings).create()?;
+    let mut wanted = TopicPartitionList::new();
+    for partition in partitions {
+        wanted.add_partition(&settings.topic, partition);
+    }
+    let committed = client.committed_offsets(wanted, timeout)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|element| {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => -1,
+            };
+            (element.partition(), offset)
+        })
+        .collect())
+}
+
+/// Events the renderers' group has yet to process below `fence` (from [`end_offsets`]).
+pub fn events_behind(fence: &Offsets, committed: &Offsets) -> i64 {
+    fence
+        .iter()
+        .map(|(partition, end)| {
+            let done = committed.get(partition).copied().unwrap_or(-1).max(0);
+            (end - done).max(0)
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_behind_counts_what_is_below_the_fence_and_not_committed() {
+        let fence: Offsets = [(0, 10), (1, 5), (2, 0)].into();
+        assert_eq!(events_behind(&fence, &Offsets::new()), 15);
+        let committed: Offsets = [(0, 10), (1, -1), (2, -1)].into();
+        assert_eq!(events_behind(&fence, &committed), 5);
+        let past: Offsets = [(0, 12), (1, 7), (2, 3)].into();
+        assert_eq!(events_behind(&fence, &past), 0);
+    }
 }

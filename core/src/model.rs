@@ -70,12 +70,63 @@ pub struct MergeFunction {
     pub name: String,
 }
 
-/// A position in a watched table: the last emitted row's change value and key, in the
-/// source's own text form. `key` is `None` for a starting point taken from the clock.
+/// Where detection stands for one schedule, persisted in `detector_watermark` and moved only
+/// after Kafka acknowledged every event it covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Watermark {
+pub struct Mark {
+    /// The hold-back line W, on the source's clock: every row whose change value is below it
+    /// has been emitted (exact under the engine's stated assumption; the sweep catches what
+    /// breaks it). Each pass reads again from here.
+    pub hold_back: DateTime<Utc>,
+    /// The frontier: the highest `(change, key)` a pass read with everything below it read
+    /// too. Rows above it are new to the detector; rows between the hold-back line and it
+    /// are read again only if they may have committed since (see `position`).
+    pub frontier: Option<RowPosition>,
+    /// Engine-specific progress, as text. PostgreSQL: `system_identifier:xmin` of the last
+    /// pass's snapshot; SQL Server `cdc` mode: the change-table row read up to.
+    pub position: Option<String>,
+    /// When the detector started the schedule: changes from before are not its to notify
+    /// (nothing is backfilled), so the sweep and audits never look below it. `None` for a
+    /// schedule started before this was recorded.
+    pub watching_since: Option<DateTime<Utc>>,
+}
+
+impl Mark {
+    /// A new schedule's mark: changes from `start` on, nothing read yet.
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        Mark {
+            hold_back: start,
+            frontier: None,
+            position: None,
+            watching_since: Some(start),
+        }
+    }
+}
+
+/// Who found a change that the detector's passes missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateFinder {
+    /// The detector's periodic sweep.
+    Sweep,
+    /// An operator's `heraldctl audit --repair`.
+    Audit,
+}
+
+impl LateFinder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LateFinder::Sweep => "sweep",
+            LateFinder::Audit => "audit",
+        }
+    }
+}
+
+/// A row's place in a watched table's `(change column, key)` order, in the source's own text
+/// forms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowPosition {
     pub change: String,
-    pub key: Option<String>,
+    pub key: String,
 }
 
 /// A row whose change column moved, as read from the source.
@@ -83,6 +134,28 @@ pub struct Watermark {
 pub struct ChangedRow {
     pub key: String,
     pub change: String,
+    /// The next pass may read this row again, so the detector remembers it was emitted.
+    pub again: bool,
+}
+
+impl ChangedRow {
+    pub fn position(&self) -> RowPosition {
+        RowPosition {
+            change: self.change.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// What one detection pass read: one consistent view of the replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// In the order read; some may have been emitted by an earlier pass.
+    pub rows: Vec<ChangedRow>,
+    /// The mark to persist once every row's event is acknowledged.
+    pub next: Mark,
+    /// False when the pass stopped at its row budget: there is more to read at once.
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +255,8 @@ pub struct NewMessage {
     pub retry_in_secs: f64,
     pub event_partition: Option<i32>,
     pub event_offset: Option<i64>,
+    /// When the detector emitted the change event.
+    pub detected_at: DateTime<Utc>,
 }
 
 /// A `render_retry` message claimed by a renderer.
@@ -191,6 +266,9 @@ pub struct RenderRetry {
     pub key: MessageKey,
     pub channel: Channel,
     pub render_attempts: i32,
+    /// When the change was detected (or, for messages queued before that was recorded, when
+    /// the message was).
+    pub detected_at: DateTime<Utc>,
 }
 
 /// A queued message claimed by a sender.

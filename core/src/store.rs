@@ -4,16 +4,20 @@
 //! `NotifyDb` is the dedicated notification database. Each engine implements both in one
 //! module of queries kept in `sql/<engine>/queries/*.sql`; the services see only these traits.
 
+pub mod detection;
 pub mod mssql;
 pub mod postgres;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{DatabaseSettings, Engine};
+use chrono::{DateTime, Utc};
+
+use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, Engine};
 use crate::model::{
-    AttemptOutcome, ChangedRow, Channel, MergeFunction, MessageStatus, NewMessage, OutgoingMessage,
-    RenderRetry, Rendering, Schedule, SourceTable, Template, Watermark,
+    AttemptOutcome, ChangedRow, Changes, Channel, LateFinder, Mark, MergeFunction, MessageStatus,
+    NewMessage, OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable,
+    Template,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,14 +47,33 @@ pub type Invalid = String;
 /// identifiers. Engine-specific text; only the engine that built it reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableQueries {
-    /// Rows after a full watermark `(change, key)`, oldest first, below the cutoff.
-    pub after_row: String,
-    /// Rows after a starting time (a watermark with no key yet).
-    pub after_change: String,
-    /// The cutoff (replica now − safety delay) in the change column's type, as text.
-    pub start: String,
-    /// One row's current change value.
-    pub current_version: String,
+    /// One page of a detection pass (see [`detection`]).
+    pub changes: String,
+    /// Rows whose change values lie in a range, for the sweep and audits.
+    pub rows_between: String,
+    /// How one row's current change value compares with an event's.
+    pub compare_version: String,
+    /// SQL Server in `cdc` mode: how the table's capture instance is read.
+    pub capture: Option<CaptureQueries>,
+}
+
+/// SQL Server change data capture: the queries that read one table's capture instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureQueries {
+    /// The capture instance, as `cdc.change_tables` names it.
+    pub instance: String,
+    /// One page of changes by LSN.
+    pub changes: String,
+}
+
+/// How a row's current version compares with the version an event carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionCheck {
+    /// The row's change value now, in the source's text form (`None`: NULL).
+    pub current: Option<String>,
+    /// `Less`: the replica has not caught up with the event yet. `Equal`: the event's
+    /// version. `Greater`: the row changed again since (or its change value is NULL).
+    pub ordering: std::cmp::Ordering,
 }
 
 /// A merge function checked against the source catalog: the statement that calls it.
@@ -75,26 +98,36 @@ pub trait SourceDb: Send + Sync + 'static {
     async fn resolve_merge(&self, merge: &MergeFunction)
     -> StoreResult<Result<MergeCall, Invalid>>;
 
-    /// Where a new schedule starts: replica now − `safety_delay`, with no key.
-    async fn start_watermark(
-        &self,
-        table: &TableQueries,
-        safety_delay: Duration,
-    ) -> StoreResult<Watermark>;
+    /// Where a new schedule starts: the changes committed from now on.
+    async fn start_mark(&self, table: &TableQueries) -> StoreResult<Mark>;
 
-    /// Up to `limit` rows after `after`, with change values older than now − `safety_delay`,
-    /// in (change, key) order.
-    async fn changed_rows(
+    /// One detection pass: a consistent read of what changed since `mark`, and the mark to
+    /// move to once every row's event is acknowledged.
+    async fn changes(
         &self,
         table: &TableQueries,
-        after: &Watermark,
-        safety_delay: Duration,
+        mark: &Mark,
+        settings: &DetectorSettings,
+    ) -> StoreResult<Changes>;
+
+    /// Up to `limit` current rows whose change values lie in `[from, to)`, after `after`,
+    /// in `(change, key)` order: what the sweep and audits check against the queue.
+    async fn rows_between(
+        &self,
+        table: &TableQueries,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&RowPosition>,
         limit: u32,
     ) -> StoreResult<Vec<ChangedRow>>;
 
-    /// The row's current change value; `None` if the row is gone.
-    async fn current_version(&self, table: &TableQueries, key: &str)
-    -> StoreResult<Option<String>>;
+    /// How the row's current version compares with `version`; `None` if the row is absent.
+    async fn compare_version(
+        &self,
+        table: &TableQueries,
+        key: &str,
+        version: &str,
+    ) -> StoreResult<Option<VersionCheck>>;
 
     /// Calls the merge function for one key.
     async fn merge(&self, call: &MergeCall, key: &str) -> StoreResult<Vec<MergeRow>>;
@@ -116,22 +149,37 @@ pub trait NotifyDb: Send + Sync + 'static {
         locale: &str,
     ) -> StoreResult<Option<Template>>;
 
+    /// A schedule by tenant and name, active or not.
+    async fn schedule_named(&self, tenant: &str, name: &str) -> StoreResult<Option<Schedule>>;
+
     // Change detector.
     /// Takes or renews the lease on each schedule that no other live detector holds;
-    /// returns the ones now held, with their watermarks.
+    /// returns the ones now held, with their marks (`None`: not started yet).
     async fn claim_schedules(
         &self,
         owner: &str,
         ttl: Duration,
         schedule_ids: &[i64],
-    ) -> StoreResult<Vec<(i64, Option<Watermark>)>>;
-    /// Moves the watermark if `owner` still holds the lease; false if it does not.
-    async fn advance_watermark(
+    ) -> StoreResult<Vec<(i64, Option<Mark>)>>;
+    /// Moves the mark if `owner` still holds the lease; false if it does not.
+    async fn advance_mark(&self, owner: &str, schedule_id: i64, to: &Mark) -> StoreResult<bool>;
+    /// The schedule's mark, whoever holds it (`None`: not started yet).
+    async fn mark(&self, schedule_id: i64) -> StoreResult<Option<Mark>>;
+    /// Of these rows of the schedule, the ones with no message in the queue.
+    async fn unqueued(
         &self,
-        owner: &str,
+        tenant: &str,
         schedule_id: i64,
-        to: &Watermark,
-    ) -> StoreResult<bool>;
+        rows: &[RowPosition],
+    ) -> StoreResult<Vec<RowPosition>>;
+    /// Records changes the detector's passes missed and the sweep or an audit found; returns
+    /// how many were not recorded before.
+    async fn record_late_changes(
+        &self,
+        schedule_id: i64,
+        rows: &[RowPosition],
+        found_by: LateFinder,
+    ) -> StoreResult<u64>;
 
     // Renderer.
     /// Inserts the messages whose identity is new; returns how many were new.
@@ -192,11 +240,18 @@ pub trait NotifyDb: Send + Sync + 'static {
     ) -> StoreResult<()>;
 }
 
-/// Connects to the source replica with the engine its settings name.
-pub async fn connect_source(settings: &DatabaseSettings) -> StoreResult<Arc<dyn SourceDb>> {
+/// Connects to the source replica with the engine its settings name. `mode` is how the
+/// detector reads changes; other readers (the renderer, audits) read in `Poll` mode, whose
+/// queries need no more than the watched tables.
+pub async fn connect_source(
+    settings: &DatabaseSettings,
+    mode: DetectionMode,
+) -> StoreResult<Arc<dyn SourceDb>> {
     match settings.engine {
         Engine::Postgres => Ok(Arc::new(postgres::PgSource::connect(settings).await?)),
-        Engine::Mssql => Ok(Arc::new(mssql::MsSource::connect(settings).await?)),
+        Engine::Mssql => Ok(Arc::new(
+            mssql::MsSource::connect(settings).await?.with_mode(mode),
+        )),
     }
 }
 

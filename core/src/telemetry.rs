@@ -1,5 +1,7 @@
 //! `tracing` set-up shared by the services: an env filter (`RUST_LOG` wins over the config)
-//! and pretty or JSON output on stderr.
+//! and pretty or JSON output on stderr, coloured only on a terminal.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,7 +12,9 @@ pub fn init(settings: &TelemetrySettings) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours for a terminal; plain text for a log file or a collector.
+        .with_ansi(std::io::stderr().is_terminal());
     match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Pretty => builder.init(),

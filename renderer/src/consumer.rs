@@ -213,7 +213,9 @@ async fn render_event(
     event: &ChangeEvent,
 ) -> StoreResult<NewMessage> {
     let key = event.message_key();
-    let rendering = renderer.render(&key, event.channel, 1).await?;
+    let rendering = renderer
+        .render(&key, event.channel, 1, event.detected_at)
+        .await?;
     Ok(NewMessage {
         retry_in_secs: renderer.due_in(&rendering, 1).as_secs_f64(),
         key,
@@ -221,6 +223,7 @@ async fn render_event(
         rendering,
         event_partition: Some(message.partition()),
         event_offset: Some(message.offset()),
+        detected_at: event.detected_at,
     })
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use herald_core::config::Settings;
+use herald_core::config::{DetectionMode, Settings};
 use herald_core::{shutdown, store, telemetry};
 use renderer::render::Renderer;
 use renderer::{consumer, retries};
@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&settings.telemetry);
     let cancel = shutdown::on_signal();
 
-    let source = store::connect_source(&settings.source)
+    let source = store::connect_source(&settings.source, DetectionMode::Poll)
         .await
         .context("connecting to the source replica")?;
     let notify = store::connect_notify(&settings.notify)

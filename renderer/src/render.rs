@@ -5,16 +5,18 @@
 //! `render_failed`, with its reason — except an unreachable database, which is returned as an
 //! error so the caller retries the whole change later and records nothing half-done.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use herald_core::config::RendererSettings;
 use herald_core::model::{
     Channel, MergeFunction, MessageKey, MessageStatus, Rendering, Schedule, SourceTable, Template,
 };
 use herald_core::store::{
-    Invalid, MergeCall, MergeRow, NotifyDb, SourceDb, StoreResult, TableQueries,
+    Invalid, MergeCall, MergeRow, NotifyDb, SourceDb, StoreResult, TableQueries, VersionCheck,
 };
 use herald_core::telemetry::error_chain;
 
@@ -45,6 +47,8 @@ pub struct Renderer {
 enum Failure {
     /// Worth another attempt later (the merge function failed, the template is missing).
     Transient(String),
+    /// The replica has not applied the change yet: retried, however many attempts it takes.
+    Behind(String),
     /// Will fail the same way every time (bad template, bad merge output).
     Permanent(String),
     /// Nothing to send.
@@ -77,25 +81,34 @@ impl Renderer {
         &self.settings
     }
 
-    /// Renders the message for `key`; `attempt` counts from 1. Errors only when a database
-    /// is unavailable.
+    /// Renders the message for `key`, detected at `detected_at`; `attempt` counts from 1.
+    /// Errors only when a database is unavailable.
     #[tracing::instrument(skip_all, fields(tenant = %key.tenant, schedule_id = key.schedule_id, source_key = %key.source_key, attempt))]
     pub async fn render(
         &self,
         key: &MessageKey,
         channel: Channel,
         attempt: i32,
+        detected_at: DateTime<Utc>,
     ) -> StoreResult<Rendering> {
-        let rendering = match self.try_render(key, channel).await {
-            Ok(rendering) => rendering,
+        let rendering = match self.try_render(key, channel, detected_at).await {
+            Ok(Ok(rendering)) => rendering,
+            Ok(Err(Failure::Transient(reason))) => final_on_last_attempt(
+                Rendering::without_content(MessageStatus::RenderRetry, reason),
+                attempt,
+                self.settings.max_render_attempts,
+            ),
+            Ok(Err(failure)) => failure.into_rendering(),
             Err(error) if error.is_unavailable() => return Err(error),
-            Err(error) => Rendering::without_content(
-                MessageStatus::RenderRetry,
-                format!("the merge function failed: {}", error_chain(&error)),
+            Err(error) => final_on_last_attempt(
+                Rendering::without_content(
+                    MessageStatus::RenderRetry,
+                    format!("the merge function failed: {}", error_chain(&error)),
+                ),
+                attempt,
+                self.settings.max_render_attempts,
             ),
         };
-        let rendering =
-            final_on_last_attempt(rendering, attempt, self.settings.max_render_attempts);
         match rendering.status {
             MessageStatus::Queued => tracing::debug!("rendered"),
             status => {
@@ -105,24 +118,27 @@ impl Renderer {
         Ok(rendering)
     }
 
-    async fn try_render(&self, key: &MessageKey, channel: Channel) -> StoreResult<Rendering> {
+    /// `Err` when the merge function itself failed.
+    async fn try_render(
+        &self,
+        key: &MessageKey,
+        channel: Channel,
+        detected_at: DateTime<Utc>,
+    ) -> StoreResult<Result<Rendering, Failure>> {
         let Some(schedule) = self.schedule(key.schedule_id).await? else {
-            return Ok(Rendering::without_content(
-                MessageStatus::RenderFailed,
-                format!("schedule {} no longer exists", key.schedule_id),
-            ));
+            return Ok(Err(Failure::Permanent(format!(
+                "schedule {} no longer exists",
+                key.schedule_id
+            ))));
         };
-        if let Some(reason) = self.superseded(&schedule, key).await? {
-            return Ok(Rendering::without_content(MessageStatus::Skipped, reason));
+        if let Some(failure) = self.check_version(&schedule, key, detected_at).await? {
+            return Ok(Err(failure));
         }
         let row = match self.merge_row(&schedule, &key.source_key).await? {
             Ok(row) => row,
-            Err(failure) => return Ok(failure.into_rendering()),
+            Err(failure) => return Ok(Err(failure)),
         };
-        Ok(self
-            .fill(&schedule, channel, row)
-            .await?
-            .unwrap_or_else(Failure::into_rendering))
+        self.fill(&schedule, channel, row).await
     }
 
     async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>> {
@@ -145,28 +161,62 @@ impl Renderer {
             .await
     }
 
-    /// Why this change is no longer worth a message of its own: its row changed again (the
-    /// newer version has its own event and message) or is gone.
-    async fn superseded(
+    /// Whether the replica shows the event's version of the row. An older version, or no
+    /// row yet, means the replica is behind the change: try again later. A newer version
+    /// supersedes the change (the newer one has its own event). A row still absent after
+    /// `absent_row_timeout` was deleted, or never reached this replica: skipped.
+    async fn check_version(
         &self,
         schedule: &Schedule,
         key: &MessageKey,
-    ) -> StoreResult<Option<String>> {
+        detected_at: DateTime<Utc>,
+    ) -> StoreResult<Option<Failure>> {
         let table = cached(&self.tables, &schedule.source, || {
             self.source.resolve_table(&schedule.source)
         })
         .await?;
         // A table that no longer resolves is the merge call's to report.
         let Ok(table) = table else { return Ok(None) };
-        Ok(
-            match self.source.current_version(&table, &key.source_key).await? {
-                Some(current) if current == key.change_version => None,
-                Some(current) => Some(format!(
-                    "superseded by a newer change of the row ({current})"
-                )),
-                None => Some("the source row no longer exists".into()),
-            },
-        )
+        let check = self
+            .source
+            .compare_version(&table, &key.source_key, &key.change_version)
+            .await?;
+        let version = &key.change_version;
+        Ok(match check {
+            Some(VersionCheck {
+                ordering: Ordering::Equal,
+                ..
+            }) => None,
+            Some(VersionCheck {
+                ordering: Ordering::Greater,
+                current,
+            }) => Some(Failure::Skip(format!(
+                "superseded by a newer change of the row ({})",
+                current.as_deref().unwrap_or("its change value is now NULL")
+            ))),
+            Some(VersionCheck {
+                ordering: Ordering::Less,
+                current,
+            }) => Some(Failure::Behind(format!(
+                "the replica is behind this change: it shows version {} of the row, not {version} yet",
+                current.as_deref().unwrap_or_default()
+            ))),
+            None => {
+                let absent_for = (Utc::now() - detected_at).to_std().unwrap_or_default();
+                if absent_for > self.settings.absent_row_timeout {
+                    Some(Failure::Skip(format!(
+                        "the source row is not on the replica {}s after the change was \
+                         detected: it was deleted, or the replica is that far behind",
+                        absent_for.as_secs()
+                    )))
+                } else {
+                    Some(Failure::Behind(format!(
+                        "the replica does not show the row yet (version {version}): it is behind \
+                         the change, or the row was deleted"
+                    )))
+                }
+            }
+        })
     }
 
     /// Calls the merge function; `Err(StoreError::Refused)` when the function itself failed.
@@ -350,7 +400,7 @@ fn text(row: &MergeRow, column: &str) -> Option<String> {
 impl Failure {
     fn into_rendering(self) -> Rendering {
         match self {
-            Failure::Transient(reason) => {
+            Failure::Transient(reason) | Failure::Behind(reason) => {
                 Rendering::without_content(MessageStatus::RenderRetry, reason)
             }
             Failure::Permanent(reason) => {

@@ -43,7 +43,10 @@ pub async fn step(renderer: &Renderer) -> StoreResult<usize> {
     futures::stream::iter(due)
         .for_each_concurrent(settings.merge_concurrency, |retry| async move {
             let attempt = retry.render_attempts + 1;
-            let result = match renderer.render(&retry.key, retry.channel, attempt).await {
+            let rendered = renderer
+                .render(&retry.key, retry.channel, attempt, retry.detected_at)
+                .await;
+            let result = match rendered {
                 Ok(rendering) => {
                     renderer
                         .notify()

@@ -1,5 +1,5 @@
-//! The detector's watermark moves only past events Kafka acknowledged: with the broker down
-//! it stays put, and once the broker is back every change is emitted. The broker here is
+//! The detector's mark moves only past events Kafka acknowledged: with the broker down it
+//! stays put, and once the broker is back every change is emitted. The broker here is
 //! librdkafka's mock cluster (the one place it can be taken down without touching the
 //! broker other tests share); the databases are real.
 
@@ -17,17 +17,18 @@ use rdkafka::{ClientConfig, Message};
 
 const BROKER: i32 = 1;
 
-async fn watermark(stack: &Stack) -> anyhow::Result<Row> {
+/// The schedule's mark: hold-back line, frontier change and key, position.
+async fn mark(stack: &Stack) -> anyhow::Result<Row> {
     stack
         .notify
         .query_one(
-            "SELECT change_value, key_value FROM detector_watermark",
+            "SELECT hold_back, change_value, key_value, position FROM detector_watermark",
             &[],
         )
         .await
 }
 
-pub async fn the_watermark_waits_for_kafka_to_acknowledge(engine: Engine) -> anyhow::Result<()> {
+pub async fn the_mark_waits_for_kafka_to_acknowledge(engine: Engine) -> anyhow::Result<()> {
     let stack = Stack::new(engine, "broker_outage").await?;
     stack.load_example_schedules().await?;
     stack.set_schedule_active("appointment-sms", false).await?;
@@ -43,22 +44,20 @@ pub async fn the_watermark_waits_for_kafka_to_acknowledge(engine: Engine) -> any
     };
     let settings = DetectorSettings {
         instance_id: "detector-under-test".into(),
-        poll_interval: Duration::from_millis(100),
-        safety_delay: Duration::from_millis(200),
-        // Small batches: the three changes take two round trips.
+        // Small pages: the three changes take two round trips.
         batch_size: 2,
-        lease_ttl: Duration::from_secs(30),
+        ..stack.detector_settings()?
     };
-    let source = store::connect_source(&stack.database_settings("src")?).await?;
+    let source = store::connect_source(&stack.database_settings("src")?, settings.mode).await?;
     let notify = store::connect_notify(&stack.database_settings("ntf")?).await?;
     let mut detector = Detector::new(source, notify, kafka, settings)?;
 
     assert_eq!(
-        detector.step().await?,
+        detector.step().await?.emitted,
         0,
         "the first cycle only sets the start"
     );
-    let start = watermark(&stack).await?;
+    let start = mark(&stack).await?;
     let mut keys = BTreeSet::new();
     let mut last_key = String::new();
     for email in ["a@example.com", "b@example.com", "c@example.com"] {
@@ -72,21 +71,25 @@ pub async fn the_watermark_waits_for_kafka_to_acknowledge(engine: Engine) -> any
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     mock.broker_down(BROKER)?;
-    assert_eq!(detector.step().await?, 0, "nothing is acknowledged");
-    assert_eq!(watermark(&stack).await?, start, "the watermark stays put");
+    assert_eq!(detector.step().await?.emitted, 0, "nothing is acknowledged");
+    assert_eq!(mark(&stack).await?, start, "the mark stays put");
 
     mock.broker_up(BROKER)?;
     let mut emitted = 0;
     for _ in 0..20 {
-        emitted += detector.step().await?;
+        emitted += detector.step().await?.emitted;
         if emitted >= keys.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(emitted, keys.len());
-    let moved = watermark(&stack).await?;
-    assert_eq!(moved.opt_text(1), Some(last_key), "past the last change");
+    let moved = mark(&stack).await?;
+    assert_eq!(
+        moved.opt_text(2),
+        Some(last_key),
+        "the frontier is the last change"
+    );
 
     // Every change is on the topic (once or, after the outage, more than once), and the
     // queue's identity key is what makes duplicates harmless downstream.

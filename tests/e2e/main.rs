@@ -9,6 +9,7 @@ mod bad_input;
 mod broker_outage;
 mod crash;
 mod delivery;
+mod exact;
 mod pipeline;
 mod replay;
 mod schedules;
@@ -39,6 +40,20 @@ macro_rules! on_every_engine {
     };
 }
 
+/// Scenarios about PostgreSQL itself (its standbys): `postgres::name` only.
+macro_rules! on_postgres {
+    ($($module:ident::$name:ident),* $(,)?) => {
+        mod postgres_only {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    crate::$module::$name().await
+                }
+            )*
+        }
+    };
+}
+
 on_every_engine! {
     pipeline::inserts_and_updates_each_become_exactly_one_message,
     replay::an_event_delivered_twice_is_queued_and_sent_once,
@@ -53,5 +68,15 @@ on_every_engine! {
     delivery::merge_values_are_escaped_in_html_and_intact_in_text_and_sms,
     bad_input::bad_input_is_recorded_with_its_reason_and_the_rest_flows,
     bad_input::every_service_stops_cleanly_on_sigterm,
-    broker_outage::the_watermark_waits_for_kafka_to_acknowledge,
+    broker_outage::the_mark_waits_for_kafka_to_acknowledge,
+    exact::late_commits_and_a_long_import_are_each_notified_once,
+}
+
+on_postgres! {
+    exact::a_standby_3s_behind_misses_and_doubles_nothing,
+    exact::replay_paused_for_20s_misses_and_doubles_nothing,
+    exact::an_idle_source_does_not_hold_back_committed_rows,
+    exact::savepoints_rollbacks_freezing_and_a_killed_detector_inside_a_held_window,
+    exact::a_change_breaking_the_write_delay_is_swept_late_and_audited,
+    exact::a_renderer_on_a_replica_behind_the_event_waits_for_it,
 }

@@ -50,6 +50,11 @@ pub async fn broken_schedules_are_reported_and_do_not_stop_a_healthy_one(
 ) -> anyhow::Result<()> {
     let mut stack = Stack::new(engine, "broken_schedules").await?;
     stack.load_example_schedules().await?;
+    // A date orders days, not changes: two changes on one day would look like one.
+    stack
+        .source
+        .batch("ALTER TABLE crm.contact ADD birth_date date")
+        .await?;
     stack
         .notify
         .batch(
@@ -61,6 +66,8 @@ pub async fn broken_schedules_are_reported_and_do_not_stop_a_healthy_one(
                      'updated_on', 'crm', 'welcome_email', 'welcome'),
                     ('acme', 'not-a-time', 'email', 'crm', 'contact', 'contact_id',
                      'email', 'crm', 'welcome_email', 'welcome'),
+                    ('acme', 'a-date', 'email', 'crm', 'contact', 'contact_id',
+                     'birth_date', 'crm', 'welcome_email', 'welcome'),
                     ('acme', 'no-function', 'email', 'crm', 'contact', 'contact_id',
                      'modified_at', 'crm', 'goodbye_email', 'welcome'),
                     ('globex', 'sneaky', 'email', 'crm', 'contact; DROP TABLE crm.contact',
@@ -75,7 +82,8 @@ pub async fn broken_schedules_are_reported_and_do_not_stop_a_healthy_one(
     let expected = [
         ("no-table", "crm.invoice does not exist"),
         ("no-column", "change column \"updated_on\" does not exist"),
-        ("not-a-time", "must be a date/time type"),
+        ("not-a-time", "must be a timestamp"),
+        ("a-date", "is date; it must be a timestamp"),
         ("no-function", "merge function crm.goodbye_email"),
         ("sneaky", "does not exist"),
     ];

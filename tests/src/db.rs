@@ -68,6 +68,13 @@ impl Row {
         }
     }
 
+    pub fn time(&self, column: usize) -> DateTime<Utc> {
+        match &self.0[column] {
+            Value::Time(time) => *time,
+            other => panic!("column {column} is {other:?}, not a time"),
+        }
+    }
+
     pub fn bool(&self, column: usize) -> bool {
         match &self.0[column] {
             Value::Bool(b) => *b,

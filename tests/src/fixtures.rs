@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{Engine, Stack, Value};
+use crate::{Db, Engine, Stack, Value};
 
 /// Generous bounds: CI machines are small and run tests side by side.
 pub const SOON: Duration = Duration::from_secs(60);
@@ -31,6 +31,12 @@ impl Default for Contact<'_> {
 impl Stack {
     /// Inserts a contact in the source; returns its key.
     pub async fn insert_contact(&self, contact: &Contact<'_>) -> anyhow::Result<i64> {
+        self.insert_contact_on(&self.source, contact).await
+    }
+
+    /// Inserts a contact through `db`, a connection to the source (maybe in a transaction);
+    /// returns its key.
+    pub async fn insert_contact_on(&self, db: &Db, contact: &Contact<'_>) -> anyhow::Result<i64> {
         let sql = match self.engine {
             Engine::Postgres => {
                 "INSERT INTO crm.contact (first_name, last_name, email, phone, locale)
@@ -42,8 +48,7 @@ impl Stack {
             }
         };
         let email = contact.email.map_or(Value::Null, Value::from);
-        let row = self
-            .source
+        let row = db
             .query_one(
                 sql,
                 &[
@@ -137,7 +142,7 @@ impl Stack {
     /// committed before that are not the detector's to notify.
     pub async fn wait_until_watching(&self, schedules: i64) -> anyhow::Result<()> {
         self.wait_for_count(
-            "SELECT count(*) FROM detector_watermark WHERE change_value IS NOT NULL",
+            "SELECT count(*) FROM detector_watermark WHERE hold_back IS NOT NULL",
             schedules,
             SOON,
         )

@@ -10,6 +10,8 @@
 mod db;
 mod fixtures;
 mod kafka;
+mod mssql;
+mod replica;
 mod services;
 
 use std::path::{Path, PathBuf};
@@ -18,17 +20,18 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use fake_provider::{Config as ProviderConfig, FakeProvider, Received};
-use herald_core::config::{self, DatabaseSettings};
+use herald_core::config::{self, DatabaseSettings, DetectorSettings, Settings};
 use tokio_postgres::{Client, NoTls};
 
 pub use db::{Db, Row, Value};
 pub use fixtures::{Contact, SOON};
+pub use replica::{Replica, ReplicaControl};
 pub use services::Service;
 use services::Services;
 
 /// The PostgreSQL role the harness and the services use (created by `scripts/postgres.sh`).
-const PG_USER: &str = "herald";
-const PG_PASSWORD: &str = "herald";
+pub(crate) const PG_USER: &str = "herald";
+pub(crate) const PG_PASSWORD: &str = "herald";
 pub const SENDGRID_KEY: &str = "SG.e2e-key";
 pub const TWILIO_SID: &str = "ACe2e00000000000000000000000000000";
 pub const TWILIO_TOKEN: &str = "e2e-token";
@@ -227,6 +230,9 @@ impl Stack {
             }
         };
         apply_sql(&source, engine, "demo").await?;
+        if engine == Engine::Mssql {
+            mssql::prepare_source(&source, &format!("{name}_src")).await?;
+        }
         apply_sql(&notify, engine, "notify").await?;
         let provider = FakeProvider::start(ProviderConfig {
             sendgrid_api_key: SENDGRID_KEY.into(),
@@ -275,6 +281,51 @@ impl Stack {
             self.start(service).await?;
         }
         Ok(())
+    }
+
+    /// Sets `key` (a `HERALD__…` variable) for `service` from its next start.
+    pub fn set(&mut self, service: Service, key: &str, value: &str) {
+        self.services.set(service, key, value);
+    }
+
+    /// A new connection to the source database (the application's side), for a transaction
+    /// of its own.
+    pub async fn connect_source(&self) -> anyhow::Result<Db> {
+        let database = format!("{}_src", self.name);
+        match self.engine {
+            Engine::Postgres => Ok(Db::Postgres(connect(&database).await?)),
+            Engine::Mssql => {
+                let (host, port, password) = mssql_address()?;
+                db::connect_mssql(&host, port, &password, &database).await
+            }
+        }
+    }
+
+    /// The detector settings the services run with (`config/test.toml`).
+    pub fn detector_settings(&self) -> anyhow::Result<DetectorSettings> {
+        Ok(Settings::load_from(&repo_root().join("config"), "test")?.detector)
+    }
+
+    /// Runs `heraldctl` with this stack's settings; returns its exit code and output.
+    pub async fn heraldctl(&self, args: &[&str]) -> anyhow::Result<(i32, String)> {
+        let binary = self.services.bin_dir.join("heraldctl");
+        let output = tokio::process::Command::new(&binary)
+            .envs(self.services.env_of(Some(Service::Detector)))
+            .args(args)
+            .output()
+            .await
+            .with_context(|| format!("running {}", binary.display()))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok((output.status.code().unwrap_or(-1), text))
+    }
+
+    /// What `service` logged so far (across restarts).
+    pub fn log(&self, service: Service) -> String {
+        self.services.log(service)
     }
 
     /// SIGKILL: no shutdown path runs.

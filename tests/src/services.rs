@@ -36,7 +36,9 @@ impl Service {
 pub(crate) struct Services {
     pub(crate) topic: String,
     env: Vec<(String, String)>,
-    bin_dir: PathBuf,
+    /// Settings for one service only, over `env`, from its next start.
+    overrides: HashMap<Service, Vec<(String, String)>>,
+    pub(crate) bin_dir: PathBuf,
     log_dir: PathBuf,
     running: HashMap<Service, Child>,
 }
@@ -89,13 +91,37 @@ impl Services {
                 (setting("TRUST_CERT"), (engine == Engine::Mssql).to_string()),
             ]);
         }
+        if engine == Engine::Mssql {
+            // HERALD_TEST_MSSQL_MODE: the SQL Server runs detect by polling or by CDC.
+            env.push((
+                "HERALD__DETECTOR__MODE".into(),
+                crate::mssql::detection_mode()?.into(),
+            ));
+        }
         Ok(Services {
             topic: name.into(),
             env,
+            overrides: HashMap::new(),
             bin_dir,
             log_dir,
             running: HashMap::new(),
         })
+    }
+
+    /// Sets `key` for `service` from its next start.
+    pub(crate) fn set(&mut self, service: Service, key: &str, value: &str) {
+        let settings = self.overrides.entry(service).or_default();
+        settings.retain(|(k, _)| k != key);
+        settings.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Every setting `service` starts with.
+    pub(crate) fn env_of(&self, service: Option<Service>) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        if let Some(overrides) = service.and_then(|service| self.overrides.get(&service)) {
+            env.extend(overrides.iter().cloned());
+        }
+        env
     }
 
     fn log_path(&self, service: Service) -> PathBuf {
@@ -118,7 +144,7 @@ impl Services {
             .append(true)
             .open(self.log_path(service))?;
         let child = Command::new(&binary)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.env_of(Some(service)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -152,6 +178,10 @@ impl Services {
             bail!("{service:?} exited with {status} after SIGTERM");
         }
         Ok(())
+    }
+
+    pub(crate) fn log(&self, service: Service) -> String {
+        std::fs::read_to_string(self.log_path(service)).unwrap_or_default()
     }
 
     pub(crate) fn log_tails(&self, lines: usize) -> String {

@@ -12,12 +12,31 @@
 //! A connection is reused only after a request that ended cleanly: one that failed, timed
 //! out or was abandoned midway (a dropped future) is closed, so no session returns to the
 //! pool mid-response or inside a transaction.
+//!
+//! Detection, `poll` mode (the default): the horizon h is the secondary's last redone
+//! commit time (`source_horizon.sql`), the clock outside an availability group; every pass
+//! reads the table again from its hold-back line, whole, and proves the line h − lookback.
+//! Exact for transactions that commit within the lookback of their change values (every
+//! such row with a change value below the line committed before h, so every page of the
+//! pass, each a statement begun after h was read, sees it); later ones are the sweep's.
+//! The pages need no common snapshot: a readable secondary runs each statement under
+//! snapshot isolation, a primary under READ COMMITTED, and both show every transaction
+//! committed before the statement began. A row that commits while a pass runs has a change
+//! value above the line (or breaks the lookback) and is read by the next pass; a row whose
+//! change value moves while a pass runs is read in its new version, as an update between
+//! two passes would be. All statements of a pass share one session: behind a listener that
+//! balances read-only sessions, two connections may reach two secondaries with different
+//! lag, and the horizon must come from the replica the pages read.
+//!
+//! Detection, `cdc` mode: see [`cdc`].
 
 use std::borrow::Cow;
 use std::time::Duration;
 
-use bb8::{ManageConnection, Pool, RunError};
-use chrono::{FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use bb8::{ManageConnection, Pool, PooledConnection, RunError};
+use chrono::{
+    DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SubsecRound, Timelike, Utc,
+};
 use secrecy::ExposeSecret;
 use tiberius::numeric::Numeric;
 use tiberius::{
@@ -26,14 +45,16 @@ use tiberius::{
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
+use super::detection::{self, PageRow, Pager, PassRead};
 use super::{
-    Invalid, LogConnectionErrors, MergeCall, MergeRow, NotifyDb, SourceDb, StoreError, StoreResult,
-    TableQueries, attempt_columns, fill, parse_channel,
+    CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NotifyDb, SourceDb,
+    StoreError, StoreResult, TableQueries, VersionCheck, attempt_columns, fill, parse_channel,
 };
-use crate::config::{DatabaseSettings, env_var_for};
+use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, env_var_for};
 use crate::model::{
-    AttemptOutcome, ChangedRow, MergeFunction, MessageKey, MessageStatus, NewMessage,
-    OutgoingMessage, RenderRetry, Rendering, Schedule, SourceTable, Template, Watermark,
+    AttemptOutcome, ChangedRow, Changes, LateFinder, Mark, MergeFunction, MessageKey,
+    MessageStatus, NewMessage, OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule,
+    SourceTable, Template,
 };
 
 macro_rules! query {
@@ -46,6 +67,8 @@ macro_rules! query {
         ))
     };
 }
+
+mod cdc;
 
 type TdsClient = Client<Compat<TcpStream>>;
 
@@ -232,20 +255,16 @@ impl Db {
         Ok(Db { pool })
     }
 
+    /// One connection for statements that must reach the same server.
+    async fn session(&self) -> StoreResult<Session<'_>> {
+        Ok(Session {
+            conn: self.pool.get().await.map_err(pool_error)?,
+        })
+    }
+
     /// The rows of the first result set.
     async fn query(&self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<Vec<Row>> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
-        conn.clean = false;
-        let rows = conn
-            .client
-            .query(sql, params)
-            .await
-            .map_err(classify)?
-            .into_first_result()
-            .await
-            .map_err(classify)?;
-        conn.clean = true;
-        Ok(rows)
+        self.session().await?.query(sql, params).await
     }
 
     /// The rows affected, as the server counts them (informational: the queries whose
@@ -264,6 +283,31 @@ impl Db {
     }
 }
 
+/// One pooled connection, for statements that must run on the same session: behind an
+/// availability group listener that balances read-only sessions, two connections may reach
+/// two secondaries.
+struct Session<'a> {
+    conn: PooledConnection<'a, Manager>,
+}
+
+impl Session<'_> {
+    /// The rows of the first result set.
+    async fn query(&mut self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<Vec<Row>> {
+        self.conn.clean = false;
+        let rows = self
+            .conn
+            .client
+            .query(sql, params)
+            .await
+            .map_err(classify)?
+            .into_first_result()
+            .await
+            .map_err(classify)?;
+        self.conn.clean = true;
+        Ok(rows)
+    }
+}
+
 fn refused(error: impl Into<super::BoxError>) -> StoreError {
     StoreError::Refused(error.into())
 }
@@ -278,6 +322,12 @@ fn required<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> StoreResult<T> {
     value(row, column)?.ok_or_else(|| refused(format!("column {column} is NULL")))
 }
 
+/// A `datetime2` column the notification database keeps in UTC. (tiberius reads a
+/// `DateTime<Utc>` only from `datetimeoffset`.)
+fn utc(row: &Row, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
+    Ok(value::<NaiveDateTime>(row, column)?.map(|time| time.and_utc()))
+}
+
 fn opt_text(row: &Row, column: &str) -> StoreResult<Option<String>> {
     Ok(value::<&str>(row, column)?.map(str::to_owned))
 }
@@ -289,9 +339,11 @@ fn text(row: &Row, column: &str) -> StoreResult<String> {
 /// The source's read replica.
 pub struct MsSource {
     db: Db,
+    mode: DetectionMode,
 }
 
 impl MsSource {
+    /// A source read in `poll` mode; see [`MsSource::with_mode`].
     pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Self> {
         let mut config = client_config(settings, "source.password")?;
         config.readonly(true);
@@ -300,7 +352,14 @@ impl MsSource {
         config.lossy_utf16_decoding(true);
         Ok(MsSource {
             db: Db::connect(settings, config).await?,
+            mode: DetectionMode::Poll,
         })
+    }
+
+    /// How changes are read: in `cdc` mode, `resolve_table` also finds each table's capture
+    /// instance, and a table without one is an invalid schedule.
+    pub fn with_mode(self, mode: DetectionMode) -> Self {
+        MsSource { mode, ..self }
     }
 }
 
@@ -399,10 +458,12 @@ impl<'a> SqlType<'a> {
         }
     }
 
+    /// Whether the type is a timestamp: `date` and `time` would put every change of a day
+    /// (or of every day) at one value, and make the hold-back line meaningless.
     fn is_change(self) -> bool {
         matches!(
             self.name,
-            "datetime2" | "datetime" | "datetimeoffset" | "smalldatetime" | "date"
+            "datetime2" | "datetimeoffset" | "datetime" | "smalldatetime"
         )
     }
 
@@ -412,32 +473,38 @@ impl<'a> SqlType<'a> {
     }
 }
 
-/// The poll queries of a checked table; every name is catalog-quoted, every type spelled
-/// from the catalog.
-fn table_queries(
-    table: &str,
-    key: &str,
-    key_type: &str,
-    change: &str,
-    change_type: &str,
-) -> TableQueries {
-    let names = [
-        ("table", table),
-        ("key", key),
-        ("key_type", key_type),
-        ("change", change),
-        ("change_type", change_type),
-    ];
-    TableQueries {
-        after_row: fill(query!("source_changes_after_row"), &names),
-        after_change: fill(query!("source_changes_after_change"), &names),
-        start: fill(query!("source_start"), &names),
-        current_version: fill(query!("source_current_version"), &names),
+/// A watched table checked against the catalog: every name catalog-quoted, every type
+/// spelled from the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CheckedTable {
+    table: String,
+    key: String,
+    key_type: String,
+    change: String,
+    change_type: String,
+}
+
+impl CheckedTable {
+    /// The table's `poll` mode queries (and the sweep's and the renderer's in both modes).
+    fn queries(&self) -> TableQueries {
+        let names = [
+            ("table", self.table.as_str()),
+            ("key", self.key.as_str()),
+            ("key_type", self.key_type.as_str()),
+            ("change", self.change.as_str()),
+            ("change_type", self.change_type.as_str()),
+        ];
+        TableQueries {
+            changes: fill(query!("source_changes"), &names),
+            rows_between: fill(query!("source_rows_between"), &names),
+            compare_version: fill(query!("source_compare_version"), &names),
+            capture: None,
+        }
     }
 }
 
-/// Checks the catalog's answer for a watched table and builds its queries.
-fn table_from(source: &SourceTable, row: &Row) -> StoreResult<Result<TableQueries, Invalid>> {
+/// Checks the catalog's answer for a watched table.
+fn table_from(source: &SourceTable, row: &Row) -> StoreResult<Result<CheckedTable, Invalid>> {
     let table = match quoted(value(row, "table_name")?, "table") {
         Ok(table) => table,
         Err(invalid) => return Ok(Err(invalid)),
@@ -469,17 +536,152 @@ fn table_from(source: &SourceTable, row: &Row) -> StoreResult<Result<TableQuerie
     else {
         let found = change_type.map_or_else(|| "a CLR type".to_owned(), SqlType::describe);
         return Ok(Err(format!(
-            "change column {change} of {table} is {found}; it must be datetime2, datetime, \
-             datetimeoffset, smalldatetime or date"
+            "change column {change} of {table} is {found}; it must be a timestamp set when \
+             the row is written: datetime2, datetimeoffset, datetime or smalldatetime"
         )));
     };
-    Ok(Ok(table_queries(
-        &table,
-        key,
-        &key_spec,
-        change,
-        &change_spec,
-    )))
+    Ok(Ok(CheckedTable {
+        table,
+        key: key.to_owned(),
+        key_type: key_spec,
+        change: change.to_owned(),
+        change_type: change_spec,
+    }))
+}
+
+/// A column as a capture instance captures it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CapturedColumn {
+    /// Its ordinal in the update mask.
+    ordinal: i32,
+    computed: bool,
+}
+
+/// The capture instance `source_cdc_resolve.sql` found for a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CaptureInstance {
+    name: String,
+    /// Catalog-quoted; `None` if QUOTENAME refused it.
+    change_table: Option<String>,
+    key: Option<CapturedColumn>,
+    change: Option<CapturedColumn>,
+}
+
+impl CaptureInstance {
+    fn from_row(row: &Row) -> StoreResult<Self> {
+        let column = |prefix: &str| -> StoreResult<Option<CapturedColumn>> {
+            let Some(ordinal) = value::<i32>(row, &format!("{prefix}_ordinal"))? else {
+                return Ok(None);
+            };
+            Ok(Some(CapturedColumn {
+                ordinal,
+                computed: value(row, &format!("{prefix}_is_computed"))?.unwrap_or(false),
+            }))
+        };
+        Ok(CaptureInstance {
+            name: text(row, "capture_instance")?,
+            change_table: opt_text(row, "change_table")?,
+            key: column("key")?,
+            change: column("change")?,
+        })
+    }
+}
+
+/// Checks that `instance` (`None`: the table has none) can feed `cdc` mode and builds its
+/// page query.
+fn capture_queries(
+    table: &CheckedTable,
+    instance: Option<CaptureInstance>,
+) -> Result<CaptureQueries, Invalid> {
+    let Some(instance) = instance else {
+        return Err(format!(
+            "{} has no change data capture instance the detector can read (detector.mode = \
+             \"cdc\"): enable it on the primary (sys.sp_cdc_enable_db, then \
+             sys.sp_cdc_enable_table), grant the detector's login SELECT on the cdc schema, \
+             or use detector.mode = \"poll\"",
+            table.table
+        ));
+    };
+    let name = &instance.name;
+    let change_table = quoted(instance.change_table.as_deref(), "change table")?;
+    for (what, column, captured) in [
+        ("key", &table.key, instance.key),
+        ("change", &table.change, instance.change),
+    ] {
+        match captured {
+            None => {
+                return Err(format!(
+                    "capture instance {name} of {} does not capture the {what} column \
+                     {column}; capture it (a new capture instance with it in \
+                     @captured_column_list)",
+                    table.table
+                ));
+            }
+            Some(CapturedColumn { computed: true, .. }) => {
+                return Err(format!(
+                    "the {what} column {column} of {} is computed: change data capture \
+                     records computed columns as NULL, so cdc mode cannot read it",
+                    table.table
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let change_ordinal = instance
+        .change
+        .expect("checked above: the change column is captured")
+        .ordinal
+        .to_string();
+    Ok(CaptureQueries {
+        changes: fill(
+            query!("source_cdc_changes"),
+            &[
+                ("change_table", &change_table),
+                ("key", &table.key),
+                ("change", &table.change),
+                ("change_ordinal", &change_ordinal),
+            ],
+        ),
+        instance: instance.name,
+    })
+}
+
+/// The horizon minus the lookback: the line below which a `poll` mode pass proves every
+/// row read (`None`: no horizon yet).
+fn proven_line(
+    horizon: Option<DateTime<Utc>>,
+    lookback: Duration,
+) -> StoreResult<Option<DateTime<Utc>>> {
+    let lookback = chrono::Duration::from_std(lookback).map_err(refused)?;
+    Ok(horizon.map(|horizon| horizon - lookback))
+}
+
+/// A `poll` mode pass's result. A pass stopped at its budget keeps the hold-back line, so
+/// the next pass reads every row of this one again: all of them are `again`.
+fn poll_changes(mark: &Mark, read: PassRead, proven: Option<DateTime<Utc>>) -> Changes {
+    let next = detection::next_mark(mark, &read, proven, None);
+    let complete = read.complete;
+    let rows = read
+        .rows
+        .into_iter()
+        .map(|row| ChangedRow {
+            again: row.again || !complete,
+            ..row
+        })
+        .collect();
+    Changes {
+        rows,
+        next,
+        complete,
+    }
+}
+
+fn changed_row(row: &Row) -> StoreResult<ChangedRow> {
+    Ok(ChangedRow {
+        key: text(row, "key_value")?,
+        change: text(row, "change_value")?,
+        again: false,
+    })
 }
 
 /// Checks the catalog's answer for a merge procedure and builds its call.
@@ -599,6 +801,57 @@ fn merge_row<'a>(
         .collect()
 }
 
+/// One `poll` mode pass (see the module docs): the horizon, then the pages, on one session.
+async fn poll(
+    session: &mut Session<'_>,
+    table: &TableQueries,
+    mark: &Mark,
+    settings: &DetectorSettings,
+) -> StoreResult<Changes> {
+    let rows = session.query(query!("source_horizon"), &[]).await?;
+    let horizon = match rows.first() {
+        Some(row) => value(row, "horizon")?,
+        None => None,
+    };
+    let proven = proven_line(horizon, settings.lookback)?;
+    let frontier = mark.frontier.as_ref();
+    let limit = i64::from(settings.batch_size);
+    let mut pager = Pager::new(frontier, settings.batch_size);
+    loop {
+        let cursor = pager.cursor();
+        let rows = session
+            .query(
+                &table.changes,
+                &[
+                    &mark.hold_back,
+                    &cursor.map(|c| c.change.as_str()),
+                    &cursor.map(|c| c.key.as_str()),
+                    &frontier.map(|f| f.change.as_str()),
+                    &frontier.map(|f| f.key.as_str()),
+                    &proven,
+                    &limit,
+                ],
+            )
+            .await?;
+        let page = rows
+            .iter()
+            .map(|row| {
+                Ok(PageRow {
+                    row: ChangedRow {
+                        again: required(row, "again")?,
+                        ..changed_row(row)?
+                    },
+                    fresh: required(row, "fresh")?,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        if !pager.take(page) {
+            break;
+        }
+    }
+    Ok(poll_changes(mark, pager.finish(), proven))
+}
+
 #[async_trait::async_trait]
 impl SourceDb for MsSource {
     async fn resolve_table(
@@ -625,13 +878,37 @@ impl SourceDb for MsSource {
                 ],
             )
             .await?;
-        match rows.first() {
-            Some(row) => table_from(source, row),
-            None => Ok(Err(format!(
+        let Some(row) = rows.first() else {
+            return Ok(Err(format!(
                 "source table {}.{} does not exist (or is not visible to the detector's login)",
                 source.schema, source.table
-            ))),
+            )));
+        };
+        let table = match table_from(source, row)? {
+            Ok(table) => table,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
+        let queries = table.queries();
+        if self.mode == DetectionMode::Poll {
+            return Ok(Ok(queries));
         }
+        let table_id: i32 = required(row, "table_id")?;
+        let key_name = text(row, "key_name")?;
+        let change_name = text(row, "change_name")?;
+        let found = self
+            .db
+            .query(
+                query!("source_cdc_resolve"),
+                &[&table_id, &key_name, &change_name],
+            )
+            .await?;
+        let instance = found.first().map(CaptureInstance::from_row).transpose()?;
+        Ok(
+            capture_queries(&table, instance).map(|capture| TableQueries {
+                capture: Some(capture),
+                ..queries
+            }),
+        )
     }
 
     async fn resolve_merge(
@@ -660,66 +937,77 @@ impl SourceDb for MsSource {
         }
     }
 
-    async fn start_watermark(
-        &self,
-        table: &TableQueries,
-        safety_delay: Duration,
-    ) -> StoreResult<Watermark> {
-        let rows = self
-            .db
-            .query(&table.start, &[&millis(safety_delay)])
-            .await?;
-        let change = match rows.first() {
-            Some(row) => opt_text(row, "change_value")?,
-            None => None,
-        };
-        Ok(Watermark {
-            change: change.ok_or_else(|| refused("no starting point"))?,
-            key: None,
-        })
+    async fn start_mark(&self, table: &TableQueries) -> StoreResult<Mark> {
+        let mut session = self.db.session().await?;
+        if let Some(capture) = &table.capture {
+            return cdc::start(&mut session, capture).await;
+        }
+        let rows = session.query(query!("source_start"), &[]).await?;
+        let row = rows.first().ok_or_else(|| refused("no starting point"))?;
+        Ok(Mark::starting_at(required(row, "start")?))
     }
 
-    async fn changed_rows(
+    async fn changes(
         &self,
         table: &TableQueries,
-        after: &Watermark,
-        safety_delay: Duration,
+        mark: &Mark,
+        settings: &DetectorSettings,
+    ) -> StoreResult<Changes> {
+        let mut session = self.db.session().await?;
+        match (&table.capture, settings.mode) {
+            (Some(capture), DetectionMode::Cdc) => {
+                cdc::changes(&mut session, capture, mark, settings).await
+            }
+            (None, DetectionMode::Cdc) => Err(refused(
+                "detector.mode is \"cdc\" but the SQL Server source resolved this table for \
+                 poll mode: connect it with MsSource::with_mode",
+            )),
+            (_, DetectionMode::Poll) => poll(&mut session, table, mark, settings).await,
+        }
+    }
+
+    async fn rows_between(
+        &self,
+        table: &TableQueries,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&RowPosition>,
         limit: u32,
     ) -> StoreResult<Vec<ChangedRow>> {
-        let delay = millis(safety_delay);
-        let limit = i64::from(limit);
-        let rows = match &after.key {
-            Some(key) => {
-                self.db
-                    .query(&table.after_row, &[&after.change, key, &delay, &limit])
-                    .await?
-            }
-            None => {
-                self.db
-                    .query(&table.after_change, &[&after.change, &delay, &limit])
-                    .await?
-            }
-        };
-        rows.iter()
-            .map(|row| {
-                Ok(ChangedRow {
-                    key: text(row, "key_value")?,
-                    change: text(row, "change_value")?,
-                })
-            })
-            .collect()
+        let rows = self
+            .db
+            .query(
+                &table.rows_between,
+                &[
+                    &from,
+                    &to,
+                    &after.map(|a| a.change.as_str()),
+                    &after.map(|a| a.key.as_str()),
+                    &i64::from(limit),
+                ],
+            )
+            .await?;
+        rows.iter().map(changed_row).collect()
     }
 
-    async fn current_version(
+    async fn compare_version(
         &self,
         table: &TableQueries,
         key: &str,
-    ) -> StoreResult<Option<String>> {
-        let rows = self.db.query(&table.current_version, &[&key]).await?;
-        match rows.first() {
-            Some(row) => opt_text(row, "change_value"),
-            None => Ok(None),
-        }
+        version: &str,
+    ) -> StoreResult<Option<VersionCheck>> {
+        let rows = self
+            .db
+            .query(&table.compare_version, &[&key, &version])
+            .await?;
+        rows.first()
+            .map(|row| {
+                Ok(VersionCheck {
+                    current: opt_text(row, "change_value")?,
+                    ordering: required::<i32>(row, "ordering")?.cmp(&0),
+                })
+            })
+            .transpose()
     }
 
     async fn merge(&self, call: &MergeCall, key: &str) -> StoreResult<Vec<MergeRow>> {
@@ -820,22 +1108,60 @@ fn fitted(rendering: &Rendering) -> Cow<'_, Rendering> {
 }
 
 /// The JSON array `messages_insert.sql` reads with OPENJSON: `NewMessage`s as serde writes
-/// them (the same document the PostgreSQL engine sends), each made to fit the table.
+/// them (the same document the PostgreSQL engine sends), each made to fit the table, and
+/// `detected_at` to the microsecond: serde writes up to nine fractional digits, SQL Server
+/// reads at most seven.
 fn message_batch(messages: &[NewMessage]) -> StoreResult<String> {
-    let fitted: Vec<Cow<'_, NewMessage>> = messages
+    let fitted: Vec<NewMessage> = messages
         .iter()
         .map(|message| {
             check_identity(&message.key)?;
-            Ok(match fitted(&message.rendering) {
-                Cow::Borrowed(_) => Cow::Borrowed(message),
-                Cow::Owned(rendering) => Cow::Owned(NewMessage {
-                    rendering,
-                    ..message.clone()
-                }),
+            Ok(NewMessage {
+                key: message.key.clone(),
+                channel: message.channel,
+                rendering: fitted(&message.rendering).into_owned(),
+                retry_in_secs: message.retry_in_secs,
+                event_partition: message.event_partition,
+                event_offset: message.event_offset,
+                detected_at: message.detected_at.trunc_subsecs(6),
             })
         })
         .collect::<StoreResult<_>>()?;
     Ok(serde_json::to_string(&fitted).expect("messages always serialize"))
+}
+
+/// A `detector_watermark` row's mark; `None` until the detector has started the schedule.
+fn mark_from(row: &Row) -> StoreResult<Option<Mark>> {
+    let Some(hold_back) = utc(row, "hold_back")? else {
+        return Ok(None);
+    };
+    let frontier = opt_text(row, "change_value")?
+        .zip(opt_text(row, "key_value")?)
+        .map(|(change, key)| RowPosition { change, key });
+    Ok(Some(Mark {
+        hold_back,
+        frontier,
+        position: opt_text(row, "position")?,
+        watching_since: utc(row, "watching_since")?,
+    }))
+}
+
+/// Row positions as the JSON array `messages_unqueued.sql` and `late_changes_record.sql`
+/// read with OPENJSON.
+fn identities(rows: &[RowPosition]) -> String {
+    #[derive(serde::Serialize)]
+    struct Identity<'a> {
+        source_key: &'a str,
+        change_version: &'a str,
+    }
+    let identities: Vec<Identity<'_>> = rows
+        .iter()
+        .map(|row| Identity {
+            source_key: &row.key,
+            change_version: &row.change,
+        })
+        .collect();
+    serde_json::to_string(&identities).expect("identities always serialize")
 }
 
 #[async_trait::async_trait]
@@ -888,12 +1214,20 @@ impl NotifyDb for MsNotify {
             .transpose()
     }
 
+    async fn schedule_named(&self, tenant: &str, name: &str) -> StoreResult<Option<Schedule>> {
+        let rows = self
+            .db
+            .query(query!("schedule_named"), &[&tenant, &name])
+            .await?;
+        rows.first().map(schedule_from).transpose()
+    }
+
     async fn claim_schedules(
         &self,
         owner: &str,
         ttl: Duration,
         schedule_ids: &[i64],
-    ) -> StoreResult<Vec<(i64, Option<Watermark>)>> {
+    ) -> StoreResult<Vec<(i64, Option<Mark>)>> {
         let ids = serde_json::to_string(schedule_ids).expect("ids always serialize");
         let rows = self
             .db
@@ -903,34 +1237,85 @@ impl NotifyDb for MsNotify {
             )
             .await?;
         rows.iter()
+            .map(|row| Ok((required(row, "schedule_id")?, mark_from(row)?)))
+            .collect()
+    }
+
+    async fn advance_mark(&self, owner: &str, schedule_id: i64, to: &Mark) -> StoreResult<bool> {
+        let frontier = to.frontier.as_ref();
+        let moved = self
+            .db
+            .query(
+                query!("detector_advance_mark"),
+                &[
+                    &owner,
+                    &schedule_id,
+                    &to.hold_back,
+                    &frontier.map(|f| f.change.as_str()),
+                    &frontier.map(|f| f.key.as_str()),
+                    &to.position.as_deref(),
+                    &to.watching_since,
+                ],
+            )
+            .await?;
+        Ok(moved.len() == 1)
+    }
+
+    async fn mark(&self, schedule_id: i64) -> StoreResult<Option<Mark>> {
+        let rows = self
+            .db
+            .query(query!("detector_mark"), &[&schedule_id])
+            .await?;
+        match rows.first() {
+            Some(row) => mark_from(row),
+            None => Ok(None),
+        }
+    }
+
+    async fn unqueued(
+        &self,
+        tenant: &str,
+        schedule_id: i64,
+        rows: &[RowPosition],
+    ) -> StoreResult<Vec<RowPosition>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let missing = self
+            .db
+            .query(
+                query!("messages_unqueued"),
+                &[&tenant, &schedule_id, &identities(rows)],
+            )
+            .await?;
+        missing
+            .iter()
             .map(|row| {
-                let watermark = opt_text(row, "change_value")?
-                    .map(|change| {
-                        Ok::<_, StoreError>(Watermark {
-                            change,
-                            key: opt_text(row, "key_value")?,
-                        })
-                    })
-                    .transpose()?;
-                Ok((required(row, "schedule_id")?, watermark))
+                Ok(RowPosition {
+                    key: text(row, "source_key")?,
+                    change: text(row, "change_version")?,
+                })
             })
             .collect()
     }
 
-    async fn advance_watermark(
+    async fn record_late_changes(
         &self,
-        owner: &str,
         schedule_id: i64,
-        to: &Watermark,
-    ) -> StoreResult<bool> {
-        let moved = self
+        rows: &[RowPosition],
+        found_by: LateFinder,
+    ) -> StoreResult<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let recorded = self
             .db
             .query(
-                query!("detector_advance_watermark"),
-                &[&owner, &schedule_id, &to.change, &to.key],
+                query!("late_changes_record"),
+                &[&schedule_id, &identities(rows), &found_by.as_str()],
             )
             .await?;
-        Ok(moved.len() == 1)
+        count(&recorded, "recorded")
     }
 
     async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64> {
@@ -983,6 +1368,8 @@ impl NotifyDb for MsNotify {
                     },
                     channel: parse_channel(required(row, "channel")?)?,
                     render_attempts: required(row, "render_attempts")?,
+                    detected_at: utc(row, "detected_at")?
+                        .ok_or_else(|| refused("column detected_at is NULL"))?,
                 })
             })
             .collect()
@@ -1128,7 +1515,7 @@ mod tests {
 
     use serde_json::{Value, json};
     use tiberius::ColumnType;
-    use tiberius::time::{Date, DateTime, DateTime2, DateTimeOffset, Time};
+    use tiberius::time::{Date, DateTime as TdsDateTime, DateTime2, DateTimeOffset, Time};
     use tiberius::xml::XmlData;
 
     use super::*;
@@ -1277,7 +1664,7 @@ mod tests {
         );
         // datetime: days since 1900, 1/300 s ticks.
         check(
-            ColumnData::DateTime(Some(DateTime::new(
+            ColumnData::DateTime(Some(TdsDateTime::new(
                 i32::try_from(days_since(1900, date)).unwrap(),
                 u32::try_from(starts * 300).unwrap(),
             ))),
@@ -1347,7 +1734,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_must_round_trip_through_nvarchar_400_and_changes_be_dates() {
+    fn keys_must_round_trip_through_nvarchar_400_and_changes_be_timestamps() {
         for key in [
             sql_type("int", 4, 10, 0),
             sql_type("bigint", 8, 19, 0),
@@ -1368,16 +1755,11 @@ mod tests {
         ] {
             assert!(!not_key.is_key(), "{not_key:?}");
         }
-        for change in [
-            "datetime2",
-            "datetime",
-            "datetimeoffset",
-            "smalldatetime",
-            "date",
-        ] {
+        for change in ["datetime2", "datetime", "datetimeoffset", "smalldatetime"] {
             assert!(sql_type(change, 8, 0, 0).is_change(), "{change}");
         }
-        for not_change in ["time", "int", "timestamp", "nvarchar"] {
+        // `date` and `time` are not timestamps; `timestamp` is SQL Server's rowversion.
+        for not_change in ["date", "time", "int", "timestamp", "nvarchar"] {
             assert!(!sql_type(not_change, 8, 0, 0).is_change(), "{not_change}");
         }
     }
@@ -1408,52 +1790,69 @@ mod tests {
             .join("\n")
     }
 
+    fn contact() -> CheckedTable {
+        CheckedTable {
+            table: "[crm].[contact]".into(),
+            key: "[contact_id]".into(),
+            key_type: "bigint".into(),
+            change: "[modified_at]".into(),
+            change_type: "datetime2(7)".into(),
+        }
+    }
+
     #[test]
     fn templates_fill_to_tsql_for_a_sample_table() {
-        let queries = table_queries(
-            "[crm].[contact]",
-            "[contact_id]",
-            "bigint",
-            "[modified_at]",
-            "datetime2(7)",
-        );
+        let queries = contact().queries();
         assert_eq!(
-            statement(&queries.after_row),
+            statement(&queries.changes),
             "\
-SELECT TOP (@P4)
+SELECT TOP (@P7)
        CAST([contact_id] AS nvarchar(400)) AS key_value,
-       CONVERT(nvarchar(40), [modified_at], 126) AS change_value
+       CONVERT(nvarchar(40), [modified_at], 126) AS change_value,
+       CAST(CASE WHEN @P4 IS NULL
+                   OR [modified_at] > CONVERT(datetime2(7), @P4, 126)
+                   OR ([modified_at] = CONVERT(datetime2(7), @P4, 126)
+                       AND [contact_id] > CAST(@P5 AS bigint))
+                 THEN 1 ELSE 0 END AS bit) AS fresh,
+       CAST(CASE WHEN @P6 IS NULL OR [modified_at] >= CAST(@P6 AS datetime2(7))
+                 THEN 1 ELSE 0 END AS bit) AS again
   FROM [crm].[contact]
- WHERE [modified_at] >= CONVERT(datetime2(7), @P1, 126)
-   AND ([modified_at] > CONVERT(datetime2(7), @P1, 126)
-        OR [contact_id] > CAST(@P2 AS bigint))
-   AND [modified_at] <= CAST(DATEADD(millisecond, -@P3, SYSUTCDATETIME()) AS datetime2(7))
+ WHERE [modified_at] >= COALESCE(CONVERT(datetime2(7), @P2, 126), CAST(@P1 AS datetime2(7)))
+   AND (@P2 IS NULL
+        OR [modified_at] > CONVERT(datetime2(7), @P2, 126)
+        OR [contact_id] > CAST(@P3 AS bigint))
  ORDER BY [modified_at], [contact_id];"
         );
         assert_eq!(
-            statement(&queries.current_version),
+            statement(&queries.rows_between),
             "\
-SELECT CONVERT(nvarchar(40), [modified_at], 126) AS change_value
+SELECT TOP (@P5)
+       CAST([contact_id] AS nvarchar(400)) AS key_value,
+       CONVERT(nvarchar(40), [modified_at], 126) AS change_value
+  FROM [crm].[contact]
+ WHERE [modified_at] >= COALESCE(CONVERT(datetime2(7), @P3, 126), CAST(@P1 AS datetime2(7)))
+   AND [modified_at] < CAST(@P2 AS datetime2(7))
+   AND (@P3 IS NULL
+        OR [modified_at] > CONVERT(datetime2(7), @P3, 126)
+        OR [contact_id] > CAST(@P4 AS bigint))
+ ORDER BY [modified_at], [contact_id];"
+        );
+        assert_eq!(
+            statement(&queries.compare_version),
+            "\
+SELECT CONVERT(nvarchar(40), [modified_at], 126) AS change_value,
+       CASE WHEN [modified_at] IS NULL THEN 1
+            WHEN [modified_at] < CONVERT(datetime2(7), @P2, 126) THEN -1
+            WHEN [modified_at] > CONVERT(datetime2(7), @P2, 126) THEN 1
+            ELSE 0 END AS ordering
   FROM [crm].[contact]
  WHERE [contact_id] = CAST(@P1 AS bigint);"
         );
-        assert!(
-            statement(&queries.start)
-                .contains("CAST(DATEADD(millisecond, -@P1, SYSUTCDATETIME()) AS datetime2(7))"),
-            "{}",
-            queries.start
-        );
-        assert!(
-            statement(&queries.after_change)
-                .contains("WHERE [modified_at] > CONVERT(datetime2(7), @P1, 126)"),
-            "{}",
-            queries.after_change
-        );
+        assert_eq!(queries.capture, None);
         for sql in [
-            &queries.after_row,
-            &queries.after_change,
-            &queries.start,
-            &queries.current_version,
+            &queries.changes,
+            &queries.rows_between,
+            &queries.compare_version,
         ] {
             assert!(!sql.contains('{'), "unfilled placeholder in {sql}");
         }
@@ -1469,6 +1868,163 @@ SELECT CONVERT(nvarchar(40), [modified_at], 126) AS change_value
             statement(&call),
             "DECLARE @key bigint = CAST(@P1 AS bigint);\nEXEC [crm].[welcome_email] @key;"
         );
+    }
+
+    fn captured(ordinal: i32) -> Option<CapturedColumn> {
+        Some(CapturedColumn {
+            ordinal,
+            computed: false,
+        })
+    }
+
+    fn contact_instance() -> CaptureInstance {
+        CaptureInstance {
+            name: "crm_contact".into(),
+            change_table: Some("[cdc].[crm_contact_CT]".into()),
+            key: captured(1),
+            change: captured(8),
+        }
+    }
+
+    #[test]
+    fn a_capture_instance_fills_the_lsn_page_query() {
+        let capture = capture_queries(&contact(), Some(contact_instance())).unwrap();
+        assert_eq!(capture.instance, "crm_contact");
+        assert_eq!(
+            statement(&capture.changes),
+            "\
+SELECT TOP (@P6)
+       c.[__$start_lsn] AS start_lsn,
+       c.[__$command_id] AS command_id,
+       c.[__$seqval] AS seqval,
+       c.[__$operation] AS operation,
+       CAST(c.[contact_id] AS nvarchar(400)) AS key_value,
+       CONVERT(nvarchar(40), c.[modified_at], 126) AS change_value
+  FROM [cdc].[crm_contact_CT] AS c
+ WHERE c.[__$start_lsn] >= CAST(@P1 AS binary(10))
+   AND c.[__$start_lsn] <= CAST(@P5 AS binary(10))
+   AND (c.[__$start_lsn] > CAST(@P1 AS binary(10))
+        OR c.[__$command_id] > @P2
+        OR (c.[__$command_id] = @P2 AND c.[__$seqval] > CAST(@P3 AS binary(10)))
+        OR (c.[__$command_id] = @P2 AND c.[__$seqval] = CAST(@P3 AS binary(10))
+            AND c.[__$operation] > @P4))
+   AND (c.[__$operation] = 2
+        OR (c.[__$operation] = 4
+            AND sys.fn_cdc_is_bit_set(8, c.[__$update_mask]) = 1))
+   AND c.[modified_at] IS NOT NULL
+ ORDER BY c.[__$start_lsn], c.[__$command_id], c.[__$seqval], c.[__$operation];"
+        );
+    }
+
+    #[test]
+    fn a_table_cdc_mode_cannot_read_is_an_invalid_schedule() {
+        let error = capture_queries(&contact(), None).unwrap_err();
+        assert!(
+            error.contains("[crm].[contact] has no change data capture instance")
+                && error.contains("sys.sp_cdc_enable_table")
+                && error.contains("detector.mode = \"poll\""),
+            "{error}"
+        );
+
+        let without_change = CaptureInstance {
+            change: None,
+            ..contact_instance()
+        };
+        let error = capture_queries(&contact(), Some(without_change)).unwrap_err();
+        assert!(
+            error.contains("crm_contact") && error.contains("change column [modified_at]"),
+            "{error}"
+        );
+        let without_key = CaptureInstance {
+            key: None,
+            ..contact_instance()
+        };
+        let error = capture_queries(&contact(), Some(without_key)).unwrap_err();
+        assert!(error.contains("key column [contact_id]"), "{error}");
+
+        let computed = CaptureInstance {
+            change: Some(CapturedColumn {
+                ordinal: 8,
+                computed: true,
+            }),
+            ..contact_instance()
+        };
+        let error = capture_queries(&contact(), Some(computed)).unwrap_err();
+        assert!(error.contains("computed"), "{error}");
+
+        let unquotable = CaptureInstance {
+            change_table: None,
+            ..contact_instance()
+        };
+        assert!(capture_queries(&contact(), Some(unquotable)).is_err());
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn the_proven_line_is_the_horizon_minus_the_lookback() {
+        let lookback = Duration::from_secs(120);
+        assert_eq!(
+            proven_line(Some(at(1_000)), lookback).unwrap(),
+            Some(at(880))
+        );
+        assert_eq!(proven_line(None, lookback).unwrap(), None);
+        assert!(proven_line(Some(at(0)), Duration::MAX).is_err());
+    }
+
+    fn changed(change: &str, key: &str, again: bool) -> ChangedRow {
+        ChangedRow {
+            key: key.into(),
+            change: change.into(),
+            again,
+        }
+    }
+
+    #[test]
+    fn a_poll_pass_moves_the_line_only_when_complete_and_flags_what_is_read_again() {
+        let mark = Mark::starting_at(at(100));
+        let read = PassRead {
+            rows: vec![
+                changed("2027-01-15T08:01:40", "1", false),
+                changed("2027-01-15T08:03:20", "2", true),
+            ],
+            frontier: Some(RowPosition {
+                change: "2027-01-15T08:03:20".into(),
+                key: "2".into(),
+            }),
+            complete: true,
+        };
+        let complete = poll_changes(&mark, read.clone(), Some(at(200)));
+        assert!(complete.complete);
+        assert_eq!(complete.next.hold_back, at(200));
+        assert_eq!(complete.next.frontier, read.frontier);
+        assert_eq!(complete.next.position, None);
+        assert_eq!(complete.rows, read.rows, "the query's own flags stand");
+
+        let capped = poll_changes(
+            &mark,
+            PassRead {
+                complete: false,
+                ..read.clone()
+            },
+            Some(at(200)),
+        );
+        assert!(!capped.complete);
+        assert_eq!(
+            capped.next.hold_back,
+            at(100),
+            "a capped pass keeps the line"
+        );
+        assert!(
+            capped.rows.iter().all(|row| row.again),
+            "the next pass reads every row again: {:?}",
+            capped.rows
+        );
+
+        let unproven = poll_changes(&mark, read, None);
+        assert_eq!(unproven.next.hold_back, at(100));
     }
 
     fn new_message(recipient: &str) -> NewMessage {
@@ -1493,6 +2049,7 @@ SELECT CONVERT(nvarchar(40), [modified_at], 126) AS change_value
             retry_in_secs: 1.5,
             event_partition: Some(3),
             event_offset: Some(99),
+            detected_at: DateTime::from_timestamp(1_800_000_000, 123_456_789).unwrap(),
         }
     }
 
@@ -1529,6 +2086,30 @@ SELECT CONVERT(nvarchar(40), [modified_at], 126) AS change_value
         assert_eq!(row["schedule_id"], json!(7));
         assert_eq!(row["retry_in_secs"], json!(1.5));
         assert_eq!(row["error"], Value::Null);
+        // At most seven fractional digits parse as datetimeoffset(7); serde writes nine.
+        assert_eq!(row["detected_at"], json!("2027-01-15T08:00:00.123456Z"));
+    }
+
+    #[test]
+    fn row_positions_go_as_a_json_array_of_identities() {
+        let rows = [
+            RowPosition {
+                change: "2027-01-15T08:00:00".into(),
+                key: "42".into(),
+            },
+            RowPosition {
+                change: "2027-01-15T08:00:00.5".into(),
+                key: "O'Brien \"Jr\"".into(),
+            },
+        ];
+        let batch: Value = serde_json::from_str(&identities(&rows)).unwrap();
+        assert_eq!(
+            batch,
+            json!([
+                {"source_key": "42", "change_version": "2027-01-15T08:00:00"},
+                {"source_key": "O'Brien \"Jr\"", "change_version": "2027-01-15T08:00:00.5"},
+            ])
+        );
     }
 
     #[test]

@@ -4,23 +4,31 @@
 //! ISO dates so that a change value's text form — part of a message's identity — never
 //! depends on session settings.
 
+mod horizon;
+
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bb8::{Pool, RunError};
 use bb8_postgres::PostgresConnectionManager;
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
 use secrecy::ExposeSecret;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, IsolationLevel, NoTls, Row};
 
+use super::detection::{self, PageRow, Pager};
 use super::{
     Invalid, LogConnectionErrors, MergeCall, MergeRow, NotifyDb, SourceDb, StoreError, StoreResult,
-    TableQueries, attempt_columns, fill, parse_channel,
+    TableQueries, VersionCheck, attempt_columns, fill, parse_channel,
 };
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, DetectorSettings};
 use crate::model::{
-    AttemptOutcome, ChangedRow, MergeFunction, MessageKey, NewMessage, OutgoingMessage,
-    RenderRetry, Rendering, Schedule, SourceTable, Template, Watermark,
+    AttemptOutcome, ChangedRow, Changes, LateFinder, Mark, MergeFunction, MessageKey, NewMessage,
+    OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable, Template,
 };
+use horizon::Epochs;
 
 macro_rules! query {
     ($name:literal) => {
@@ -106,9 +114,10 @@ impl Db {
     }
 }
 
-/// The source's read replica.
+/// The source's read replica: a hot standby, or the primary itself.
 pub struct PgSource {
     db: Db,
+    epochs: Mutex<Epochs>,
 }
 
 impl PgSource {
@@ -119,7 +128,79 @@ impl PgSource {
             db: Db {
                 pool: connect(settings, options).await?,
             },
+            epochs: Mutex::default(),
         })
+    }
+}
+
+/// Transaction ids probed in one pipelined round trip: the next 16 above the floor, then
+/// doubling steps. A gap wider than the last step is probed again from there.
+const XID_PROBES: [u64; 40] = {
+    let mut probes = [0; 40];
+    let mut i = 0;
+    while i < 40 {
+        probes[i] = if i < 16 { i as u64 } else { 1 << (i - 12) };
+        i += 1;
+    }
+    probes
+};
+
+/// The first transaction id this server has not seen assigned, at or above `floor`: every id
+/// from it on is assigned later. `pg_xact_status` refuses ids "in the future"; each probe is
+/// its own statement, so one refusal does not affect the others.
+async fn next_xid(client: &Client, floor: u64) -> StoreResult<u64> {
+    let mut floor = floor;
+    loop {
+        let probes = XID_PROBES.map(|step| floor + step);
+        let answers = join_all(probes.iter().map(|xid| {
+            let xid = xid.to_string();
+            async move {
+                client
+                    .query_typed(query!("source_xid_status"), &[(&xid, Type::TEXT)])
+                    .await
+            }
+        }))
+        .await;
+        for (xid, answer) in probes.iter().zip(answers) {
+            match answer {
+                Ok(_) => {}
+                Err(error) if error.code() == Some(&SqlState::INVALID_PARAMETER_VALUE) => {
+                    return Ok(*xid);
+                }
+                Err(error) => return Err(classify(error)),
+            }
+        }
+        floor = probes[probes.len() - 1] + 1;
+    }
+}
+
+fn parse_xid(text: &str) -> StoreResult<u64> {
+    text.parse()
+        .map_err(|_| StoreError::Refused(format!("not a transaction id: {text:?}").into()))
+}
+
+/// A poll's `position`: the cluster and the xmin of the poll's snapshot.
+fn position(system_id: &str, xmin: u64) -> String {
+    format!("{system_id}:{xmin}")
+}
+
+/// The previous poll's snapshot xmin, if it was taken on this cluster (a physical standby
+/// shares its primary's system identifier; another cluster's ids mean nothing here).
+fn previous_xmin(position: Option<&str>, system_id: &str) -> Option<u64> {
+    let (cluster, xmin) = position?.split_once(':')?;
+    (cluster == system_id).then(|| xmin.parse().ok())?
+}
+
+/// The low 32 bits of a transaction id: what a row's `xmin` holds.
+fn low_bits(xid: u64) -> i64 {
+    (xid & 0xFFFF_FFFF) as i64
+}
+
+fn changed_row(row: &Row) -> ChangedRow {
+    ChangedRow {
+        key: row.get("key_value"),
+        change: row.get("change_value"),
+        again: false,
     }
 }
 
@@ -157,19 +238,20 @@ impl SourceDb for PgSource {
                 source.key_column
             )));
         };
-        let (Some(change), Some(change_type), Some(category)) = (
+        let (Some(change), Some(change_type), Some(is_timestamp)) = (
             row.get::<_, Option<String>>("change_column"),
             row.get::<_, Option<String>>("change_type"),
-            row.get::<_, Option<String>>("change_category"),
+            row.get::<_, Option<bool>>("change_is_timestamp"),
         ) else {
             return Ok(Err(format!(
                 "change column {:?} does not exist in {table}",
                 source.change_column
             )));
         };
-        if category != "D" {
+        if !is_timestamp {
             return Ok(Err(format!(
-                "change column {change} of {table} is {change_type}; it must be a date/time type"
+                "change column {change} of {table} is {change_type}; it must be a timestamp \
+                 (timestamp or timestamp with time zone), set when the row is written"
             )));
         }
         let names = [
@@ -180,10 +262,10 @@ impl SourceDb for PgSource {
             ("change_type", change_type.as_str()),
         ];
         Ok(Ok(TableQueries {
-            after_row: fill(query!("source_changes_after_row"), &names),
-            after_change: fill(query!("source_changes_after_change"), &names),
-            start: fill(query!("source_start"), &names),
-            current_version: fill(query!("source_current_version"), &names),
+            changes: fill(query!("source_changes"), &names),
+            rows_between: fill(query!("source_rows_between"), &names),
+            compare_version: fill(query!("source_compare_version"), &names),
+            capture: None,
         }))
     }
 
@@ -220,56 +302,141 @@ impl SourceDb for PgSource {
         }
     }
 
-    async fn start_watermark(
+    async fn start_mark(&self, _table: &TableQueries) -> StoreResult<Mark> {
+        let rows = self.db.query(query!("source_start"), &[]).await?;
+        let start: DateTime<Utc> = rows
+            .first()
+            .map(|row| row.get(0))
+            .ok_or_else(|| StoreError::Refused("no starting point".into()))?;
+        Ok(Mark::starting_at(start))
+    }
+
+    /// One poll: the epoch, then one REPEATABLE READ READ ONLY snapshot for all its pages.
+    async fn changes(
         &self,
         table: &TableQueries,
-        safety_delay: Duration,
-    ) -> StoreResult<Watermark> {
-        let rows = self.db.query(&table.start, &[&secs(safety_delay)]).await?;
-        let change: Option<String> = rows.first().and_then(|row| row.get(0));
-        Ok(Watermark {
-            change: change.ok_or_else(|| StoreError::Refused("no starting point".into()))?,
-            key: None,
+        mark: &Mark,
+        settings: &DetectorSettings,
+    ) -> StoreResult<Changes> {
+        let mut client = self.db.pool.get().await.map_err(pool_error)?;
+        // Read before the snapshot: every commit the horizon covers is in it.
+        let replica = client
+            .query_one(query!("source_horizon"), &[])
+            .await
+            .map_err(classify)?;
+        let horizon: Option<DateTime<Utc>> = replica.get("horizon");
+        let system_id: String = replica.get("system_id");
+        let floor = parse_xid(replica.get("xid_floor"))?;
+        if let Some(horizon) = horizon {
+            let next = next_xid(&client, floor).await?;
+            self.epochs.lock().expect("lock").record(next, horizon);
+        }
+
+        let transaction = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(classify)?;
+        let snapshot = transaction
+            .query_one(query!("source_snapshot"), &[])
+            .await
+            .map_err(classify)?;
+        let xmin = parse_xid(snapshot.get(0))?;
+        let previous = previous_xmin(mark.position.as_deref(), &system_id).map(low_bits);
+        let frontier = mark.frontier.as_ref();
+        let limit = i64::from(settings.batch_size);
+        let mut pager = Pager::new(frontier, settings.batch_size);
+        loop {
+            let cursor = pager.cursor();
+            let page = transaction
+                .query(
+                    &table.changes,
+                    &[
+                        &mark.hold_back,
+                        &cursor.map(|c| &c.change),
+                        &cursor.map(|c| &c.key),
+                        &frontier.map(|f| &f.change),
+                        &frontier.map(|f| &f.key),
+                        &previous,
+                        &low_bits(xmin),
+                        &limit,
+                    ],
+                )
+                .await
+                .map_err(classify)?;
+            let page = page
+                .iter()
+                .map(|row| PageRow {
+                    row: ChangedRow {
+                        again: row.get("again"),
+                        ..changed_row(row)
+                    },
+                    fresh: row.get("fresh"),
+                })
+                .collect();
+            if !pager.take(page) {
+                break;
+            }
+        }
+        let read = pager.finish();
+        transaction.commit().await.map_err(classify)?;
+
+        let write_delay = chrono::Duration::from_std(settings.max_write_delay)
+            .map_err(|e| StoreError::Refused(e.into()))?;
+        let proven = self
+            .epochs
+            .lock()
+            .expect("lock")
+            .line_for(xmin)
+            .map(|line| horizon.map_or(line, |horizon| horizon.min(line)) - write_delay);
+        let next = detection::next_mark(mark, &read, proven, Some(position(&system_id, xmin)));
+        Ok(Changes {
+            rows: read.rows,
+            next,
+            complete: read.complete,
         })
     }
 
-    async fn changed_rows(
+    async fn rows_between(
         &self,
         table: &TableQueries,
-        after: &Watermark,
-        safety_delay: Duration,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&RowPosition>,
         limit: u32,
     ) -> StoreResult<Vec<ChangedRow>> {
-        let delay = secs(safety_delay);
-        let limit = i64::from(limit);
-        let rows = match &after.key {
-            Some(key) => {
-                self.db
-                    .query(&table.after_row, &[&after.change, key, &delay, &limit])
-                    .await?
-            }
-            None => {
-                self.db
-                    .query(&table.after_change, &[&after.change, &delay, &limit])
-                    .await?
-            }
-        };
-        Ok(rows
-            .iter()
-            .map(|row| ChangedRow {
-                key: row.get("key_value"),
-                change: row.get("change_value"),
-            })
-            .collect())
+        let rows = self
+            .db
+            .query(
+                &table.rows_between,
+                &[
+                    &from,
+                    &to,
+                    &after.map(|a| &a.change),
+                    &after.map(|a| &a.key),
+                    &i64::from(limit),
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(changed_row).collect())
     }
 
-    async fn current_version(
+    async fn compare_version(
         &self,
         table: &TableQueries,
         key: &str,
-    ) -> StoreResult<Option<String>> {
-        let rows = self.db.query(&table.current_version, &[&key]).await?;
-        Ok(rows.first().and_then(|row| row.get(0)))
+        version: &str,
+    ) -> StoreResult<Option<VersionCheck>> {
+        let rows = self
+            .db
+            .query(&table.compare_version, &[&key, &version])
+            .await?;
+        Ok(rows.first().map(|row| VersionCheck {
+            current: row.get("change_value"),
+            ordering: row.get::<_, i32>("ordering").cmp(&0),
+        }))
     }
 
     async fn merge(&self, call: &MergeCall, key: &str) -> StoreResult<Vec<MergeRow>> {
@@ -299,6 +466,28 @@ impl PgNotify {
             },
         })
     }
+}
+
+/// A `detector_watermark` row's mark; `None` until the detector has started the schedule.
+fn mark_from(row: &Row) -> Option<Mark> {
+    let hold_back: Option<DateTime<Utc>> = row.get("hold_back");
+    let change: Option<String> = row.get("change_value");
+    let key: Option<String> = row.get("key_value");
+    Some(Mark {
+        hold_back: hold_back?,
+        frontier: change
+            .zip(key)
+            .map(|(change, key)| RowPosition { change, key }),
+        position: row.get("position"),
+        watching_since: row.get("watching_since"),
+    })
+}
+
+/// Row positions as two arrays, keys and change values, for `unnest`.
+fn columns(rows: &[RowPosition]) -> (Vec<&str>, Vec<&str>) {
+    rows.iter()
+        .map(|row| (row.key.as_str(), row.change.as_str()))
+        .unzip()
 }
 
 fn schedule_from(row: &Row) -> StoreResult<Schedule> {
@@ -369,12 +558,20 @@ impl NotifyDb for PgNotify {
         }))
     }
 
+    async fn schedule_named(&self, tenant: &str, name: &str) -> StoreResult<Option<Schedule>> {
+        let rows = self
+            .db
+            .query(query!("schedule_named"), &[&tenant, &name])
+            .await?;
+        rows.first().map(schedule_from).transpose()
+    }
+
     async fn claim_schedules(
         &self,
         owner: &str,
         ttl: Duration,
         schedule_ids: &[i64],
-    ) -> StoreResult<Vec<(i64, Option<Watermark>)>> {
+    ) -> StoreResult<Vec<(i64, Option<Mark>)>> {
         let rows = self
             .db
             .query(
@@ -384,31 +581,74 @@ impl NotifyDb for PgNotify {
             .await?;
         Ok(rows
             .iter()
-            .map(|row| {
-                let change: Option<String> = row.get("change_value");
-                let watermark = change.map(|change| Watermark {
-                    change,
-                    key: row.get("key_value"),
-                });
-                (row.get("schedule_id"), watermark)
+            .map(|row| (row.get("schedule_id"), mark_from(row)))
+            .collect())
+    }
+
+    async fn advance_mark(&self, owner: &str, schedule_id: i64, to: &Mark) -> StoreResult<bool> {
+        let frontier = to.frontier.as_ref();
+        let updated = self
+            .db
+            .execute(
+                query!("detector_advance_mark"),
+                &[
+                    &owner,
+                    &schedule_id,
+                    &to.hold_back,
+                    &frontier.map(|f| &f.change),
+                    &frontier.map(|f| &f.key),
+                    &to.position,
+                    &to.watching_since,
+                ],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn mark(&self, schedule_id: i64) -> StoreResult<Option<Mark>> {
+        let rows = self
+            .db
+            .query(query!("detector_mark"), &[&schedule_id])
+            .await?;
+        Ok(rows.first().and_then(mark_from))
+    }
+
+    async fn unqueued(
+        &self,
+        tenant: &str,
+        schedule_id: i64,
+        rows: &[RowPosition],
+    ) -> StoreResult<Vec<RowPosition>> {
+        let (keys, changes) = columns(rows);
+        let missing = self
+            .db
+            .query(
+                query!("messages_unqueued"),
+                &[&tenant, &schedule_id, &keys, &changes],
+            )
+            .await?;
+        Ok(missing
+            .iter()
+            .map(|row| RowPosition {
+                key: row.get("source_key"),
+                change: row.get("change_version"),
             })
             .collect())
     }
 
-    async fn advance_watermark(
+    async fn record_late_changes(
         &self,
-        owner: &str,
         schedule_id: i64,
-        to: &Watermark,
-    ) -> StoreResult<bool> {
-        let updated = self
-            .db
+        rows: &[RowPosition],
+        found_by: LateFinder,
+    ) -> StoreResult<u64> {
+        let (keys, changes) = columns(rows);
+        self.db
             .execute(
-                query!("detector_advance_watermark"),
-                &[&owner, &schedule_id, &to.change, &to.key],
+                query!("late_changes_record"),
+                &[&schedule_id, &keys, &changes, &found_by.as_str()],
             )
-            .await?;
-        Ok(updated == 1)
+            .await
     }
 
     async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64> {
@@ -461,6 +701,7 @@ impl NotifyDb for PgNotify {
                     },
                     channel: parse_channel(row.get("channel"))?,
                     render_attempts: row.get("render_attempts"),
+                    detected_at: row.get("detected_at"),
                 })
             })
             .collect()

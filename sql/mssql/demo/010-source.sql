@@ -2,11 +2,11 @@
 -- In production this is the business application's own database, read through a readable
 -- secondary (the detector connects with ApplicationIntent=ReadOnly).
 --
--- Change columns hold UTC, written with SYSUTCDATETIME(): the detector only emits rows
--- whose change value is older than SYSUTCDATETIME() minus its safety delay, so a change
--- column kept in local time would shift that window by the server's UTC offset (late
--- notifications east of Greenwich, missed late commits west of it). datetimeoffset
--- columns are compared as instants and need no such care.
+-- Change columns hold UTC, written with SYSUTCDATETIME(): in poll mode the detector reads
+-- each table again from its replica's last commit time (UTC) minus the lookback, so a
+-- change column kept in local time would shift that window by the server's UTC offset
+-- (changes missed west of Greenwich, rows read again for hours east of it).
+-- datetimeoffset columns are compared as instants and need no such care.
 
 SET ANSI_NULLS ON;
 SET QUOTED_IDENTIFIER ON;

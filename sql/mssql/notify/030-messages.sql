@@ -63,12 +63,17 @@ IF OBJECT_ID(N'dbo.message', N'U') IS NULL
         last_error          nvarchar(max) NULL,
         event_partition     int           NULL,
         event_offset        bigint        NULL,
+        detected_at         datetime2(7)  NULL, -- when the detector emitted the change event (UTC)
         created_at          datetime2(7)  NOT NULL CONSTRAINT message_created_default DEFAULT SYSUTCDATETIME(),
         updated_at          datetime2(7)  NOT NULL CONSTRAINT message_updated_default DEFAULT SYSUTCDATETIME(),
         sent_at             datetime2(7)  NULL,
         -- The notification's identity: replays and rescans insert nothing new.
         CONSTRAINT message_identity UNIQUE (tenant, schedule_id, source_key, change_version)
     );
+GO
+
+IF COL_LENGTH(N'dbo.message', N'detected_at') IS NULL
+    ALTER TABLE dbo.message ADD detected_at datetime2(7) NULL;
 GO
 
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_send_due')

@@ -19,6 +19,13 @@ SELECT m.message_id,
        m.send_attempts,
        m.last_error,
        m.source_key,
-       m.change_version
+       m.change_version,
+       m.detected_at,
+       l.found_by AS late_found_by, -- set when the sweep or an audit found the change late
+       l.found_at AS late_found_at
   FROM dbo.message AS m
-  LEFT JOIN dbo.schedule AS s ON s.schedule_id = m.schedule_id;
+  LEFT JOIN dbo.schedule AS s ON s.schedule_id = m.schedule_id
+  LEFT JOIN dbo.late_change AS l
+         ON l.schedule_id = m.schedule_id
+        AND l.source_key = m.source_key
+        AND l.change_version = m.change_version;

@@ -1,6 +1,7 @@
 -- Take or renew the lease (@P1 owner, @P2 milliseconds) on schedules @P3 (a JSON array of
--- ids) that no live detector holds. Only the rows this detector now holds come back.
--- Missing watermark rows are created first, unowned, which is harmless if the batch stops
+-- ids) that no live detector holds. Only the rows this detector now holds come back, with
+-- their marks (hold_back NULL: not started yet).
+-- Missing mark rows are created first, unowned, which is harmless if the batch stops
 -- there; UPDLOCK, HOLDLOCK make two detectors creating the same row take turns instead of
 -- colliding on the primary key.
 INSERT INTO dbo.detector_watermark (schedule_id)
@@ -12,6 +13,7 @@ SELECT DISTINCT ids.schedule_id
 
 UPDATE dbo.detector_watermark
    SET owner = @P1, lease_expires_at = DATEADD(millisecond, @P2, SYSUTCDATETIME())
-OUTPUT inserted.schedule_id, inserted.change_value, inserted.key_value
+OUTPUT inserted.schedule_id, inserted.hold_back, inserted.change_value, inserted.key_value,
+       inserted.position, inserted.watching_since
  WHERE schedule_id IN (SELECT ids.schedule_id FROM OPENJSON(@P3) WITH (schedule_id bigint '$') AS ids)
    AND (owner = @P1 OR owner IS NULL OR lease_expires_at < SYSUTCDATETIME());

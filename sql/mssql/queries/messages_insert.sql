@@ -4,7 +4,8 @@
 -- The WITH clause declares the bounded columns in the table's own types, so the NOT EXISTS
 -- probe is an index seek on message_identity; the engine checks lengths before sending,
 -- so no value is ever cut to fit by OPENJSON's conversion. DATEADD takes an int: retry
--- delays are capped at 2,000,000 seconds.
+-- delays are capped at 2,000,000 seconds. detected_at arrives as ISO 8601 in UTC (`Z`, at
+-- most 6 fractional digits) and is stored as UTC.
 WITH batch AS (
     SELECT m.*,
            ROW_NUMBER() OVER (PARTITION BY m.tenant, m.schedule_id, m.source_key, m.change_version
@@ -16,19 +17,20 @@ WITH batch AS (
                recipient nvarchar(320), recipient_name nvarchar(max), locale nvarchar(35),
                subject nvarchar(max), body_html nvarchar(max), body_text nvarchar(max),
                error nvarchar(max), retry_in_secs float, event_partition int,
-               event_offset bigint) AS m
+               event_offset bigint, detected_at datetimeoffset(7)) AS m
 )
 INSERT INTO dbo.message (tenant, schedule_id, source_key, change_version, channel, status,
                          recipient, recipient_name, locale, subject, body_html, body_text,
                          last_error, render_attempts, next_attempt_at, event_partition,
-                         event_offset)
+                         event_offset, detected_at)
 SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.status,
        b.recipient, b.recipient_name, b.locale, b.subject, b.body_html, b.body_text,
        b.error, 1,
        DATEADD(millisecond,
                CAST(IIF(b.retry_in_secs < 2000000, b.retry_in_secs * 1000, 2000000000) AS int),
                SYSUTCDATETIME()),
-       b.event_partition, b.event_offset
+       b.event_partition, b.event_offset,
+       CAST(SWITCHOFFSET(b.detected_at, '+00:00') AS datetime2(7))
   FROM batch AS b
  WHERE b.occurrence = 1
    AND NOT EXISTS (SELECT 1

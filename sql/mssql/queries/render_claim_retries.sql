@@ -3,10 +3,11 @@
 -- READPAST, ROWLOCK is SQL Server's FOR UPDATE SKIP LOCKED: rows another renderer is
 -- claiming are skipped, not waited for. READPAST needs READ COMMITTED (the default, also
 -- with READ_COMMITTED_SNAPSHOT on) or REPEATABLE READ; under SNAPSHOT isolation it is not
--- honoured, so these sessions must not use SNAPSHOT.
+-- honoured, so these sessions must not use SNAPSHOT. detected_at: when the change was
+-- detected, or for messages queued before that was recorded, when the message was.
 WITH due AS (
     SELECT TOP (@P3) message_id, tenant, schedule_id, source_key, change_version, channel,
-           render_attempts, lease_owner, lease_expires_at
+           render_attempts, detected_at, created_at, lease_owner, lease_expires_at
       FROM dbo.message WITH (UPDLOCK, READPAST, ROWLOCK)
      WHERE status = N'render_retry'
        AND next_attempt_at <= SYSUTCDATETIME()
@@ -16,4 +17,5 @@ WITH due AS (
 UPDATE due
    SET lease_owner = @P1, lease_expires_at = DATEADD(millisecond, @P2, SYSUTCDATETIME())
 OUTPUT inserted.message_id, inserted.tenant, inserted.schedule_id, inserted.source_key,
-       inserted.change_version, inserted.channel, inserted.render_attempts;
+       inserted.change_version, inserted.channel, inserted.render_attempts,
+       COALESCE(inserted.detected_at, inserted.created_at) AS detected_at;

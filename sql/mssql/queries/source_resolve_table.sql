@@ -2,13 +2,17 @@
 -- schema, @P2 table, @P3 key column, @P4 change column. A missing column comes back NULL.
 -- Types are the columns' system base types (CAST cannot name an alias type), as the
 -- catalog numbers them; the engine spells them out and checks they are usable.
--- QUOTENAME returns NULL for a name over 128 characters, which the engine reports.
+-- QUOTENAME returns NULL for a name over 128 characters, which the engine reports. The
+-- object id and the unquoted column names find the table's capture instance in `cdc` mode.
 SELECT QUOTENAME(s.name) + N'.' + QUOTENAME(o.name) AS table_name,
+       o.object_id                                  AS table_id,
+       k.name                                       AS key_name,
        QUOTENAME(k.name)                            AS key_column,
        kt.name                                      AS key_type,
        k.max_length                                 AS key_max_length,
        k.[precision]                                AS key_precision,
        k.scale                                      AS key_scale,
+       ch.name                                      AS change_name,
        QUOTENAME(ch.name)                           AS change_column,
        cht.name                                     AS change_type,
        ch.max_length                                AS change_max_length,

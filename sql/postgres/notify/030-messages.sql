@@ -37,12 +37,15 @@ CREATE TABLE IF NOT EXISTS message (
     last_error          text,
     event_partition     integer,
     event_offset        bigint,
+    detected_at         timestamptz, -- when the detector emitted the change event
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     sent_at             timestamptz,
     -- The notification's identity: replays and rescans insert nothing new.
     CONSTRAINT message_identity UNIQUE (tenant, schedule_id, source_key, change_version)
 );
+
+ALTER TABLE message ADD COLUMN IF NOT EXISTS detected_at timestamptz;
 
 CREATE INDEX IF NOT EXISTS message_send_due ON message (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS message_render_due ON message (next_attempt_at) WHERE status = 'render_retry';

@@ -11,4 +11,4 @@ UPDATE message m
             LIMIT $3
               FOR UPDATE SKIP LOCKED)
 RETURNING m.message_id, m.tenant, m.schedule_id, m.source_key, m.change_version, m.channel,
-          m.render_attempts
+          m.render_attempts, coalesce(m.detected_at, m.created_at) AS detected_at

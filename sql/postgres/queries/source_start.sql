@@ -1,2 +1,5 @@
--- Template: a new schedule's starting point, replica now - $1 seconds, in the column's type.
-SELECT CAST(now() - make_interval(secs => $1::float8) AS {change_type})::text
+-- A new schedule's starting point: the replica's horizon, else (a standby that has not
+-- replayed a commit since it started) its clock.
+SELECT coalesce(CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp()
+                     ELSE clock_timestamp() END,
+                clock_timestamp())

@@ -1,0 +1,141 @@
+//! Finding changes that never became messages: the check behind the detector's sweep and
+//! `heraldctl audit`.
+//!
+//! A schedule's rows whose change values lie in a range are compared, by notification
+//! identity, with the queue. An event still on its way (emitted, not rendered yet) would make
+//! its row look missing, so before a row is called missing the check waits until the
+//! renderers have processed every event Kafka had acknowledged when the check began, and
+//! looks again. Only rows below the schedule's hold-back line, read before the check, can be
+//! called missing: above it the detector has yet to emit what it will.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use herald_core::config::KafkaSettings;
+use herald_core::kafka::{self, Offsets};
+use herald_core::model::RowPosition;
+use herald_core::store::{NotifyDb, SourceDb, StoreError};
+use rdkafka::error::KafkaError;
+use tokio::time::Instant;
+
+use crate::schedules::Watched;
+
+/// How long Kafka is given to answer a question about offsets.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("Kafka could not say where the change topic and the renderers stand")]
+    Kafka(#[from] KafkaError),
+    #[error(
+        "the renderers are {events} events behind the change topic after waiting {waited:?}; \
+         until they catch up, changes whose events are still on their way would look missing"
+    )]
+    RenderersBehind { events: i64, waited: Duration },
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Rows read from the source.
+    pub checked: u64,
+    /// Rows with no message in the queue, in `(change, key)` order.
+    pub missing: Vec<RowPosition>,
+}
+
+pub struct Check<'a> {
+    pub source: &'a dyn SourceDb,
+    pub notify: &'a dyn NotifyDb,
+    pub kafka: &'a KafkaSettings,
+    /// Rows read and looked up per query.
+    pub page_size: u32,
+    /// How long to wait for the renderers to catch up.
+    pub catch_up: Duration,
+}
+
+impl Check<'_> {
+    /// The rows of `watched` with change values in `[from, to)` whose notification identity
+    /// is not in the queue. `to` must not pass the hold-back line read before the call.
+    pub async fn unqueued(
+        &self,
+        watched: &Watched,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Findings, CheckError> {
+        let fence = self.offsets(kafka::end_offsets).await?;
+        let schedule = &watched.schedule;
+        let mut findings = Findings::default();
+        let mut after: Option<RowPosition> = None;
+        loop {
+            let rows = self
+                .source
+                .rows_between(&watched.table, from, to, after.as_ref(), self.page_size)
+                .await?;
+            findings.checked += rows.len() as u64;
+            let positions: Vec<RowPosition> = rows.iter().map(|row| row.position()).collect();
+            let missing = self
+                .notify
+                .unqueued(&schedule.tenant, schedule.id, &positions)
+                .await?;
+            findings.missing.extend(missing);
+            after = positions.last().cloned();
+            if rows.len() < self.page_size as usize {
+                break;
+            }
+        }
+        if findings.missing.is_empty() {
+            return Ok(findings);
+        }
+        self.wait_for_renderers(&fence).await?;
+        let mut still_missing = Vec::new();
+        for candidates in findings.missing.chunks(self.page_size.max(1) as usize) {
+            still_missing.extend(
+                self.notify
+                    .unqueued(&schedule.tenant, schedule.id, candidates)
+                    .await?,
+            );
+        }
+        still_missing.sort();
+        findings.missing = still_missing;
+        Ok(findings)
+    }
+
+    /// Waits until the renderers' group has committed past `fence` on every partition.
+    async fn wait_for_renderers(&self, fence: &Offsets) -> Result<(), CheckError> {
+        let started = Instant::now();
+        loop {
+            let partitions: Vec<i32> = fence.keys().copied().collect();
+            let committed = self
+                .offsets(move |settings, timeout| {
+                    kafka::committed_offsets(settings, partitions, timeout)
+                })
+                .await?;
+            let events = kafka::events_behind(fence, &committed);
+            if events == 0 {
+                return Ok(());
+            }
+            if started.elapsed() >= self.catch_up {
+                return Err(CheckError::RenderersBehind {
+                    events,
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Asks Kafka (a blocking client call) off the async threads.
+    async fn offsets<F>(&self, ask: F) -> Result<Offsets, CheckError>
+    where
+        F: FnOnce(&KafkaSettings, Duration) -> Result<Offsets, KafkaError> + Send + 'static,
+    {
+        let settings = self.kafka.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || ask(&settings, KAFKA_TIMEOUT))
+                .await
+                .expect("a Kafka offsets query does not panic")?,
+        )
+    }
+}
