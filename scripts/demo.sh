@@ -72,7 +72,7 @@ start sender
 log "waiting for the detector to watch the demo schedules"
 for _ in $(seq 1 300); do
     watching=$(psql_to "$NOTIFY_DB" -Atc \
-        "SELECT count(*) FROM detector_watermark WHERE change_value IS NOT NULL")
+        "SELECT count(*) FROM detector_watermark WHERE hold_back IS NOT NULL")
     [[ "$watching" == 2 ]] && break
     sleep 0.2
 done

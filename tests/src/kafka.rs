@@ -56,6 +56,35 @@ impl Stack {
         .await?
     }
 
+    /// Every event on the change topic so far: read from the start until none arrives for
+    /// two seconds.
+    pub async fn events_on_topic(&self) -> anyhow::Result<Vec<OwnedMessage>> {
+        let settings = self.kafka_settings();
+        let topic = settings.topic.clone();
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", settings.brokers.join(","))
+            .set("group.id", format!("{}-all", settings.consumer_group))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        consumer.subscribe(&[&topic])?;
+        tokio::task::spawn_blocking(move || {
+            let mut events = Vec::new();
+            let mut quiet = std::time::Instant::now();
+            while quiet.elapsed() < Duration::from_secs(2) || events.is_empty() {
+                if quiet.elapsed() > Duration::from_secs(60) {
+                    break;
+                }
+                if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                    events.push(message?.detach());
+                    quiet = std::time::Instant::now();
+                }
+            }
+            Ok(events)
+        })
+        .await?
+    }
+
     /// Produces `event` again, as a retrying producer or a replaying tool would; returns its
     /// new offset.
     pub async fn produce_again(&self, event: &OwnedMessage) -> anyhow::Result<i64> {
