@@ -17,8 +17,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use herald_core::event::ChangeEvent;
 use herald_tests::{Db, Engine, Replica, ReplicaControl, Service, Stack};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
+use rdkafka::consumer::BaseConsumer;
 use tokio::sync::watch;
 
 const RATE: u64 = 1_000;
@@ -96,8 +96,8 @@ impl Run {
             stopped.clone(),
         ));
         let reader = tokio::task::spawn_blocking({
-            let settings = stack.kafka_settings();
-            move || read(settings, stopped)
+            let consumer = stack.topic_reader("bench")?;
+            move || read(consumer, stopped)
         });
         Ok(Run {
             stack,
@@ -173,18 +173,8 @@ async fn write(
     Ok(())
 }
 
-/// The events on the stack's topic: (source key, Kafka timestamp in ms).
-fn read(
-    settings: herald_core::config::KafkaSettings,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<Vec<(String, i64)>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", settings.brokers.join(","))
-        .set("group.id", format!("{}-bench", settings.consumer_group))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    consumer.subscribe(&[&settings.topic])?;
+/// The events `consumer` reads until stopped: (source key, Kafka timestamp in ms).
+fn read(consumer: BaseConsumer, stop: watch::Receiver<bool>) -> anyhow::Result<Vec<(String, i64)>> {
     let mut events = Vec::new();
     let mut idle_since_stop = 0;
     while idle_since_stop < 10 {

@@ -26,18 +26,23 @@ impl Stack {
         }
     }
 
-    /// The first `count` events on the change topic, read from the start by a group of the
-    /// test's own.
-    pub async fn read_events(&self, count: usize) -> anyhow::Result<Vec<OwnedMessage>> {
+    /// A consumer of the change topic from its start, in a group of the test's own named
+    /// after `purpose`.
+    pub fn topic_reader(&self, purpose: &str) -> anyhow::Result<BaseConsumer> {
         let settings = self.kafka_settings();
-        let topic = settings.topic.clone();
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", settings.brokers.join(","))
-            .set("group.id", format!("{}-reader", settings.consumer_group))
+            .set("group.id", format!("{}-{purpose}", settings.consumer_group))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .create()?;
-        consumer.subscribe(&[&topic])?;
+        consumer.subscribe(&[&settings.topic])?;
+        Ok(consumer)
+    }
+
+    /// The first `count` events on the change topic.
+    pub async fn read_events(&self, count: usize) -> anyhow::Result<Vec<OwnedMessage>> {
+        let consumer = self.topic_reader("reader")?;
         tokio::task::spawn_blocking(move || {
             let mut events = Vec::with_capacity(count);
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -56,23 +61,15 @@ impl Stack {
         .await?
     }
 
-    /// Every event on the change topic so far: read from the start until none arrives for
-    /// two seconds.
+    /// Every event on the change topic so far: read until none arrives for two seconds.
     pub async fn events_on_topic(&self) -> anyhow::Result<Vec<OwnedMessage>> {
-        let settings = self.kafka_settings();
-        let topic = settings.topic.clone();
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", settings.brokers.join(","))
-            .set("group.id", format!("{}-all", settings.consumer_group))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()?;
-        consumer.subscribe(&[&topic])?;
+        let consumer = self.topic_reader("all")?;
         tokio::task::spawn_blocking(move || {
             let mut events = Vec::new();
-            let mut quiet = std::time::Instant::now();
+            let started = std::time::Instant::now();
+            let mut quiet = started;
             while quiet.elapsed() < Duration::from_secs(2) || events.is_empty() {
-                if quiet.elapsed() > Duration::from_secs(60) {
+                if started.elapsed() > Duration::from_secs(60) {
                     break;
                 }
                 if let Some(message) = consumer.poll(Duration::from_millis(200)) {

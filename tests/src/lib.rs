@@ -30,8 +30,8 @@ pub use services::Service;
 use services::Services;
 
 /// The PostgreSQL role the harness and the services use (created by `scripts/postgres.sh`).
-pub(crate) const PG_USER: &str = "herald";
-pub(crate) const PG_PASSWORD: &str = "herald";
+const PG_USER: &str = "herald";
+const PG_PASSWORD: &str = "herald";
 pub const SENDGRID_KEY: &str = "SG.e2e-key";
 pub const TWILIO_SID: &str = "ACe2e00000000000000000000000000000";
 pub const TWILIO_TOKEN: &str = "e2e-token";
@@ -73,10 +73,21 @@ pub fn kafka_brokers() -> String {
     std::env::var("HERALD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
+/// Connects to `database` on the test server.
 pub async fn connect(database: &str) -> anyhow::Result<Client> {
     let (host, port) = pg_host();
+    connect_at(&host, port, database, "scripts/postgres.sh").await
+}
+
+/// Connects to `database` on the PostgreSQL server at `host:port`, which `script` starts.
+pub(crate) async fn connect_at(
+    host: &str,
+    port: u16,
+    database: &str,
+    script: &str,
+) -> anyhow::Result<Client> {
     let (client, connection) = tokio_postgres::Config::new()
-        .host(&host)
+        .host(host)
         .port(port)
         .user(PG_USER)
         .password(PG_PASSWORD)
@@ -86,7 +97,7 @@ pub async fn connect(database: &str) -> anyhow::Result<Client> {
         .with_context(|| {
             format!(
                 "connecting to PostgreSQL at {host}:{port} as {PG_USER} \
-                 (start it with scripts/postgres.sh, or run scripts/test.sh)"
+                 (start it with {script}, or run scripts/test.sh)"
             )
         })?;
     tokio::spawn(connection);

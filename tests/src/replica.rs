@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::{PG_PASSWORD, PG_USER, Service, Stack, wait_until};
+use crate::{Service, Stack, wait_until};
 
 /// A standby of the test server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,22 +36,7 @@ impl Replica {
 
     async fn connect(self, database: &str) -> anyhow::Result<tokio_postgres::Client> {
         let (host, port) = self.address();
-        let (client, connection) = tokio_postgres::Config::new()
-            .host(&host)
-            .port(port)
-            .user(PG_USER)
-            .password(PG_PASSWORD)
-            .dbname(database)
-            .connect(tokio_postgres::NoTls)
-            .await
-            .with_context(|| {
-                format!(
-                    "connecting to the standby at {host}:{port} \
-                     (start it with scripts/replica.sh, or run scripts/test.sh)"
-                )
-            })?;
-        tokio::spawn(connection);
-        Ok(client)
+        crate::connect_at(&host, port, database, "scripts/replica.sh").await
     }
 }
 

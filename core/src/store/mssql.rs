@@ -942,9 +942,17 @@ impl SourceDb for MsSource {
         if let Some(capture) = &table.capture {
             return cdc::start(&mut session, capture).await;
         }
-        let rows = session.query(query!("source_start"), &[]).await?;
-        let row = rows.first().ok_or_else(|| refused("no starting point"))?;
-        Ok(Mark::starting_at(required(row, "start")?))
+        // From the replica's horizon, else (a secondary that has not redone a commit yet)
+        // its clock.
+        let rows = session.query(query!("source_horizon"), &[]).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| refused("the replica did not say where it stands"))?;
+        let start = match value(row, "horizon")? {
+            Some(horizon) => horizon,
+            None => required(row, "replica_now")?,
+        };
+        Ok(Mark::starting_at(start))
     }
 
     async fn changes(

@@ -302,13 +302,17 @@ impl SourceDb for PgSource {
         }
     }
 
+    /// From the replica's horizon, else (a standby that has not replayed a commit since it
+    /// started) its clock.
     async fn start_mark(&self, _table: &TableQueries) -> StoreResult<Mark> {
-        let rows = self.db.query(query!("source_start"), &[]).await?;
-        let start: DateTime<Utc> = rows
+        let rows = self.db.query(query!("source_horizon"), &[]).await?;
+        let row = rows
             .first()
-            .map(|row| row.get(0))
-            .ok_or_else(|| StoreError::Refused("no starting point".into()))?;
-        Ok(Mark::starting_at(start))
+            .ok_or_else(|| StoreError::Refused("the replica did not say where it stands".into()))?;
+        let horizon: Option<DateTime<Utc>> = row.get("horizon");
+        Ok(Mark::starting_at(
+            horizon.unwrap_or_else(|| row.get("replica_now")),
+        ))
     }
 
     /// One poll: the epoch, then one REPEATABLE READ READ ONLY snapshot for all its pages.
