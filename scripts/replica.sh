@@ -63,14 +63,22 @@ create_cluster() {
     rm -rf "$DATA_DIR"
     as_postgres pg_basebackup -h "$HOST" -p "$PRIMARY_PORT" -U herald -D "$DATA_DIR" \
         -R -X stream -c fast -C -S "$SLOT"
-    # Readers here are short transactions; feedback keeps the primary's vacuum from
-    # cancelling them. Settings live in the cluster's own config, not in the copied
-    # postgresql.auto.conf, which `lag` rewrites.
-    cat >>"/etc/postgresql/$PG_VERSION/$CLUSTER/postgresql.conf" <<CONF
-hot_standby = on
-hot_standby_feedback = on
-port = $REPLICA_PORT
-CONF
+}
+
+# The standby's own settings, in its conf.d (the copied postgresql.auto.conf is the
+# primary's, and `lag` rewrites it). No hot_standby_feedback, PostgreSQL's default: the
+# primary vacuums and freezes as it would with no standby, and a standby query that gets in
+# replay's way is cancelled (readers here retry).
+standby_settings() {
+    local conf="/etc/postgresql/$PG_VERSION/$CLUSTER/conf.d/herald-standby.conf"
+    local want
+    want="$(printf 'hot_standby = on\nhot_standby_feedback = off\nport = %s\n' "$REPLICA_PORT")"
+    if [[ "$(cat "$conf" 2>/dev/null)" != "$want" ]]; then
+        mkdir -p "$(dirname "$conf")"
+        printf '%s\n' "$want" >"$conf"
+        chown postgres:postgres "$conf" 2>/dev/null || true
+        if cluster_running; then pg_ctlcluster "$PG_VERSION" "$CLUSTER" reload; fi
+    fi
 }
 
 ensure() {
@@ -89,6 +97,7 @@ ensure() {
         drop_cluster
         create_cluster
     fi
+    standby_settings
     if ! cluster_running; then
         pg_ctlcluster "$PG_VERSION" "$CLUSTER" start
         log "started $PG_VERSION/$CLUSTER"
@@ -102,6 +111,7 @@ ensure() {
         log "the standby is not streaming from the primary (slot lost?); rebuilding it"
         drop_cluster
         create_cluster
+        standby_settings
         pg_ctlcluster "$PG_VERSION" "$CLUSTER" start
         wait_for_port "$HOST" "$REPLICA_PORT" 60 || die "the rebuilt standby does not accept connections"
         for _ in $(seq 1 150); do streaming && break; sleep 0.2; done

@@ -23,9 +23,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use herald_core::config::{DetectorSettings, KafkaSettings};
-use herald_core::model::{Changes, Mark, RowPosition};
+use herald_core::model::{ChangedRow, Changes, Mark, RowPosition};
 use herald_core::store::{NotifyDb, SourceDb, StoreError};
 use herald_core::telemetry::error_chain;
 use rdkafka::error::KafkaError;
@@ -67,7 +67,7 @@ pub struct Detector {
     emitter: Emitter,
     book: ScheduleBook,
     /// Per schedule, the rows already emitted that its next pass may read again.
-    emitted: HashMap<i64, HashSet<RowPosition>>,
+    emitted: HashMap<i64, Emitted>,
     /// Schedules whose hold-back line is further behind than [`HELD_BACK_WARNING`].
     held_back: HashSet<i64>,
     /// The schedules this detector holds, for the sweep.
@@ -192,8 +192,22 @@ impl Detector {
     ) -> Result<Cycle, DetectorError> {
         let owner = &self.settings.instance_id;
         let schedule = &watched.schedule;
+        let definition = schedule.source.definition();
+        // A mark of other columns means nothing here (one from before definitions were
+        // recorded is taken as this one's).
+        let mark = match mark {
+            Some(mark) if mark.definition.as_ref().is_some_and(|d| *d != definition) => {
+                tracing::info!("the schedule's table or columns changed: it starts afresh");
+                self.emitted.remove(&schedule.id);
+                None
+            }
+            mark => mark,
+        };
         let Some(mark) = mark else {
-            let start = self.source.start_mark(&watched.table).await?;
+            let start = Mark {
+                definition: Some(definition),
+                ..self.source.start_mark(&watched.table).await?
+            };
             self.notify.advance_mark(owner, schedule.id, &start).await?;
             tracing::info!(from = %start.hold_back, "schedule starts watching");
             return Ok(Cycle::default());
@@ -201,17 +215,16 @@ impl Detector {
         let started = Instant::now();
         let Changes {
             rows,
-            next,
+            mut next,
             complete,
+            horizon,
         } = self
             .source
             .changes(&watched.table, &mark, &self.settings)
             .await?;
+        next.definition = Some(definition);
         let emitted = self.emitted.entry(schedule.id).or_default();
-        let new: Vec<_> = rows
-            .iter()
-            .filter(|row| !emitted.contains(&row.position()))
-            .collect();
+        let new: Vec<_> = rows.iter().filter(|row| emitted.is_new(row)).collect();
         self.emitter
             .emit(
                 schedule,
@@ -224,18 +237,11 @@ impl Detector {
             self.emitted.remove(&schedule.id);
             return Ok(Cycle::default());
         }
-        // The rows the next pass may read again: after a whole pass, exactly the ones this
-        // pass flagged; after a pass cut short, everything read since the last whole one.
-        if complete {
-            *emitted = rows
-                .iter()
-                .filter(|row| row.again)
-                .map(|row| row.position())
-                .collect();
-        } else {
-            emitted.extend(rows.iter().map(|row| row.position()));
-        }
-        let held_back = (Utc::now() - next.hold_back).to_std().unwrap_or_default();
+        emitted.record(&rows, next.hold_back);
+        // Measured from the horizon, not the clock: an idle primary holds nothing back.
+        let held_back = horizon
+            .map(|horizon| (horizon - next.hold_back).to_std().unwrap_or_default())
+            .unwrap_or_default();
         tracing::debug!(
             read = rows.len(),
             emitted = new.len(),
@@ -273,5 +279,70 @@ impl Detector {
                 "the hold-back line caught up"
             );
         }
+    }
+}
+
+/// The rows of one schedule this detector emitted (and Kafka acknowledged) at or above its
+/// hold-back line: a pass reads such rows again, and they must not be emitted twice. Rows
+/// below the line are never read again and are forgotten.
+#[derive(Debug, Default)]
+pub struct Emitted {
+    rows: HashMap<RowPosition, DateTime<Utc>>,
+}
+
+impl Emitted {
+    /// Whether `row` was not emitted before.
+    pub fn is_new(&self, row: &ChangedRow) -> bool {
+        !self.rows.contains_key(&row.position())
+    }
+
+    /// Remembers a pass's rows, all emitted now, and forgets those below the new `line`.
+    pub fn record(&mut self, rows: &[ChangedRow], line: DateTime<Utc>) {
+        self.rows
+            .extend(rows.iter().map(|row| (row.position(), row.at)));
+        self.rows.retain(|_, at| *at >= line);
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, seconds: i64) -> ChangedRow {
+        ChangedRow {
+            key: key.into(),
+            change: format!("t{seconds}"),
+            at: DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_row_read_again_is_not_new_until_the_line_passes_it() {
+        let mut emitted = Emitted::default();
+        let first = [row("a", 10), row("b", 20)];
+        assert!(first.iter().all(|r| emitted.is_new(r)));
+        emitted.record(&first, row("", 5).at);
+        assert!(
+            !emitted.is_new(&row("a", 10)),
+            "read again at the same version"
+        );
+        assert!(
+            emitted.is_new(&row("a", 12)),
+            "a new version of the row is new"
+        );
+        assert!(emitted.is_new(&row("c", 15)), "a row committed late is new");
+
+        emitted.record(&[row("c", 15)], row("", 15).at);
+        assert_eq!(emitted.len(), 2, "below the line is forgotten: {emitted:?}");
+        assert!(!emitted.is_new(&row("c", 15)), "at the line is kept");
+        assert!(!emitted.is_new(&row("b", 20)));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Configuration: `config/base.toml` + `config/$HERALD_ENV.toml` + `HERALD__*` variables.
 //! Runs until SIGINT or SIGTERM, then flushes the producer. Every event it emitted was
-//! acknowledged by Kafka before its watermark moved, so a restart (or a SIGKILL) re-emits
+//! acknowledged by Kafka before its mark moved, so a restart (or a SIGKILL) re-emits
 //! rather than skips.
 
 use anyhow::Context;

@@ -55,10 +55,12 @@ impl Sweep {
             }
             let schedules = held.borrow().clone();
             for watched in &schedules {
-                if cancel.is_cancelled() {
-                    break;
-                }
-                if let Err(error) = self.sweep(&emitter, watched).await {
+                // A sweep may wait a while for the renderers; shutting down does not.
+                let swept = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    swept = self.sweep(&emitter, watched) => swept,
+                };
+                if let Err(error) = swept {
                     emitter.recreate_if_fatal();
                     tracing::warn!(
                         schedule_id = watched.schedule.id,

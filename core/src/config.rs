@@ -49,7 +49,7 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// The source database's read replica: polled for changes, asked for merge fields.
     pub source: DatabaseSettings,
-    /// The notification database: schedules, templates, watermarks, the message queue.
+    /// The notification database: schedules, templates, detection marks, the message queue.
     pub notify: DatabaseSettings,
     pub detector: DetectorSettings,
     pub renderer: RendererSettings,
@@ -117,6 +117,11 @@ impl Settings {
         }
         if self.kafka.brokers.is_empty() {
             return Err(ConfigError::Inconsistent("kafka.brokers is empty".into()));
+        }
+        if self.detector.batch_size == 0 {
+            return Err(ConfigError::Inconsistent(
+                "detector.batch_size must be at least 1".into(),
+            ));
         }
         if self.detector.mode == DetectionMode::Cdc && self.source.engine != Engine::Mssql {
             return Err(ConfigError::Inconsistent(

@@ -63,6 +63,19 @@ pub struct SourceTable {
     pub change_column: String,
 }
 
+impl SourceTable {
+    /// The four names as one text, to tell whether a detection mark belongs to them.
+    pub fn definition(&self) -> String {
+        serde_json::to_string(&[
+            &self.schema,
+            &self.table,
+            &self.key_column,
+            &self.change_column,
+        ])
+        .expect("names always serialize")
+    }
+}
+
 /// The merge function or procedure on the source, by the names the admin gave.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MergeFunction {
@@ -89,6 +102,9 @@ pub struct Mark {
     /// (nothing is backfilled), so the sweep and audits never look below it. `None` for a
     /// schedule started before this was recorded.
     pub watching_since: Option<DateTime<Utc>>,
+    /// The watched table, key and change column the mark belongs to
+    /// ([`SourceTable::definition`]): a schedule whose definition changed starts afresh.
+    pub definition: Option<String>,
 }
 
 impl Mark {
@@ -99,6 +115,7 @@ impl Mark {
             frontier: None,
             position: None,
             watching_since: Some(start),
+            definition: None,
         }
     }
 }
@@ -134,8 +151,8 @@ pub struct RowPosition {
 pub struct ChangedRow {
     pub key: String,
     pub change: String,
-    /// The next pass may read this row again, so the detector remembers it was emitted.
-    pub again: bool,
+    /// The change value as an instant, to compare with the hold-back line.
+    pub at: DateTime<Utc>,
 }
 
 impl ChangedRow {
@@ -156,6 +173,10 @@ pub struct Changes {
     pub next: Mark,
     /// False when the pass stopped at its row budget: there is more to read at once.
     pub complete: bool,
+    /// How far the replica had applied the primary's commits, on the primary's clock (`None`:
+    /// not known yet). The hold-back line trails it by the engine's assumption, or by as much
+    /// as the oldest transaction still open holds it back.
+    pub horizon: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +246,9 @@ pub struct Rendering {
     pub body_html: Option<String>,
     pub body_text: Option<String>,
     pub error: Option<String>,
+    /// A `render_retry` because the replica had not applied the change yet: waiting for it
+    /// is not a failed attempt, and is retried at a steady pace.
+    pub replica_behind: bool,
 }
 
 impl Rendering {
@@ -239,6 +263,7 @@ impl Rendering {
             body_html: None,
             body_text: None,
             error: Some(error.into()),
+            replica_behind: false,
         }
     }
 }

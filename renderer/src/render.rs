@@ -310,18 +310,21 @@ impl Renderer {
             body_html: content.body_html,
             body_text: Some(content.body_text),
             error: None,
+            replica_behind: false,
         }))
     }
 
-    /// How long until the message is due: a `render_retry` after its backoff, anything
-    /// else (a queued message in particular) at once.
+    /// How long until the message is due: a `render_retry` after its backoff (a steady
+    /// `retry_backoff` while the replica is behind), anything else (a queued message in
+    /// particular) at once.
     pub fn due_in(&self, rendering: &Rendering, attempt: i32) -> Duration {
-        due_in(rendering.status, attempt, self.settings.retry_backoff)
+        due_in(rendering, attempt, self.settings.retry_backoff)
     }
 }
 
-fn due_in(status: MessageStatus, attempt: i32, backoff: Duration) -> Duration {
-    match status {
+fn due_in(rendering: &Rendering, attempt: i32, backoff: Duration) -> Duration {
+    match rendering.status {
+        MessageStatus::RenderRetry if rendering.replica_behind => backoff,
         MessageStatus::RenderRetry => herald_core::backoff::delay(attempt, backoff, backoff * 32),
         _ => Duration::ZERO,
     }
@@ -400,9 +403,13 @@ fn text(row: &MergeRow, column: &str) -> Option<String> {
 impl Failure {
     fn into_rendering(self) -> Rendering {
         match self {
-            Failure::Transient(reason) | Failure::Behind(reason) => {
+            Failure::Transient(reason) => {
                 Rendering::without_content(MessageStatus::RenderRetry, reason)
             }
+            Failure::Behind(reason) => Rendering {
+                replica_behind: true,
+                ..Rendering::without_content(MessageStatus::RenderRetry, reason)
+            },
             Failure::Permanent(reason) => {
                 Rendering::without_content(MessageStatus::RenderFailed, reason)
             }
@@ -426,17 +433,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_render_retry_waits() {
+    fn only_a_render_retry_waits_and_a_replica_behind_at_a_steady_pace() {
         let backoff = Duration::from_secs(5);
         for status in [
             MessageStatus::Queued,
             MessageStatus::Skipped,
             MessageStatus::RenderFailed,
         ] {
-            assert_eq!(due_in(status, 1, backoff), Duration::ZERO, "{status}");
+            let rendering = Rendering::without_content(status, "");
+            assert_eq!(due_in(&rendering, 1, backoff), Duration::ZERO, "{status}");
         }
-        let wait = due_in(MessageStatus::RenderRetry, 2, backoff);
+        let retry = Rendering::without_content(MessageStatus::RenderRetry, "merge failed");
+        let wait = due_in(&retry, 2, backoff);
         assert!(wait >= backoff && wait <= backoff * 2, "{wait:?}");
+        let behind = Rendering {
+            replica_behind: true,
+            ..retry
+        };
+        assert_eq!(due_in(&behind, 9, backoff), backoff);
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub async fn every_service_stops_cleanly_on_sigterm(engine: Engine) -> anyhow::R
     stack.insert_contact(&grace).await?;
     stack.start_all().await?;
     // The change made while everything was down arrives; nothing before it is repeated
-    // (the renderer committed its offsets, the detector kept its watermark).
+    // (the renderer committed its offsets, the detector kept its mark).
     stack.wait_for_accepted(2, SOON).await?;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let to: Vec<String> = stack.accepted().into_iter().flat_map(|r| r.to).collect();

@@ -172,26 +172,39 @@ pub async fn replay_paused_for_20s_misses_and_doubles_nothing() -> anyhow::Resul
     let pause = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
         replica.pause().await?;
-        // What was replayed before the pause drains; then nothing moves.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let during = stack.accepted().len();
+        // What the paused standby shows is all that can be notified until it resumes.
+        let visible = replica
+            .count("SELECT count(*) FROM crm.contact", &stack)
+            .await?;
+        stack.wait_for_accepted(visible as usize, SOON).await?;
         tokio::time::sleep(Duration::from_secs(15)).await;
-        let after = stack.accepted().len();
+        let during = stack.accepted().len();
         replica.resume().await?;
-        anyhow::Ok((during, after))
+        anyhow::Ok((visible, during))
     };
-    let (expected, (during, after)) = tokio::try_join!(writes, pause)?;
-    assert_eq!(during, after, "nothing is notified while replay is paused");
+    let (expected, (visible, during)) = tokio::try_join!(writes, pause)?;
+    assert_eq!(
+        during, visible as usize,
+        "while replay is paused, exactly what the standby shows is notified"
+    );
+    assert!(during < expected.len(), "the pause held changes back");
     assert_each_notified_once(&stack, &expected).await
 }
 
 pub async fn an_idle_source_does_not_hold_back_committed_rows() -> anyhow::Result<()> {
+    let replica = ReplicaControl::take().await?;
     let mut stack = welcome_only(Engine::Postgres, "idle_source").await?;
+    // The detector reads a standby that will stand still, as it does when the primary is
+    // idle: no commit replayed, the horizon and the next transaction id frozen.
     stack
-        .read_source_from(Replica::InSync, &Service::ALL)
+        .read_source_from(Replica::Controlled, &[Service::Detector])
+        .await?;
+    stack
+        .read_source_from(Replica::InSync, &[Service::Renderer])
         .await?;
     stack.start_all().await?;
     stack.wait_until_watching(1).await?;
+    stack.stop(Service::Detector).await?;
     let mut expected = BTreeSet::new();
     for i in 0..3 {
         let email = format!("before-the-quiet-{i}@example.com");
@@ -203,11 +216,16 @@ pub async fn an_idle_source_does_not_hold_back_committed_rows() -> anyhow::Resul
             .await?;
         expected.insert(email);
     }
-    // Nothing is written to the source from here on: the rows already committed arrive
-    // without waiting for another commit.
+    replica.catch_up().await?;
+    replica.pause().await?;
+    stack.start(Service::Detector).await?;
+    // Their change values lie above any line the frozen standby proves: they are emitted
+    // because they are visible, not once the line passes them.
     stack
-        .wait_for_accepted(expected.len(), Duration::from_secs(10))
-        .await?;
+        .wait_for_accepted(expected.len(), SOON)
+        .await
+        .context("rows already committed are notified while nothing else commits")?;
+    replica.resume().await?;
     assert_each_notified_once(&stack, &expected).await
 }
 
@@ -224,28 +242,18 @@ pub async fn savepoints_rollbacks_freezing_and_a_killed_detector_inside_a_held_w
 -> anyhow::Result<()> {
     let mut stack = welcome_only(Engine::Postgres, "held_window").await?;
     stack
+        .source
+        .batch("CREATE EXTENSION IF NOT EXISTS pg_visibility")
+        .await?;
+    stack
         .read_source_from(Replica::InSync, &Service::ALL)
         .await?;
     stack.start_all().await?;
     stack.wait_until_watching(1).await?;
     let mut expected = BTreeSet::new();
-
-    // A writer that stays open holds the hold-back line below its row while everything
-    // else happens.
-    let holder = stack.connect_source().await?;
-    holder.batch("BEGIN").await?;
-    let held_id = add(&stack, &holder, "held-open@example.com").await?;
-    let held_at = holder
-        .query_one(
-            "SELECT created_at FROM crm.contact WHERE contact_id = $1",
-            &[held_id.into()],
-        )
-        .await?
-        .time(0);
-    expected.insert("held-open@example.com".to_owned());
+    let db = stack.connect_source().await?;
 
     // Savepoints: what was released or kept is notified; what was rolled back to is not.
-    let db = stack.connect_source().await?;
     db.batch("BEGIN").await?;
     db.batch("SAVEPOINT a").await?;
     add(&stack, &db, "savepoint-released@example.com").await?;
@@ -264,15 +272,43 @@ pub async fn savepoints_rollbacks_freezing_and_a_killed_detector_inside_a_held_w
     add(&stack, &db, "rolled-back@example.com").await?;
     db.batch("ROLLBACK").await?;
 
-    for i in 0..12 {
+    // Freezing rows that are still between the line and the frontier rewrites their
+    // visibility information, not the xmin the polls compare.
+    for i in 0..5 {
+        let email = format!("frozen-{i}@example.com");
+        add(&stack, &db, &email).await?;
+        expected.insert(email);
+    }
+    let xmins = "SELECT string_agg(xmin::text, ',' ORDER BY contact_id) FROM crm.contact";
+    let before = db.query_one(xmins, &[]).await?.text(0);
+    db.batch("VACUUM FREEZE crm.contact").await?;
+    let unfrozen = db
+        .count(
+            "SELECT count(*) FROM pg_visibility_map('crm.contact') WHERE NOT all_frozen",
+            &[],
+        )
+        .await?;
+    assert_eq!(unfrozen, 0, "VACUUM FREEZE froze every page");
+    assert_eq!(db.query_one(xmins, &[]).await?.text(0), before);
+
+    // A writer that stays open holds the hold-back line below its row while the detector is
+    // killed and more rows commit.
+    let holder = stack.connect_source().await?;
+    holder.batch("BEGIN").await?;
+    let held_id = add(&stack, &holder, "held-open@example.com").await?;
+    let held_at = holder
+        .query_one(
+            "SELECT created_at FROM crm.contact WHERE contact_id = $1",
+            &[held_id.into()],
+        )
+        .await?
+        .time(0);
+    expected.insert("held-open@example.com".to_owned());
+    for i in 0..8 {
         let email = format!("in-the-window-{i}@example.com");
         add(&stack, &db, &email).await?;
         expected.insert(email);
         if i == 4 {
-            // Freezing rewrites the rows' visibility information, not their xmin.
-            db.batch("VACUUM FREEZE crm.contact").await?;
-        }
-        if i == 8 {
             stack.kill(Service::Detector).await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
             stack.start(Service::Detector).await?;
@@ -376,15 +412,15 @@ pub async fn a_change_breaking_the_write_delay_is_swept_late_and_audited() -> an
         .await?;
     assert_eq!(late.text(0), late_key.to_string());
     assert_eq!(late.text(1), "sweep");
-    let support = stack
-        .notify
-        .query_one(
-            "SELECT status, late_found_by FROM message_log WHERE recipient = 'late-writer@example.com'",
-            &[],
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message_log WHERE recipient = 'late-writer@example.com'
+                AND status = 'sent' AND late_found_by = 'sweep'",
+            1,
+            SOON,
         )
-        .await?;
-    assert_eq!(support.text(0), "sent");
-    assert_eq!(support.opt_text(1).as_deref(), Some("sweep"));
+        .await
+        .context("support sees the late change sent, and found late by the sweep")?;
     let log = stack.log(Service::Detector);
     assert!(
         log.contains("late change") && log.contains(&format!("source_key={late_key}")),
@@ -459,8 +495,14 @@ pub async fn a_renderer_on_a_replica_behind_the_event_waits_for_it() -> anyhow::
             .is_some_and(|text| text.contains("Room 2"))),
         "{accepted:#?}"
     );
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'sent'",
+            4,
+            SOON,
+        )
+        .await?;
     assert_eq!(stack.messages_with_status("skipped").await?, 0);
-    assert_eq!(stack.messages_with_status("sent").await?, 4);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stack.accepted().len(), 4, "each change sent once");
     Ok(())

@@ -63,6 +63,7 @@ on_every_engine! {
     schedules::a_table_with_only_an_inactive_schedule_is_never_queried,
     schedules::broken_schedules_are_reported_and_do_not_stop_a_healthy_one,
     schedules::schedules_added_and_deactivated_apply_without_a_restart,
+    schedules::a_schedule_switched_to_another_change_column_starts_afresh,
     delivery::a_rate_limited_email_is_sent_once_after_the_reset,
     delivery::a_refused_email_fails_with_the_providers_reason_and_is_not_retried,
     delivery::merge_values_are_escaped_in_html_and_intact_in_text_and_sms,

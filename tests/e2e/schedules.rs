@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use herald_tests::{Contact, Engine, SOON, Stack, wait_until};
+use herald_tests::{Contact, Engine, SOON, Service, Stack, wait_until};
 
 pub async fn a_table_with_only_an_inactive_schedule_is_never_queried(
     engine: Engine,
@@ -170,5 +170,70 @@ pub async fn schedules_added_and_deactivated_apply_without_a_restart(
             .unwrap_or_default()
             .contains("Room 10")
     );
+    Ok(())
+}
+
+pub async fn a_schedule_switched_to_another_change_column_starts_afresh(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "switched_column").await?;
+    stack.load_example_schedules().await?;
+    stack.set_schedule_active("appointment-sms", false).await?;
+    stack.set(Service::Detector, "HERALD__DETECTOR__SWEEP_INTERVAL", "1s");
+    stack.start_all().await?;
+    stack.wait_until_watching(1).await?;
+    let ada = stack.insert_contact(&Contact::default()).await?;
+    stack.wait_for_accepted(1, SOON).await?;
+    // A change of the contact before the switch: not the welcome schedule's business.
+    stack
+        .source
+        .execute(
+            "UPDATE crm.contact SET last_name = 'King' WHERE contact_id = $1",
+            &[ada.into()],
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // From inserts to every change of a contact: the rows changed before the switch are
+    // not notified, neither by a poll nor by the sweep as "late".
+    stack
+        .notify
+        .execute(
+            "UPDATE schedule SET change_column = 'modified_at' WHERE name = 'welcome-email'",
+            &[],
+        )
+        .await?;
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM detector_watermark WHERE definition LIKE '%modified_at%'",
+            1,
+            SOON,
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.accepted().len(), 1, "nothing from before the switch");
+
+    stack
+        .source
+        .execute(
+            "UPDATE crm.contact SET last_name = 'Byron' WHERE contact_id = $1",
+            &[ada.into()],
+        )
+        .await?;
+    let accepted = stack.wait_for_accepted(2, SOON).await?;
+    assert!(
+        accepted[1]
+            .text
+            .as_deref()
+            .is_some_and(|text| text.contains("Ada Byron")),
+        "{accepted:#?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.accepted().len(), 2);
+    let late = stack
+        .notify
+        .count("SELECT count(*) FROM late_change", &[])
+        .await?;
+    assert_eq!(late, 0, "nothing counted late");
     Ok(())
 }

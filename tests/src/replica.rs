@@ -40,6 +40,27 @@ impl Replica {
     }
 }
 
+/// Waits until `replica` has replayed everything written to the primary so far.
+async fn caught_up(replica: Replica) -> anyhow::Result<()> {
+    let written = crate::connect("postgres")
+        .await?
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get::<_, String>(0);
+    let standby = replica.connect("postgres").await?;
+    wait_until(Duration::from_secs(60), || async {
+        let row = standby
+            .query_one(
+                "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                &[&written],
+            )
+            .await?;
+        Ok(row.get::<_, bool>(0).then_some(()))
+    })
+    .await
+    .with_context(|| format!("the {replica:?} standby did not catch up"))
+}
+
 /// The controlled standby is shared by every scenario: one at a time sets its delay.
 static CONTROLLED: Mutex<()> = Mutex::const_new(());
 
@@ -88,6 +109,19 @@ impl ReplicaControl {
         .context("the standby did not take the new apply delay")
     }
 
+    /// Waits until the standby has replayed everything written to the primary so far.
+    pub async fn catch_up(&self) -> anyhow::Result<()> {
+        caught_up(Replica::Controlled).await
+    }
+
+    /// The one integer `sql` returns on the stack's source database as the standby shows it.
+    pub async fn count(&self, sql: &str, stack: &Stack) -> anyhow::Result<i64> {
+        let client = Replica::Controlled
+            .connect(&format!("{}_src", stack.name))
+            .await?;
+        Ok(client.query_one(sql, &[]).await?.get(0))
+    }
+
     pub async fn pause(&self) -> anyhow::Result<()> {
         self.client
             .batch_execute("SELECT pg_wal_replay_pause()")
@@ -121,23 +155,7 @@ impl Stack {
         })
         .await
         .with_context(|| format!("{database} did not reach the {replica:?} standby"))?;
-        let written = crate::connect("postgres")
-            .await?
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
-            .await?
-            .get::<_, String>(0);
-        let standby = replica.connect("postgres").await?;
-        wait_until(Duration::from_secs(60), || async {
-            let row = standby
-                .query_one(
-                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
-                    &[&written],
-                )
-                .await?;
-            Ok(row.get::<_, bool>(0).then_some(()))
-        })
-        .await
-        .with_context(|| format!("the {replica:?} standby did not catch up"))?;
+        caught_up(replica).await?;
         let (host, port) = replica.address();
         for service in services {
             self.set(*service, "HERALD__SOURCE__HOST", &host);

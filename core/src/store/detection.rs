@@ -10,8 +10,8 @@
 //!   at once.
 //!
 //! The mark moves once every row's event is acknowledged: F to the last fresh row read; W to
-//! the engine's proven line (never back), and only after a pass that read everything, since
-//! a pass that stopped at its budget has not seen the rows between its last one and that line.
+//! the engine's proven line, never back, and after a pass that stopped at its budget no
+//! further than its last row's change value, since it has not seen the rows after that one.
 
 use chrono::{DateTime, Utc};
 
@@ -104,15 +104,21 @@ pub fn next_mark(
     proven: Option<DateTime<Utc>>,
     position: Option<String>,
 ) -> Mark {
-    let hold_back = match proven {
-        Some(line) if read.complete => mark.hold_back.max(line),
-        _ => mark.hold_back,
+    let read_up_to = match (read.complete, read.rows.last()) {
+        (false, Some(last)) => Some(last.at),
+        _ => None,
     };
+    let line = match (proven, read_up_to) {
+        (Some(proven), Some(read_up_to)) => Some(proven.min(read_up_to)),
+        (proven, None) if read.complete => proven,
+        _ => None,
+    };
+    let hold_back = line.map_or(mark.hold_back, |line| mark.hold_back.max(line));
     Mark {
         hold_back,
         frontier: read.frontier.clone(),
         position,
-        watching_since: mark.watching_since,
+        ..mark.clone()
     }
 }
 
@@ -126,7 +132,7 @@ mod tests {
             row: ChangedRow {
                 key: key.into(),
                 change: change.into(),
-                again: false,
+                at: at(change.parse().unwrap_or_default()),
             },
             fresh,
         }
@@ -218,11 +224,11 @@ mod tests {
     }
 
     #[test]
-    fn the_hold_back_line_moves_only_forward_and_only_after_a_complete_pass() {
+    fn the_hold_back_line_moves_only_forward_and_a_capped_pass_no_further_than_it_read() {
         let mark = Mark::starting_at(at(10));
         let complete = PassRead {
-            rows: Vec::new(),
-            frontier: Some(position("x", "1")),
+            rows: vec![row("12", "a", true).row, row("15", "b", true).row],
+            frontier: Some(position("15", "b")),
             complete: true,
         };
         let capped = PassRead {
@@ -233,13 +239,24 @@ mod tests {
         assert_eq!(moved.hold_back, at(20));
         assert_eq!(moved.frontier, complete.frontier);
         assert_eq!(moved.position.as_deref(), Some("p"));
+        assert_eq!(moved.watching_since, Some(at(10)), "kept from the start");
         assert_eq!(
             next_mark(&mark, &complete, Some(at(5)), None).hold_back,
             at(10)
         );
         assert_eq!(next_mark(&mark, &complete, None, None).hold_back, at(10));
         let stopped = next_mark(&mark, &capped, Some(at(20)), None);
-        assert_eq!(stopped.hold_back, at(10), "a capped pass keeps the line");
-        assert_eq!(stopped.frontier, capped.frontier, "but moves the frontier");
+        assert_eq!(
+            stopped.hold_back,
+            at(15),
+            "a capped pass moves the line up to its last row, not past it"
+        );
+        assert_eq!(stopped.frontier, capped.frontier, "and moves the frontier");
+        assert_eq!(
+            next_mark(&mark, &capped, Some(at(13)), None).hold_back,
+            at(13),
+            "and never past the proven line"
+        );
+        assert_eq!(next_mark(&mark, &capped, None, None).hold_back, at(10));
     }
 }

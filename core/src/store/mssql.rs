@@ -322,12 +322,6 @@ fn required<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> StoreResult<T> {
     value(row, column)?.ok_or_else(|| refused(format!("column {column} is NULL")))
 }
 
-/// A `datetime2` column the notification database keeps in UTC. (tiberius reads a
-/// `DateTime<Utc>` only from `datetimeoffset`.)
-fn utc(row: &Row, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
-    Ok(value::<NaiveDateTime>(row, column)?.map(|time| time.and_utc()))
-}
-
 fn opt_text(row: &Row, column: &str) -> StoreResult<Option<String>> {
     Ok(value::<&str>(row, column)?.map(str::to_owned))
 }
@@ -656,23 +650,18 @@ fn proven_line(
     Ok(horizon.map(|horizon| horizon - lookback))
 }
 
-/// A `poll` mode pass's result. A pass stopped at its budget keeps the hold-back line, so
-/// the next pass reads every row of this one again: all of them are `again`.
-fn poll_changes(mark: &Mark, read: PassRead, proven: Option<DateTime<Utc>>) -> Changes {
-    let next = detection::next_mark(mark, &read, proven, None);
-    let complete = read.complete;
-    let rows = read
-        .rows
-        .into_iter()
-        .map(|row| ChangedRow {
-            again: row.again || !complete,
-            ..row
-        })
-        .collect();
+/// A `poll` mode pass's result.
+fn poll_changes(
+    mark: &Mark,
+    read: PassRead,
+    horizon: Option<DateTime<Utc>>,
+    proven: Option<DateTime<Utc>>,
+) -> Changes {
     Changes {
-        rows,
-        next,
-        complete,
+        next: detection::next_mark(mark, &read, proven, None),
+        complete: read.complete,
+        rows: read.rows,
+        horizon,
     }
 }
 
@@ -680,7 +669,7 @@ fn changed_row(row: &Row) -> StoreResult<ChangedRow> {
     Ok(ChangedRow {
         key: text(row, "key_value")?,
         change: text(row, "change_value")?,
-        again: false,
+        at: required(row, "change_at")?,
     })
 }
 
@@ -828,7 +817,6 @@ async fn poll(
                     &cursor.map(|c| c.key.as_str()),
                     &frontier.map(|f| f.change.as_str()),
                     &frontier.map(|f| f.key.as_str()),
-                    &proven,
                     &limit,
                 ],
             )
@@ -837,10 +825,7 @@ async fn poll(
             .iter()
             .map(|row| {
                 Ok(PageRow {
-                    row: ChangedRow {
-                        again: required(row, "again")?,
-                        ..changed_row(row)?
-                    },
+                    row: changed_row(row)?,
                     fresh: required(row, "fresh")?,
                 })
             })
@@ -849,7 +834,7 @@ async fn poll(
             break;
         }
     }
-    Ok(poll_changes(mark, pager.finish(), proven))
+    Ok(poll_changes(mark, pager.finish(), horizon, proven))
 }
 
 #[async_trait::async_trait]
@@ -942,17 +927,19 @@ impl SourceDb for MsSource {
         if let Some(capture) = &table.capture {
             return cdc::start(&mut session, capture).await;
         }
-        // From the replica's horizon, else (a secondary that has not redone a commit yet)
-        // its clock.
+        // From the replica's horizon: never its own clock, which may run ahead of the
+        // primary's.
         let rows = session.query(query!("source_horizon"), &[]).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| refused("the replica did not say where it stands"))?;
-        let start = match value(row, "horizon")? {
-            Some(horizon) => horizon,
-            None => required(row, "replica_now")?,
+        let horizon = match rows.first() {
+            Some(row) => value(row, "horizon")?,
+            None => None,
         };
-        Ok(Mark::starting_at(start))
+        let horizon = horizon.ok_or_else(|| {
+            StoreError::Unavailable(
+                "the secondary has not redone a commit yet; the schedule starts once it has".into(),
+            )
+        })?;
+        Ok(Mark::starting_at(horizon))
     }
 
     async fn changes(
@@ -1140,7 +1127,7 @@ fn message_batch(messages: &[NewMessage]) -> StoreResult<String> {
 
 /// A `detector_watermark` row's mark; `None` until the detector has started the schedule.
 fn mark_from(row: &Row) -> StoreResult<Option<Mark>> {
-    let Some(hold_back) = utc(row, "hold_back")? else {
+    let Some(hold_back) = value(row, "hold_back")? else {
         return Ok(None);
     };
     let frontier = opt_text(row, "change_value")?
@@ -1150,7 +1137,8 @@ fn mark_from(row: &Row) -> StoreResult<Option<Mark>> {
         hold_back,
         frontier,
         position: opt_text(row, "position")?,
-        watching_since: utc(row, "watching_since")?,
+        watching_since: value(row, "watching_since")?,
+        definition: opt_text(row, "definition")?,
     }))
 }
 
@@ -1263,6 +1251,7 @@ impl NotifyDb for MsNotify {
                     &frontier.map(|f| f.key.as_str()),
                     &to.position.as_deref(),
                     &to.watching_since,
+                    &to.definition.as_deref(),
                 ],
             )
             .await?;
@@ -1376,8 +1365,7 @@ impl NotifyDb for MsNotify {
                     },
                     channel: parse_channel(required(row, "channel")?)?,
                     render_attempts: required(row, "render_attempts")?,
-                    detected_at: utc(row, "detected_at")?
-                        .ok_or_else(|| refused("column detected_at is NULL"))?,
+                    detected_at: required(row, "detected_at")?,
                 })
             })
             .collect()
@@ -1406,6 +1394,7 @@ impl NotifyDb for MsNotify {
                     &rendering.body_text,
                     &rendering.error,
                     &millis(retry_in),
+                    &rendering.replica_behind,
                 ],
             )
             .await?;
@@ -1814,7 +1803,7 @@ mod tests {
         assert_eq!(
             statement(&queries.changes),
             "\
-SELECT TOP (@P7)
+SELECT TOP (@P6)
        CAST([contact_id] AS nvarchar(400)) AS key_value,
        CONVERT(nvarchar(40), [modified_at], 126) AS change_value,
        CAST(CASE WHEN @P4 IS NULL
@@ -1822,8 +1811,7 @@ SELECT TOP (@P7)
                    OR ([modified_at] = CONVERT(datetime2(7), @P4, 126)
                        AND [contact_id] > CAST(@P5 AS bigint))
                  THEN 1 ELSE 0 END AS bit) AS fresh,
-       CAST(CASE WHEN @P6 IS NULL OR [modified_at] >= CAST(@P6 AS datetime2(7))
-                 THEN 1 ELSE 0 END AS bit) AS again
+       CAST([modified_at] AS datetimeoffset(7)) AS change_at
   FROM [crm].[contact]
  WHERE [modified_at] >= COALESCE(CONVERT(datetime2(7), @P2, 126), CAST(@P1 AS datetime2(7)))
    AND (@P2 IS NULL
@@ -1836,7 +1824,8 @@ SELECT TOP (@P7)
             "\
 SELECT TOP (@P5)
        CAST([contact_id] AS nvarchar(400)) AS key_value,
-       CONVERT(nvarchar(40), [modified_at], 126) AS change_value
+       CONVERT(nvarchar(40), [modified_at], 126) AS change_value,
+       CAST([modified_at] AS datetimeoffset(7)) AS change_at
   FROM [crm].[contact]
  WHERE [modified_at] >= COALESCE(CONVERT(datetime2(7), @P3, 126), CAST(@P1 AS datetime2(7)))
    AND [modified_at] < CAST(@P2 AS datetime2(7))
@@ -1907,7 +1896,8 @@ SELECT TOP (@P6)
        c.[__$seqval] AS seqval,
        c.[__$operation] AS operation,
        CAST(c.[contact_id] AS nvarchar(400)) AS key_value,
-       CONVERT(nvarchar(40), c.[modified_at], 126) AS change_value
+       CONVERT(nvarchar(40), c.[modified_at], 126) AS change_value,
+       CAST(c.[modified_at] AS datetimeoffset(7)) AS change_at
   FROM [cdc].[crm_contact_CT] AS c
  WHERE c.[__$start_lsn] >= CAST(@P1 AS binary(10))
    AND c.[__$start_lsn] <= CAST(@P5 AS binary(10))
@@ -1982,59 +1972,6 @@ SELECT TOP (@P6)
         assert!(proven_line(Some(at(0)), Duration::MAX).is_err());
     }
 
-    fn changed(change: &str, key: &str, again: bool) -> ChangedRow {
-        ChangedRow {
-            key: key.into(),
-            change: change.into(),
-            again,
-        }
-    }
-
-    #[test]
-    fn a_poll_pass_moves_the_line_only_when_complete_and_flags_what_is_read_again() {
-        let mark = Mark::starting_at(at(100));
-        let read = PassRead {
-            rows: vec![
-                changed("2027-01-15T08:01:40", "1", false),
-                changed("2027-01-15T08:03:20", "2", true),
-            ],
-            frontier: Some(RowPosition {
-                change: "2027-01-15T08:03:20".into(),
-                key: "2".into(),
-            }),
-            complete: true,
-        };
-        let complete = poll_changes(&mark, read.clone(), Some(at(200)));
-        assert!(complete.complete);
-        assert_eq!(complete.next.hold_back, at(200));
-        assert_eq!(complete.next.frontier, read.frontier);
-        assert_eq!(complete.next.position, None);
-        assert_eq!(complete.rows, read.rows, "the query's own flags stand");
-
-        let capped = poll_changes(
-            &mark,
-            PassRead {
-                complete: false,
-                ..read.clone()
-            },
-            Some(at(200)),
-        );
-        assert!(!capped.complete);
-        assert_eq!(
-            capped.next.hold_back,
-            at(100),
-            "a capped pass keeps the line"
-        );
-        assert!(
-            capped.rows.iter().all(|row| row.again),
-            "the next pass reads every row again: {:?}",
-            capped.rows
-        );
-
-        let unproven = poll_changes(&mark, read, None);
-        assert_eq!(unproven.next.hold_back, at(100));
-    }
-
     fn new_message(recipient: &str) -> NewMessage {
         NewMessage {
             key: MessageKey {
@@ -2053,6 +1990,7 @@ SELECT TOP (@P6)
                 body_html: Some("<p>Hi</p>".into()),
                 body_text: Some("Hi".into()),
                 error: None,
+                replica_behind: false,
             },
             retry_in_secs: 1.5,
             event_partition: Some(3),

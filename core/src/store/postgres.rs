@@ -12,10 +12,8 @@ use std::time::Duration;
 use bb8::{Pool, RunError};
 use bb8_postgres::PostgresConnectionManager;
 use chrono::{DateTime, Utc};
-use futures::future::join_all;
 use secrecy::ExposeSecret;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, IsolationLevel, NoTls, Row};
 
 use super::detection::{self, PageRow, Pager};
@@ -133,45 +131,16 @@ impl PgSource {
     }
 }
 
-/// Transaction ids probed in one pipelined round trip: the next 16 above the floor, then
-/// doubling steps. A gap wider than the last step is probed again from there.
-const XID_PROBES: [u64; 40] = {
-    let mut probes = [0; 40];
-    let mut i = 0;
-    while i < 40 {
-        probes[i] = if i < 16 { i as u64 } else { 1 << (i - 12) };
-        i += 1;
-    }
-    probes
-};
-
-/// The first transaction id this server has not seen assigned, at or above `floor`: every id
-/// from it on is assigned later. `pg_xact_status` refuses ids "in the future"; each probe is
-/// its own statement, so one refusal does not affect the others.
-async fn next_xid(client: &Client, floor: u64) -> StoreResult<u64> {
-    let mut floor = floor;
-    loop {
-        let probes = XID_PROBES.map(|step| floor + step);
-        let answers = join_all(probes.iter().map(|xid| {
-            let xid = xid.to_string();
-            async move {
-                client
-                    .query_typed(query!("source_xid_status"), &[(&xid, Type::TEXT)])
-                    .await
-            }
-        }))
-        .await;
-        for (xid, answer) in probes.iter().zip(answers) {
-            match answer {
-                Ok(_) => {}
-                Err(error) if error.code() == Some(&SqlState::INVALID_PARAMETER_VALUE) => {
-                    return Ok(*xid);
-                }
-                Err(error) => return Err(classify(error)),
-            }
-        }
-        floor = probes[probes.len() - 1] + 1;
-    }
+/// The first transaction id this server has not seen assigned: every id from it on was
+/// assigned after this call.
+async fn next_xid(client: &Client) -> StoreResult<u64> {
+    let row = client
+        .query_one(query!("source_next_xid"), &[])
+        .await
+        .map_err(classify)?;
+    let xmax = parse_xid(row.get("xmax"))?;
+    let ahead: i32 = row.get("ahead");
+    Ok(xmax + u64::try_from(ahead).unwrap_or_default())
 }
 
 fn parse_xid(text: &str) -> StoreResult<u64> {
@@ -200,7 +169,7 @@ fn changed_row(row: &Row) -> ChangedRow {
     ChangedRow {
         key: row.get("key_value"),
         change: row.get("change_value"),
-        again: false,
+        at: row.get("change_at"),
     }
 }
 
@@ -302,17 +271,19 @@ impl SourceDb for PgSource {
         }
     }
 
-    /// From the replica's horizon, else (a standby that has not replayed a commit since it
-    /// started) its clock.
+    /// From the replica's horizon: never its own clock, which may run ahead of the
+    /// primary's.
     async fn start_mark(&self, _table: &TableQueries) -> StoreResult<Mark> {
         let rows = self.db.query(query!("source_horizon"), &[]).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Refused("the replica did not say where it stands".into()))?;
-        let horizon: Option<DateTime<Utc>> = row.get("horizon");
-        Ok(Mark::starting_at(
-            horizon.unwrap_or_else(|| row.get("replica_now")),
-        ))
+        let horizon: Option<DateTime<Utc>> = rows.first().and_then(|row| row.get("horizon"));
+        let horizon = horizon.ok_or_else(|| {
+            StoreError::Unavailable(
+                "the standby has not replayed a commit since it started; the schedule starts \
+                 once it has"
+                    .into(),
+            )
+        })?;
+        Ok(Mark::starting_at(horizon))
     }
 
     /// One poll: the epoch, then one REPEATABLE READ READ ONLY snapshot for all its pages.
@@ -330,9 +301,8 @@ impl SourceDb for PgSource {
             .map_err(classify)?;
         let horizon: Option<DateTime<Utc>> = replica.get("horizon");
         let system_id: String = replica.get("system_id");
-        let floor = parse_xid(replica.get("xid_floor"))?;
         if let Some(horizon) = horizon {
-            let next = next_xid(&client, floor).await?;
+            let next = next_xid(&client).await?;
             self.epochs.lock().expect("lock").record(next, horizon);
         }
 
@@ -364,7 +334,6 @@ impl SourceDb for PgSource {
                         &frontier.map(|f| &f.change),
                         &frontier.map(|f| &f.key),
                         &previous,
-                        &low_bits(xmin),
                         &limit,
                     ],
                 )
@@ -373,10 +342,7 @@ impl SourceDb for PgSource {
             let page = page
                 .iter()
                 .map(|row| PageRow {
-                    row: ChangedRow {
-                        again: row.get("again"),
-                        ..changed_row(row)
-                    },
+                    row: changed_row(row),
                     fresh: row.get("fresh"),
                 })
                 .collect();
@@ -400,6 +366,7 @@ impl SourceDb for PgSource {
             rows: read.rows,
             next,
             complete: read.complete,
+            horizon,
         })
     }
 
@@ -484,6 +451,7 @@ fn mark_from(row: &Row) -> Option<Mark> {
             .map(|(change, key)| RowPosition { change, key }),
         position: row.get("position"),
         watching_since: row.get("watching_since"),
+        definition: row.get("definition"),
     })
 }
 
@@ -603,6 +571,7 @@ impl NotifyDb for PgNotify {
                     &frontier.map(|f| &f.key),
                     &to.position,
                     &to.watching_since,
+                    &to.definition,
                 ],
             )
             .await?;
@@ -733,6 +702,7 @@ impl NotifyDb for PgNotify {
                     &rendering.body_text,
                     &rendering.error,
                     &secs(retry_in),
+                    &rendering.replica_behind,
                 ],
             )
             .await?;

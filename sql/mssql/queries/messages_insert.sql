@@ -5,7 +5,8 @@
 -- probe is an index seek on message_identity; the engine checks lengths before sending,
 -- so no value is ever cut to fit by OPENJSON's conversion. DATEADD takes an int: retry
 -- delays are capped at 2,000,000 seconds. detected_at arrives as ISO 8601 in UTC (`Z`, at
--- most 6 fractional digits) and is stored as UTC.
+-- most 6 fractional digits) and is stored as UTC. Waiting for a replica behind the change
+-- (replica_behind) is not a render attempt.
 WITH batch AS (
     SELECT m.*,
            ROW_NUMBER() OVER (PARTITION BY m.tenant, m.schedule_id, m.source_key, m.change_version
@@ -17,7 +18,8 @@ WITH batch AS (
                recipient nvarchar(320), recipient_name nvarchar(max), locale nvarchar(35),
                subject nvarchar(max), body_html nvarchar(max), body_text nvarchar(max),
                error nvarchar(max), retry_in_secs float, event_partition int,
-               event_offset bigint, detected_at datetimeoffset(7)) AS m
+               event_offset bigint, detected_at datetimeoffset(7),
+               replica_behind bit) AS m
 )
 INSERT INTO dbo.message (tenant, schedule_id, source_key, change_version, channel, status,
                          recipient, recipient_name, locale, subject, body_html, body_text,
@@ -25,7 +27,7 @@ INSERT INTO dbo.message (tenant, schedule_id, source_key, change_version, channe
                          event_offset, detected_at)
 SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.status,
        b.recipient, b.recipient_name, b.locale, b.subject, b.body_html, b.body_text,
-       b.error, 1,
+       b.error, IIF(b.replica_behind = 1, 0, 1),
        DATEADD(millisecond,
                CAST(IIF(b.retry_in_secs < 2000000, b.retry_in_secs * 1000, 2000000000) AS int),
                SYSUTCDATETIME()),

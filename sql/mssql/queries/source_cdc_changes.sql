@@ -17,7 +17,8 @@ SELECT TOP (@P6)
        c.[__$seqval] AS seqval,
        c.[__$operation] AS operation,
        CAST(c.{key} AS nvarchar(400)) AS key_value,
-       CONVERT(nvarchar(40), c.{change}, 126) AS change_value
+       CONVERT(nvarchar(40), c.{change}, 126) AS change_value,
+       CAST(c.{change} AS datetimeoffset(7)) AS change_at
   FROM {change_table} AS c
  WHERE c.[__$start_lsn] >= CAST(@P1 AS binary(10))
    AND c.[__$start_lsn] <= CAST(@P5 AS binary(10))

@@ -1,12 +1,11 @@
 -- Template: {table}, {key}, {change} are catalog-quoted; {key_type}, {change_type} are
 -- their types. One page of a `poll` mode pass: rows whose change value is at or above the
 -- hold-back line @P1 (UTC), after the cursor (@P2 change, @P3 key; NULL on the first page),
--- in (change, key) order, @P7 at most.
+-- in (change, key) order, @P6 at most.
 --   fresh  above the frontier (@P4 change, @P5 key; NULL: nothing read yet): new to the
 --          detector. Rows at or below it are read again by every pass (SQL Server shows a
 --          replica no in-flight transactions to rule them out); the detector emits each once.
---   again  at or above the pass's proven line @P6 (UTC; NULL: none yet), where the next
---          pass starts reading: it will see the row again.
+--   change_at  the change value as an instant (datetime2 and datetime columns hold UTC).
 -- Values travel as text: keys as CAST to nvarchar(400) (the key types allowed all
 -- round-trip), change values in ISO 8601 (CONVERT style 126), which does not depend on
 -- SET LANGUAGE or DATEFORMAT and casts back to the same value, so the same row always
@@ -15,7 +14,7 @@
 -- SQL Server has no row-value comparison: the range seek on the (change, key) index starts
 -- at the cursor, else at the line (a cursor is a row of this pass, never below the line),
 -- and the OR refines it.
-SELECT TOP (@P7)
+SELECT TOP (@P6)
        CAST({key} AS nvarchar(400)) AS key_value,
        CONVERT(nvarchar(40), {change}, 126) AS change_value,
        CAST(CASE WHEN @P4 IS NULL
@@ -23,8 +22,7 @@ SELECT TOP (@P7)
                    OR ({change} = CONVERT({change_type}, @P4, 126)
                        AND {key} > CAST(@P5 AS {key_type}))
                  THEN 1 ELSE 0 END AS bit) AS fresh,
-       CAST(CASE WHEN @P6 IS NULL OR {change} >= CAST(@P6 AS {change_type})
-                 THEN 1 ELSE 0 END AS bit) AS again
+       CAST({change} AS datetimeoffset(7)) AS change_at
   FROM {table}
  WHERE {change} >= COALESCE(CONVERT({change_type}, @P2, 126), CAST(@P1 AS {change_type}))
    AND (@P2 IS NULL

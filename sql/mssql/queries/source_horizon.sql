@@ -13,11 +13,9 @@
 -- Never later than this replica's clock, which keeps a wrong offset (a DST change between
 -- the commit and now) from putting the horizon in the future.
 -- The DMV needs VIEW SERVER STATE on the replica (granted to the detector's login).
--- replica_now: this replica's clock, where a new schedule starts when there is no horizon.
 SELECT CASE WHEN secondary.database_id IS NULL THEN SYSDATETIMEOFFSET()
             WHEN secondary.last_commit > SYSDATETIMEOFFSET() THEN SYSDATETIMEOFFSET()
-            ELSE secondary.last_commit END AS horizon,
-       SYSDATETIMEOFFSET() AS replica_now
+            ELSE secondary.last_commit END AS horizon
   FROM (VALUES (1)) AS here (one)
  OUTER APPLY (SELECT TOP (1)
                      s.database_id,

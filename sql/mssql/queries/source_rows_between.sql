@@ -4,7 +4,8 @@
 -- cursor, else at @P1 (a cursor is a row of this range).
 SELECT TOP (@P5)
        CAST({key} AS nvarchar(400)) AS key_value,
-       CONVERT(nvarchar(40), {change}, 126) AS change_value
+       CONVERT(nvarchar(40), {change}, 126) AS change_value,
+       CAST({change} AS datetimeoffset(7)) AS change_at
   FROM {table}
  WHERE {change} >= COALESCE(CONVERT({change_type}, @P3, 126), CAST(@P1 AS {change_type}))
    AND {change} < CAST(@P2 AS {change_type})

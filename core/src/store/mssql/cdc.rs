@@ -297,7 +297,7 @@ pub(super) fn next_mark(
         hold_back,
         frontier: None,
         position: Some(cursor.to_string()),
-        watching_since: mark.watching_since,
+        ..mark.clone()
     }
 }
 
@@ -346,6 +346,7 @@ pub(super) async fn start(
             frontier: None,
             position: Some(Cursor::Commit(lsn).to_string()),
             watching_since: Some(committed_at),
+            definition: None,
         },
         _ => Mark::starting_at(bounds.replica_now),
     })
@@ -365,7 +366,7 @@ fn capture_row(row: &Row) -> StoreResult<CaptureRow> {
         row: ChangedRow {
             key: text(row, "key_value")?,
             change: text(row, "change_value")?,
-            again: false,
+            at: required(row, "change_at")?,
         },
     })
 }
@@ -406,6 +407,7 @@ pub(super) async fn changes(
         rows: Vec::new(),
         next: mark.clone(),
         complete: true,
+        horizon: None,
     };
     let bounds = bounds(session, capture).await?;
     let Some(max_lsn) = bounds.max_lsn else {
@@ -457,6 +459,7 @@ pub(super) async fn changes(
         rows: read.rows,
         next,
         complete: read.complete,
+        horizon: bounds.max_lsn_committed_at,
     })
 }
 
@@ -626,7 +629,7 @@ mod tests {
             row: ChangedRow {
                 key: key.into(),
                 change: "2027-01-15T08:00:00".into(),
-                again: false,
+                at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
             },
         }
     }
@@ -705,6 +708,7 @@ mod tests {
             frontier: None,
             position: Some("00000029000000100001".into()),
             watching_since: None,
+            definition: None,
         };
         let max = lsn("0000002A000001F00003");
         let lookback = chrono::Duration::seconds(60);
