@@ -16,7 +16,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use change_detector::audit::Check;
 use change_detector::emit::Emitter;
-use change_detector::schedules::Watched;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::{Parser, Subcommand};
 use herald_core::config::{DetectionMode, Settings};
@@ -101,10 +100,6 @@ async fn audit(
         .await
         .context("connecting to the notification database")?;
     let schedule = find_schedule(notify.as_ref(), which).await?;
-    let table = match source.resolve_table(&schedule.source).await? {
-        Ok(table) => table,
-        Err(invalid) => bail!("schedule {} is invalid: {invalid}", schedule.id),
-    };
     println!(
         "audit of schedule {} ({}/{}), changes from {} to {}",
         schedule.id,
@@ -113,29 +108,6 @@ async fn audit(
         from.to_rfc3339(),
         to.to_rfc3339()
     );
-    // Read before the check: only rows below the line can have been emitted yet.
-    let Some(mark) = notify.mark(schedule.id).await? else {
-        bail!("the detector has not started this schedule yet: no change of it was due");
-    };
-    let checked_from = from.max(mark.watching_since.unwrap_or(from));
-    if checked_from > from {
-        println!(
-            "the detector started this schedule at {}: earlier changes were never due and are not checked",
-            checked_from.to_rfc3339()
-        );
-    }
-    let checked_to = to.min(mark.hold_back);
-    if checked_to < to {
-        println!(
-            "hold-back line {}: later changes are still the detector's to emit and are not checked",
-            mark.hold_back.to_rfc3339()
-        );
-    }
-    if checked_from >= checked_to {
-        println!("nothing to check below the hold-back line");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let watched = Watched { schedule, table };
     let check = Check {
         source: source.as_ref(),
         notify: notify.as_ref(),
@@ -143,16 +115,32 @@ async fn audit(
         page_size: settings.detector.batch_size,
         catch_up,
     };
-    let findings = check.unqueued(&watched, checked_from, checked_to).await?;
+    let audit = check.audit(schedule, from, to).await?;
+    if let Some(since) = audit.watching_since.filter(|since| *since > from) {
+        println!(
+            "the detector started this schedule at {}: earlier changes were never due and are not checked",
+            since.to_rfc3339()
+        );
+    }
+    if audit.hold_back < to {
+        println!(
+            "hold-back line {}: later changes are still the detector's to emit and are not checked",
+            audit.hold_back.to_rfc3339()
+        );
+    }
+    if audit.checked.is_none() {
+        println!("nothing to check");
+    }
+    let missing = &audit.findings.missing;
     println!(
         "checked {} rows: {} missing",
-        findings.checked,
-        findings.missing.len()
+        audit.findings.checked,
+        missing.len()
     );
-    for row in &findings.missing {
+    for row in missing {
         println!("missing  key {}  change {}", row.key, row.change);
     }
-    if findings.missing.is_empty() {
+    if missing.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     if !repair {
@@ -161,9 +149,8 @@ async fn audit(
     let emitter = Emitter::new(settings.kafka.clone()).context("creating the Kafka producer")?;
     emitter
         .emit(
-            &watched.schedule,
-            findings
-                .missing
+            &audit.schedule,
+            missing
                 .iter()
                 .map(|row| (row.key.as_str(), row.change.as_str())),
         )
@@ -171,11 +158,11 @@ async fn audit(
         .context("emitting the missing changes")?;
     emitter.flush();
     notify
-        .record_late_changes(watched.schedule.id, &findings.missing, LateFinder::Audit)
+        .record_late_changes(audit.schedule.id, missing, LateFinder::Audit)
         .await?;
     println!(
         "repaired: emitted {} missing change(s), recorded in late_change as found by audit",
-        findings.missing.len()
+        missing.len()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -205,7 +205,7 @@ pub async fn a_schedule_switched_to_another_change_column_starts_afresh(
         .await?;
     stack
         .wait_for_count(
-            "SELECT count(*) FROM detector_watermark WHERE definition LIKE '%modified_at%'",
+            "SELECT count(*) FROM detector_watermark WHERE source_definition LIKE '%modified_at%'",
             1,
             SOON,
         )

@@ -1138,7 +1138,7 @@ fn mark_from(row: &Row) -> StoreResult<Option<Mark>> {
         frontier,
         position: opt_text(row, "position")?,
         watching_since: value(row, "watching_since")?,
-        definition: opt_text(row, "definition")?,
+        definition: opt_text(row, "source_definition")?,
     }))
 }
 

@@ -451,7 +451,7 @@ fn mark_from(row: &Row) -> Option<Mark> {
             .map(|(change, key)| RowPosition { change, key }),
         position: row.get("position"),
         watching_since: row.get("watching_since"),
-        definition: row.get("definition"),
+        definition: row.get("source_definition"),
     })
 }
 

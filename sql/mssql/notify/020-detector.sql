@@ -12,7 +12,7 @@
 --                 or a whole commit LSN `start_lsn`.
 --   watching_since when the detector started the schedule (UTC): earlier changes are not
 --                 notified (nothing is backfilled), and the sweep and audits never look below it.
---   definition    the schedule's table, key and change column the mark belongs to: when the
+--   source_definition the schedule's table, key and change column the mark belongs to: when the
 --                 admin changes them, the schedule starts afresh.
 
 SET ANSI_NULLS ON;
@@ -29,7 +29,7 @@ IF OBJECT_ID(N'dbo.detector_watermark', N'U') IS NULL
         key_value        nvarchar(400) NULL,
         position         nvarchar(100) NULL,
         watching_since   datetime2(7)  NULL,
-        definition       nvarchar(max) NULL,
+        source_definition nvarchar(max) NULL,
         owner            nvarchar(200) NULL, -- detector instance holding the lease
         lease_expires_at datetime2(7)  NULL,
         updated_at       datetime2(7)  NOT NULL CONSTRAINT detector_watermark_updated_default DEFAULT SYSUTCDATETIME()
@@ -44,8 +44,8 @@ IF COL_LENGTH(N'dbo.detector_watermark', N'position') IS NULL
     ALTER TABLE dbo.detector_watermark ADD position nvarchar(100) NULL;
 IF COL_LENGTH(N'dbo.detector_watermark', N'watching_since') IS NULL
     ALTER TABLE dbo.detector_watermark ADD watching_since datetime2(7) NULL;
-IF COL_LENGTH(N'dbo.detector_watermark', N'definition') IS NULL
-    ALTER TABLE dbo.detector_watermark ADD definition nvarchar(max) NULL;
+IF COL_LENGTH(N'dbo.detector_watermark', N'source_definition') IS NULL
+    ALTER TABLE dbo.detector_watermark ADD source_definition nvarchar(max) NULL;
 GO
 
 -- Everything below an old watermark was emitted: it becomes the hold-back line, in UTC (an

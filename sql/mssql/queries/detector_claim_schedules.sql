@@ -14,6 +14,6 @@ SELECT DISTINCT ids.schedule_id
 UPDATE dbo.detector_watermark
    SET owner = @P1, lease_expires_at = DATEADD(millisecond, @P2, SYSUTCDATETIME())
 OUTPUT inserted.schedule_id, inserted.hold_back, inserted.change_value, inserted.key_value,
-       inserted.position, inserted.watching_since, inserted.definition
+       inserted.position, inserted.watching_since, inserted.source_definition
  WHERE schedule_id IN (SELECT ids.schedule_id FROM OPENJSON(@P3) WITH (schedule_id bigint '$') AS ids)
    AND (owner = @P1 OR owner IS NULL OR lease_expires_at < SYSUTCDATETIME());

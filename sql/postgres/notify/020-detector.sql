@@ -9,7 +9,7 @@
 --                 `system_identifier:xmin` of the last poll's snapshot.
 --   watching_since when the detector started the schedule: earlier changes are not notified
 --                 (nothing is backfilled), and the sweep and audits never look below it.
---   definition    the schedule's table, key and change column the mark belongs to: when the
+--   source_definition the schedule's table, key and change column the mark belongs to: when the
 --                 admin changes them, the schedule starts afresh.
 
 CREATE TABLE IF NOT EXISTS detector_watermark (
@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS detector_watermark (
     key_value        text,
     position         text,
     watching_since   timestamptz,
-    definition       text,
+    source_definition text,
     owner            text,       -- detector instance holding the lease
     lease_expires_at timestamptz,
     updated_at       timestamptz NOT NULL DEFAULT now()
@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS detector_watermark (
 ALTER TABLE detector_watermark ADD COLUMN IF NOT EXISTS hold_back timestamptz;
 ALTER TABLE detector_watermark ADD COLUMN IF NOT EXISTS position text;
 ALTER TABLE detector_watermark ADD COLUMN IF NOT EXISTS watching_since timestamptz;
-ALTER TABLE detector_watermark ADD COLUMN IF NOT EXISTS definition text;
+ALTER TABLE detector_watermark ADD COLUMN IF NOT EXISTS source_definition text;
 UPDATE detector_watermark
    SET hold_back = CAST(change_value AS timestamp) AT TIME ZONE 'UTC',
        change_value = CASE WHEN key_value IS NULL THEN NULL ELSE change_value END

@@ -9,4 +9,4 @@ SELECT id, $1, now() + make_interval(secs => $2::float8)
     OR detector_watermark.owner IS NULL
     OR detector_watermark.lease_expires_at < now()
 RETURNING schedule_id, hold_back, change_value, key_value, position, watching_since,
-          definition
+          source_definition

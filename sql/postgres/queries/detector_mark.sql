@@ -1,4 +1,4 @@
 -- Schedule $1's mark, whoever owns it.
-SELECT hold_back, change_value, key_value, position, watching_since, definition
+SELECT hold_back, change_value, key_value, position, watching_since, source_definition
   FROM detector_watermark
  WHERE schedule_id = $1
