@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 #
-# One image with all four binaries; the command picks the service:
+# One image with every binary; the command picks the service (or the operator's command):
 #   docker run --rm herald change-detector | renderer | sender | fake-provider --listen 0.0.0.0:8025
+#   docker run --rm herald heraldctl audit --schedule acme/welcome-email --from 2h
 # Settings: /app/config (HERALD_CONFIG_DIR) + HERALD_ENV + HERALD__SECTION__KEY variables;
 # secrets only from the environment (see README "Configuration").
 # Build from the repository root: docker build -t herald .
@@ -31,7 +32,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     cargo build --release --locked --bins \
  && mkdir -p /out \
  && cp target/release/change-detector target/release/renderer target/release/sender \
-       target/release/fake-provider /out/
+       target/release/fake-provider target/release/heraldctl /out/
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -48,7 +49,7 @@ RUN apt-get update \
 COPY --from=builder /out/ /usr/local/bin/
 COPY config/ /app/config/
 # Fail the build, not the first start, if a binary needs a shared library this image lacks.
-RUN for bin in change-detector renderer sender fake-provider; do \
+RUN for bin in change-detector renderer sender fake-provider heraldctl; do \
         libs="$(ldd "/usr/local/bin/$bin")"; \
         if grep -q 'not found' <<<"$libs"; then \
             echo "$bin: missing shared libraries:" >&2; echo "$libs" >&2; exit 1; \
@@ -58,4 +59,4 @@ WORKDIR /app
 ENV HERALD_CONFIG_DIR=/app/config
 # Numeric, so runtimes that enforce non-root (runAsNonRoot) can verify it.
 USER 10001:10001
-CMD ["sh", "-c", "echo 'herald image: name a service as the command: change-detector, renderer, sender or fake-provider' >&2; exit 64"]
+CMD ["sh", "-c", "echo 'herald image: name a service as the command: change-detector, renderer, sender or fake-provider (or heraldctl)' >&2; exit 64"]
