@@ -445,7 +445,34 @@ impl Stack {
                     .join("\n")
             })
             .unwrap_or_else(|e| format!("  (queue unreadable: {e})"));
-        format!("queue:\n{statuses}\n{}", self.services.log_tails(40))
+        let marks = self
+            .notify
+            .query(
+                "SELECT schedule_id, hold_back, change_value, key_value, owner
+                   FROM detector_watermark ORDER BY schedule_id",
+                &[],
+            )
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|row| {
+                        format!(
+                            "  {}: hold-back {:?}, frontier {:?} / {:?}, owner {:?}",
+                            row.int(0),
+                            row.0[1],
+                            row.opt_text(2),
+                            row.opt_text(3),
+                            row.opt_text(4)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_else(|e| format!("  (marks unreadable: {e})"));
+        format!(
+            "queue:\n{statuses}\ndetector marks:\n{marks}\n{}",
+            self.services.log_tails(40)
+        )
     }
 }
 

@@ -40,11 +40,13 @@ impl Replica {
     }
 }
 
-/// Waits until `replica` has replayed everything written to the primary so far.
+/// Waits until `replica` has replayed everything written to the primary so far: up to the
+/// WAL *insert* position, which, with `synchronous_commit = off`, runs ahead of the write
+/// position (`pg_current_wal_lsn`) by the commits just made.
 async fn caught_up(replica: Replica) -> anyhow::Result<()> {
     let written = crate::connect("postgres")
         .await?
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await?
         .get::<_, String>(0);
     let standby = replica.connect("postgres").await?;
