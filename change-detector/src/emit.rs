@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::future::join_all;
 use herald_core::config::KafkaSettings;
-use herald_core::event::ChangeEvent;
+use herald_core::event::{self, ChangeEvent};
 use herald_core::kafka;
 use herald_core::model::Schedule;
 use herald_core::telemetry::error_chain;
@@ -39,6 +39,7 @@ impl Emitter {
         let mut deliveries = Vec::new();
         for (key, change) in rows {
             let event = ChangeEvent {
+                format: event::FORMAT,
                 tenant: schedule.tenant.clone(),
                 schedule_id: schedule.id,
                 channel: schedule.channel,

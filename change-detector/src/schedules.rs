@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use herald_core::model::Schedule;
 use herald_core::store::{Invalid, NotifyDb, SourceDb, StoreResult, TableQueries};
+use herald_core::telemetry::error_chain;
 
 /// How long an invalid verdict stands before the catalog is asked again (the admin may have
 /// created the missing table or function since).
@@ -77,9 +78,17 @@ impl ScheduleBook {
                         "schedule is valid"
                     ),
                 }
-                notify
+                match notify
                     .record_schedule_check(schedule.id, error.map(String::as_str))
-                    .await?;
+                    .await
+                {
+                    Err(failed) if !failed.is_unavailable() => tracing::warn!(
+                        schedule_id = schedule.id,
+                        error = %error_chain(&failed),
+                        "could not record the schedule's verdict"
+                    ),
+                    recorded => recorded?,
+                }
             }
             if let Ok(table) = &verdict.result {
                 watched.push(Watched {
@@ -106,13 +115,25 @@ impl ScheduleBook {
     }
 }
 
+/// Checks one schedule against the source catalog. A catalog that refuses the lookup (a
+/// name it cannot take, say) makes the schedule invalid, not the cycle fail; only an
+/// unavailable source is an error.
 async fn check(
     source: &dyn SourceDb,
     schedule: &Schedule,
 ) -> StoreResult<Result<TableQueries, Invalid>> {
-    let table = match source.resolve_table(&schedule.source).await? {
-        Ok(table) => table,
-        Err(invalid) => return Ok(Err(invalid)),
+    let checked = async {
+        let table = match source.resolve_table(&schedule.source).await? {
+            Ok(table) => table,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
+        StoreResult::Ok(source.resolve_merge(&schedule.merge).await?.map(|_| table))
     };
-    Ok(source.resolve_merge(&schedule.merge).await?.map(|_| table))
+    match checked.await {
+        Err(error) if !error.is_unavailable() => Ok(Err(format!(
+            "the source refused to look the schedule up: {}",
+            error_chain(&error)
+        ))),
+        checked => checked,
+    }
 }

@@ -184,13 +184,14 @@ pub trait NotifyDb: Send + Sync + 'static {
     // Renderer.
     /// Inserts the messages whose identity is new; returns how many were new.
     async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64>;
-    /// Keeps an event that could not be read at all.
+    /// Keeps an event that cannot become a message: its payload's bytes as they were, and
+    /// why.
     async fn reject_event(
         &self,
         topic: &str,
         partition: i32,
         offset: i64,
-        payload: Option<&str>,
+        payload: Option<&[u8]>,
         error: &str,
     ) -> StoreResult<()>;
     async fn claim_render_retries(
@@ -281,6 +282,49 @@ impl<E: std::error::Error + 'static> bb8::ErrorSink<E> for LogConnectionErrors {
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<E>> {
         Box::new(self.clone())
+    }
+}
+
+/// How long an engine's names may be, as it counts them: names an admin gave are checked
+/// before they reach the catalog, which would refuse them (or cut them short).
+pub(crate) struct NameLimit {
+    pub engine: &'static str,
+    pub longest: usize,
+    pub unit: &'static str,
+    pub length: fn(&str) -> usize,
+}
+
+impl NameLimit {
+    pub fn check(&self, names: &[(&str, &str)]) -> Result<(), Invalid> {
+        for (what, name) in names {
+            let length = (self.length)(name);
+            if length == 0 {
+                return Err(format!("the {what} name is empty"));
+            }
+            if length > self.longest {
+                return Err(format!(
+                    "the {what} name {name:?} has {length} {}; {} names have at most {}",
+                    self.unit, self.engine, self.longest
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A rejected payload's text form, when it has one a text column holds: UTF-8 without NUL.
+pub(crate) fn payload_text(payload: Option<&[u8]>) -> Option<&str> {
+    std::str::from_utf8(payload?)
+        .ok()
+        .filter(|text| !text.contains('\0'))
+}
+
+/// Text for a text column: NUL characters (which PostgreSQL refuses) written as `\0`.
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\\0").into()
+    } else {
+        text.into()
     }
 }
 

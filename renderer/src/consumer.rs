@@ -135,7 +135,7 @@ async fn record_batch(
         match ChangeEvent::from_json(message.payload().unwrap_or_default()) {
             Ok(event) => pending.push((message, event)),
             Err(error) => {
-                let error = format!("unreadable change event: {error}");
+                let error = error.to_string();
                 let kept = retry_until_done(cancel, || reject(renderer, message, &error)).await;
                 if !kept {
                     return false;
@@ -176,32 +176,37 @@ async fn record_batch(
     retry_until_done(cancel, || insert(renderer, &rows, &sources)).await
 }
 
-/// Inserts the batch's messages. If the database refuses the batch, they go in one at a
-/// time, and a message refused on its own is kept in `rejected_event` with the reason, so
-/// one bad message neither stops the consumer nor takes the others down with it.
+/// Inserts the batch's messages. A batch the database refuses is split in halves until the
+/// refused message is alone; it is kept in `rejected_event` with the reason, so one bad
+/// message neither stops the consumer nor takes the others down with it. Only an
+/// unavailable database is an error (retried by the caller).
 async fn insert(
     renderer: &Renderer,
     rows: &[NewMessage],
     sources: &[&OwnedMessage],
 ) -> StoreResult<()> {
-    let error = match renderer.notify().insert_messages(rows).await {
-        Ok(inserted) => {
-            tracing::debug!(events = rows.len(), inserted, "batch recorded");
-            return Ok(());
+    // Parts still to insert, as ranges of `rows`; the whole batch first.
+    let mut parts = Vec::with_capacity(1);
+    parts.push(0..rows.len());
+    while let Some(part) = parts.pop() {
+        if part.is_empty() {
+            continue;
         }
-        Err(error) if error.is_unavailable() => return Err(error),
-        Err(error) => error,
-    };
-    tracing::warn!(error = %error_chain(&error), "the batch was refused; recording its messages one by one");
-    for (row, source) in rows.iter().zip(sources) {
-        match renderer
-            .notify()
-            .insert_messages(std::slice::from_ref(row))
-            .await
-        {
-            Ok(_) => {}
+        let error = match renderer.notify().insert_messages(&rows[part.clone()]).await {
+            Ok(inserted) => {
+                tracing::debug!(events = part.len(), inserted, "messages recorded");
+                continue;
+            }
             Err(error) if error.is_unavailable() => return Err(error),
-            Err(error) => reject(renderer, source, &error_chain(&error)).await?,
+            Err(error) => error,
+        };
+        if part.len() == 1 {
+            reject(renderer, sources[part.start], &error_chain(&error)).await?;
+        } else {
+            tracing::warn!(events = part.len(), error = %error_chain(&error), "the database refused a batch of messages; splitting it to find the refused one");
+            let middle = part.start + part.len() / 2;
+            parts.push(middle..part.end);
+            parts.push(part.start..middle);
         }
     }
     Ok(())
@@ -227,25 +232,37 @@ async fn render_event(
     })
 }
 
-/// Keeps an event that cannot become a message in `rejected_event`, with the reason.
-async fn reject(renderer: &Renderer, message: &OwnedMessage, error: &str) -> StoreResult<()> {
-    let payload = message.payload().map(String::from_utf8_lossy);
-    tracing::error!(
-        partition = message.partition(),
-        offset = message.offset(),
-        %error,
-        "change event kept in rejected_event"
-    );
-    renderer
+/// Keeps an event that cannot become a message in `rejected_event`: its bytes as they were,
+/// and the reason. Errs only if the database is unavailable; should it refuse the row, the
+/// event stays on the topic alone and the log says so.
+async fn reject(renderer: &Renderer, message: &OwnedMessage, reason: &str) -> StoreResult<()> {
+    let kept = renderer
         .notify()
         .reject_event(
             message.topic(),
             message.partition(),
             message.offset(),
-            payload.as_deref(),
-            error,
+            message.payload(),
+            reason,
         )
-        .await
+        .await;
+    match kept {
+        Ok(()) => tracing::error!(
+            partition = message.partition(),
+            offset = message.offset(),
+            %reason,
+            "change event kept in rejected_event"
+        ),
+        Err(error) if error.is_unavailable() => return Err(error),
+        Err(error) => tracing::error!(
+            partition = message.partition(),
+            offset = message.offset(),
+            %reason,
+            error = %error_chain(&error),
+            "change event could not be kept in rejected_event: it is only on the topic"
+        ),
+    }
+    Ok(())
 }
 
 /// Runs `op` until it succeeds; false if cancelled first.

@@ -1,7 +1,12 @@
 //! Bad input gets a clear, recorded reason and loses nothing; the rest keeps flowing. Clean
 //! shutdowns lose and repeat nothing.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::Utc;
 use herald_tests::{Contact, Engine, SOON, Service, Stack, wait_until};
+use serde_json::json;
 
 pub async fn bad_input_is_recorded_with_its_reason_and_the_rest_flows(
     engine: Engine,
@@ -105,7 +110,7 @@ pub async fn bad_input_is_recorded_with_its_reason_and_the_rest_flows(
         .query_one("SELECT payload, error FROM rejected_event", &[])
         .await?;
     assert_eq!(rejected.opt_text(0).as_deref(), Some("{not json"));
-    assert!(rejected.text(1).contains("unreadable change event"));
+    assert!(rejected.text(1).contains("not a change event"));
 
     let mut delivered: Vec<String> = stack
         .accepted()
@@ -141,4 +146,128 @@ pub async fn every_service_stops_cleanly_on_sigterm(engine: Engine) -> anyhow::R
     let to: Vec<String> = stack.accepted().into_iter().flat_map(|r| r.to).collect();
     assert_eq!(to, ["ada@example.com", "grace@example.com"]);
     Ok(())
+}
+
+pub async fn hostile_payloads_are_kept_as_they_were_and_real_changes_flow(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "hostile_payloads").await?;
+    stack.load_example_schedules().await?;
+    stack.set_schedule_active("appointment-sms", false).await?;
+    let schedule_id = stack
+        .notify
+        .count(
+            "SELECT schedule_id FROM schedule WHERE name = 'welcome-email'",
+            &[],
+        )
+        .await?;
+    // Rows from before the detector started: only the events below ask for them.
+    let newer_format = stack
+        .insert_contact(&Contact {
+            email: Some("newer-format@example.com"),
+            ..Contact::default()
+        })
+        .await?;
+    let extra_field = stack
+        .insert_contact(&Contact {
+            email: Some("extra-field@example.com"),
+            ..Contact::default()
+        })
+        .await?;
+    let event = |key: i64, version: String| {
+        json!({
+            "format": 1,
+            "tenant": "acme",
+            "schedule_id": schedule_id,
+            "channel": "email",
+            "source_key": key.to_string(),
+            "change_version": version,
+            "detected_at": Utc::now(),
+        })
+    };
+    let mut newer = event(
+        newer_format,
+        stack.contact_created_version(newer_format).await?,
+    );
+    newer["format"] = json!(2);
+    let mut extra = event(
+        extra_field,
+        stack.contact_created_version(extra_field).await?,
+    );
+    extra["added_in_a_later_detector"] = json!({"anything": [1, 2]});
+    let mut nul_in_key = event(extra_field, "2026-11-22 10:00:00+00".into());
+    nul_in_key["source_key"] = json!("4\u{0}2");
+
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("control character", b"{\"tenant\":\"ac\0me\"}".to_vec()),
+        ("NUL character", nul_in_key.to_string().into_bytes()),
+        ("invalid unicode", b"{\"tenant\":\"\xff\xfe\"}".to_vec()),
+        (
+            "missing field",
+            format!("{{\"padding\":\"{}\"}}", "x".repeat(2_000_000)).into_bytes(),
+        ),
+        ("key must be a string", b"{not json".to_vec()),
+        ("missing field", br#"{"tenant":"acme"}"#.to_vec()),
+        ("format 2 is newer", newer.to_string().into_bytes()),
+    ];
+    // In front of every real change, on every partition.
+    let mut placed = Vec::new();
+    for (i, (reason, payload)) in hostile.iter().enumerate() {
+        let partition = i as i32 % 3;
+        let offset = stack.produce(None, payload, Some(partition)).await?;
+        placed.push((partition, offset, *reason, payload));
+    }
+    stack
+        .produce(None, extra.to_string().as_bytes(), Some(1))
+        .await?;
+
+    stack.start_all().await?;
+    stack.wait_until_watching(1).await?;
+    let mut expected: BTreeSet<String> = ["extra-field@example.com".to_owned()].into();
+    for i in 0..20 {
+        let email = format!("real-{i}@example.com");
+        stack
+            .insert_contact(&Contact {
+                email: Some(&email),
+                ..Contact::default()
+            })
+            .await?;
+        expected.insert(email);
+    }
+    stack
+        .wait_for_accepted(expected.len(), Duration::from_secs(10))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got: BTreeSet<String> = stack.accepted().iter().map(|r| r.to.join(",")).collect();
+    assert_eq!(
+        got, expected,
+        "the real changes and the event with an extra field"
+    );
+
+    for (partition, offset, reason, payload) in placed {
+        let kept = stack
+            .notify
+            .query_one(
+                &format!(
+                    "SELECT raw, error FROM rejected_event
+                      WHERE {} = CAST($1 AS bigint) AND {} = CAST($2 AS bigint)",
+                    quoted(engine, "partition"),
+                    quoted(engine, "offset")
+                ),
+                &[i64::from(partition).into(), offset.into()],
+            )
+            .await?;
+        assert_eq!(&kept.bytes(0), payload, "kept byte for byte: {reason}");
+        let error = kept.text(1);
+        assert!(error.contains(reason), "{reason}: {error}");
+    }
+    Ok(())
+}
+
+/// `partition` and `offset` are keywords: quoted as each engine quotes.
+fn quoted(engine: Engine, name: &str) -> String {
+    match engine {
+        Engine::Postgres => format!("\"{name}\""),
+        Engine::Mssql => format!("[{name}]"),
+    }
 }

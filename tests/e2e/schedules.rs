@@ -74,6 +74,22 @@ pub async fn broken_schedules_are_reported_and_do_not_stop_a_healthy_one(
                      'contact_id', 'modified_at', 'crm', 'welcome_email', 'welcome')",
         )
         .await?;
+    // Names longer than either engine takes (PostgreSQL 63 bytes, SQL Server 128 characters).
+    let long = "x".repeat(129);
+    stack
+        .notify
+        .execute(
+            "INSERT INTO schedule (tenant, name, channel, source_schema, source_table, key_column,
+                                   change_column, merge_schema, merge_function, template_name)
+             VALUES ('acme', 'long-table', 'email', 'crm', $1, 'contact_id',
+                     'modified_at', 'crm', 'welcome_email', 'welcome'),
+                    ('acme', 'long-column', 'email', 'crm', 'contact', 'contact_id',
+                     $1, 'crm', 'welcome_email', 'welcome'),
+                    ('acme', 'long-function', 'email', 'crm', 'contact', 'contact_id',
+                     'modified_at', 'crm', $1, 'welcome')",
+            &[long.as_str().into()],
+        )
+        .await?;
     stack.start_all().await?;
     stack.wait_until_watching(2).await?;
     stack.insert_contact(&Contact::default()).await?;
@@ -86,6 +102,9 @@ pub async fn broken_schedules_are_reported_and_do_not_stop_a_healthy_one(
         ("a-date", "is date; it must be a timestamp"),
         ("no-function", "merge function crm.goodbye_email"),
         ("sneaky", "does not exist"),
+        ("long-table", "xxxxxxxx"),
+        ("long-column", "xxxxxxxx"),
+        ("long-function", "xxxxxxxx"),
     ];
     for (name, error) in expected {
         let recorded = wait_until(SOON, || async {

@@ -16,6 +16,7 @@ pub enum Value {
     Int(i64),
     Text(String),
     Time(DateTime<Utc>),
+    Bytes(Vec<u8>),
 }
 
 impl From<&str> for Value {
@@ -65,6 +66,13 @@ impl Row {
         match &self.0[column] {
             Value::Null => None,
             _ => Some(self.int(column)),
+        }
+    }
+
+    pub fn bytes(&self, column: usize) -> Vec<u8> {
+        match &self.0[column] {
+            Value::Bytes(bytes) => bytes.clone(),
+            other => panic!("column {column} is {other:?}, not bytes"),
         }
     }
 
@@ -204,6 +212,7 @@ fn pg_params(params: &[Value]) -> Vec<PgParam> {
                 Value::Int(n) => Box::new(*n),
                 Value::Text(text) => Box::new(text.clone()),
                 Value::Time(time) => Box::new(*time),
+                Value::Bytes(bytes) => Box::new(bytes.clone()),
             }
         })
         .collect()
@@ -235,6 +244,8 @@ fn pg_row(row: &tokio_postgres::Row) -> anyhow::Result<Row> {
                 row.get::<_, Option<DateTime<Utc>>>(i).map(Value::Time)
             } else if [Type::TEXT, Type::VARCHAR, Type::NAME].contains(ty) {
                 row.get::<_, Option<String>>(i).map(Value::Text)
+            } else if *ty == Type::BYTEA {
+                row.get::<_, Option<Vec<u8>>>(i).map(Value::Bytes)
             } else {
                 bail!(
                     "column {} has type {ty}, which the harness does not read",
@@ -290,6 +301,7 @@ fn ms_params(params: &[Value]) -> Vec<MsParam> {
                 Value::Int(n) => Box::new(*n),
                 Value::Text(text) => Box::new(text.clone()),
                 Value::Time(time) => Box::new(*time),
+                Value::Bytes(bytes) => Box::new(bytes.clone()),
             }
         })
         .collect()
@@ -310,6 +322,7 @@ fn ms_row(row: tiberius::Row) -> anyhow::Result<Row> {
                 ColumnData::I32(n) => n.map(|n| Value::Int(n.into())),
                 ColumnData::I64(n) => n.map(Value::Int),
                 ColumnData::String(text) => text.as_ref().map(|t| Value::Text(t.to_string())),
+                ColumnData::Binary(bytes) => bytes.as_ref().map(|b| Value::Bytes(b.to_vec())),
                 ColumnData::DateTimeOffset(_) => DateTime::<Utc>::from_sql(&data)?.map(Value::Time),
                 ColumnData::DateTime(_)
                 | ColumnData::DateTime2(_)

@@ -82,6 +82,23 @@ impl Stack {
         Ok(row.int(0))
     }
 
+    /// A contact's `created_at` in the source's own text form: the change version the
+    /// detector gives its insert.
+    pub async fn contact_created_version(&self, contact_id: i64) -> anyhow::Result<String> {
+        let sql = match self.engine {
+            Engine::Postgres => "SELECT created_at::text FROM crm.contact WHERE contact_id = $1",
+            Engine::Mssql => {
+                "SELECT CONVERT(nvarchar(40), created_at, 126) FROM crm.contact
+                  WHERE contact_id = $1"
+            }
+        };
+        Ok(self
+            .source
+            .query_one(sql, &[contact_id.into()])
+            .await?
+            .text(0))
+    }
+
     pub async fn move_appointment(
         &self,
         appointment_id: i64,

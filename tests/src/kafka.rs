@@ -100,7 +100,11 @@ impl Stack {
         payload: &[u8],
         partition: Option<i32>,
     ) -> anyhow::Result<i64> {
-        let settings = self.kafka_settings();
+        let mut settings = self.kafka_settings();
+        // Room for the oversized payloads scenarios put on the topic.
+        settings
+            .librdkafka
+            .insert("message.max.bytes".into(), "8000000".into());
         kafka::ensure_topic(&settings).await?;
         let producer: FutureProducer = kafka::producer_config(&settings).create()?;
         let mut record = FutureRecord::<[u8], [u8]>::to(&settings.topic).payload(payload);

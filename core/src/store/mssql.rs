@@ -47,8 +47,9 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::detection::{self, PageRow, Pager, PassRead};
 use super::{
-    CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NotifyDb, SourceDb,
-    StoreError, StoreResult, TableQueries, VersionCheck, attempt_columns, fill, parse_channel,
+    CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, NotifyDb,
+    SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, attempt_columns, fill,
+    parse_channel, payload_text, storable,
 };
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, env_var_for};
 use crate::model::{
@@ -360,20 +361,16 @@ impl MsSource {
 /// SQL Server names (`sysname`) have at most 128 characters; QUOTENAME returns NULL beyond.
 const MAX_NAME: usize = 128;
 
+const NAMES: NameLimit = NameLimit {
+    engine: "SQL Server",
+    longest: MAX_NAME,
+    unit: "characters",
+    length: |name| name.encode_utf16().count(),
+};
+
 /// Names an admin gave, checked before they reach the catalog.
 fn check_names(names: &[(&str, &str)]) -> Result<(), Invalid> {
-    for (what, name) in names {
-        let length = name.encode_utf16().count();
-        if length == 0 {
-            return Err(format!("the {what} name is empty"));
-        }
-        if length > MAX_NAME {
-            return Err(format!(
-                "the {what} name {name:?} has {length} characters; SQL Server names have at most {MAX_NAME}"
-            ));
-        }
-    }
-    Ok(())
+    NAMES.check(names)
 }
 
 /// A name as QUOTENAME returned it: NULL (a name over 128 characters) is an invalid
@@ -1328,13 +1325,20 @@ impl NotifyDb for MsNotify {
         topic: &str,
         partition: i32,
         offset: i64,
-        payload: Option<&str>,
+        payload: Option<&[u8]>,
         error: &str,
     ) -> StoreResult<()> {
         self.db
             .execute(
                 query!("event_reject"),
-                &[&topic, &partition, &offset, &payload, &error],
+                &[
+                    &topic,
+                    &partition,
+                    &offset,
+                    &payload_text(payload),
+                    &payload,
+                    &storable(error).as_ref(),
+                ],
             )
             .await?;
         Ok(())

@@ -18,8 +18,9 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Row};
 
 use super::detection::{self, PageRow, Pager};
 use super::{
-    Invalid, LogConnectionErrors, MergeCall, MergeRow, NotifyDb, SourceDb, StoreError, StoreResult,
-    TableQueries, VersionCheck, attempt_columns, fill, parse_channel,
+    Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, NotifyDb, SourceDb, StoreError,
+    StoreResult, TableQueries, VersionCheck, attempt_columns, fill, parse_channel, payload_text,
+    storable,
 };
 use crate::config::{DatabaseSettings, DetectorSettings};
 use crate::model::{
@@ -112,6 +113,15 @@ impl Db {
     }
 }
 
+/// PostgreSQL names have at most 63 bytes (NAMEDATALEN - 1); a longer one is refused as a
+/// parameter and cut short as an identifier.
+const NAMES: NameLimit = NameLimit {
+    engine: "PostgreSQL",
+    longest: 63,
+    unit: "bytes",
+    length: str::len,
+};
+
 /// The source's read replica: a hot standby, or the primary itself.
 pub struct PgSource {
     db: Db,
@@ -179,6 +189,14 @@ impl SourceDb for PgSource {
         &self,
         source: &SourceTable,
     ) -> StoreResult<Result<TableQueries, Invalid>> {
+        if let Err(invalid) = NAMES.check(&[
+            ("schema", &source.schema),
+            ("table", &source.table),
+            ("key column", &source.key_column),
+            ("change column", &source.change_column),
+        ]) {
+            return Ok(Err(invalid));
+        }
         let rows = self
             .db
             .query(
@@ -242,6 +260,12 @@ impl SourceDb for PgSource {
         &self,
         merge: &MergeFunction,
     ) -> StoreResult<Result<MergeCall, Invalid>> {
+        if let Err(invalid) = NAMES.check(&[
+            ("merge schema", &merge.schema),
+            ("merge function", &merge.name),
+        ]) {
+            return Ok(Err(invalid));
+        }
         let rows = self
             .db
             .query(
@@ -637,13 +661,20 @@ impl NotifyDb for PgNotify {
         topic: &str,
         partition: i32,
         offset: i64,
-        payload: Option<&str>,
+        payload: Option<&[u8]>,
         error: &str,
     ) -> StoreResult<()> {
         self.db
             .execute(
                 query!("event_reject"),
-                &[&topic, &partition, &offset, &payload, &error],
+                &[
+                    &topic,
+                    &partition,
+                    &offset,
+                    &payload_text(payload),
+                    &payload,
+                    &storable(error).as_ref(),
+                ],
             )
             .await?;
         Ok(())

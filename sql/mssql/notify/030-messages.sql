@@ -86,14 +86,22 @@ IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.messa
     CREATE INDEX message_by_recipient ON dbo.message (tenant, recipient, created_at);
 GO
 
--- Events that could not even be read (not JSON, missing fields): kept, never dropped.
+-- Events that cannot become a message (not JSON, missing fields, a newer format, an
+-- identity no column can hold, a message the database refused): kept, never dropped.
+--   raw      the payload's bytes, exactly as they were on the topic;
+--   payload  the same as text, when it is text (UTF-8 without NUL characters).
 IF OBJECT_ID(N'dbo.rejected_event', N'U') IS NULL
     CREATE TABLE dbo.rejected_event (
-        topic       nvarchar(249) NOT NULL, -- Kafka's longest topic name
-        [partition] int           NOT NULL,
-        [offset]    bigint        NOT NULL,
-        payload     nvarchar(max) NULL,
-        error       nvarchar(max) NOT NULL,
-        received_at datetime2(7)  NOT NULL CONSTRAINT rejected_event_received_default DEFAULT SYSUTCDATETIME(),
+        topic       nvarchar(249)  NOT NULL, -- Kafka's longest topic name
+        [partition] int            NOT NULL,
+        [offset]    bigint         NOT NULL,
+        payload     nvarchar(max)  NULL,
+        raw         varbinary(max) NULL,
+        error       nvarchar(max)  NOT NULL,
+        received_at datetime2(7)   NOT NULL CONSTRAINT rejected_event_received_default DEFAULT SYSUTCDATETIME(),
         CONSTRAINT rejected_event_pk PRIMARY KEY (topic, [partition], [offset])
     );
+GO
+
+IF COL_LENGTH(N'dbo.rejected_event', N'raw') IS NULL
+    ALTER TABLE dbo.rejected_event ADD raw varbinary(max) NULL;

@@ -52,13 +52,19 @@ CREATE INDEX IF NOT EXISTS message_render_due ON message (next_attempt_at) WHERE
 CREATE INDEX IF NOT EXISTS message_in_flight ON message (lease_expires_at) WHERE status = 'sending';
 CREATE INDEX IF NOT EXISTS message_by_recipient ON message (tenant, recipient, created_at);
 
--- Events that could not even be read (not JSON, missing fields): kept, never dropped.
+-- Events that cannot become a message (not JSON, missing fields, a newer format, an
+-- identity no column can hold, a message the database refused): kept, never dropped.
+--   raw      the payload's bytes, exactly as they were on the topic;
+--   payload  the same as text, when it is text (UTF-8 without NUL characters).
 CREATE TABLE IF NOT EXISTS rejected_event (
     topic       text        NOT NULL,
     partition   integer     NOT NULL,
     "offset"    bigint      NOT NULL,
     payload     text,
+    raw         bytea,
     error       text        NOT NULL,
     received_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (topic, partition, "offset")
 );
+
+ALTER TABLE rejected_event ADD COLUMN IF NOT EXISTS raw bytea;
