@@ -68,6 +68,16 @@ impl Settings {
     }
 
     pub fn load_from(dir: &Path, environment: &str) -> Result<Self, ConfigError> {
+        Self::load_with(dir, environment, None)
+    }
+
+    /// As [`Settings::load_from`], with `variables` standing in for the process environment
+    /// when given.
+    fn load_with(
+        dir: &Path,
+        environment: &str,
+        variables: Option<config::Map<String, String>>,
+    ) -> Result<Self, ConfigError> {
         let files = [
             dir.join("base.toml"),
             dir.join(format!("{environment}.toml")),
@@ -91,18 +101,38 @@ impl Settings {
         let settings: Settings = Config::builder()
             .add_source(File::from(base.as_path()))
             .add_source(File::from(env_file.as_path()))
+            // Values stay text: a setting that looks like a number (`+15005550006`, an
+            // all-digit token) keeps its characters; numeric settings parse from the text.
             .add_source(
                 Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true)
-                    .list_separator(",")
-                    .with_list_parse_key("kafka.brokers"),
+                    .source(variables),
             )
             .build()?
             .try_deserialize()?;
         settings.check()?;
+        let mut settings = settings;
+        settings.name_instances(&gethostname::gethostname().to_string_lossy());
         Ok(settings)
+    }
+
+    /// Names each service instance left unnamed `<service>-<host>-<process id>`: no two live
+    /// instances share a name, so none takes over another's leases or declares another's
+    /// calls in doubt. A name set in the settings is kept (it must be unique among live
+    /// instances; a stable one lets a restarted instance settle its own leases at once
+    /// instead of waiting for them to run out).
+    fn name_instances(&mut self, host: &str) {
+        let process = std::process::id();
+        for (service, instance_id) in [
+            ("detector", &mut self.detector.instance_id),
+            ("renderer", &mut self.renderer.instance_id),
+            ("sender", &mut self.sender.instance_id),
+        ] {
+            if instance_id.trim().is_empty() {
+                *instance_id = format!("{service}-{host}-{process}");
+            }
+        }
     }
 
     /// Rules that span settings; each broken one is a startup error, not a surprise later.
@@ -134,6 +164,27 @@ impl Settings {
     }
 }
 
+/// A list, or a text of comma-separated items.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCommas {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match ListOrCommas::deserialize(deserializer)? {
+        ListOrCommas::List(items) => items,
+        ListOrCommas::Commas(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
 /// The environment variable that sets a config path, e.g. `HERALD__NOTIFY__PASSWORD`.
 pub fn env_var_for(key: &str) -> String {
     format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase())
@@ -157,6 +208,8 @@ pub struct TelemetrySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
+    /// A list, or one comma-separated text (`HERALD__KAFKA__BROKERS=k1:9092,k2:9092`).
+    #[serde(deserialize_with = "list_or_commas")]
     pub brokers: Vec<String>,
     /// The topic of change events.
     pub topic: String,
@@ -204,7 +257,8 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorSettings {
-    /// Names this detector in schedule leases; stable across restarts of the same instance.
+    /// Names this detector in schedule leases ([`Settings::load`] fills in a default).
+    #[serde(default)]
     pub instance_id: String,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
@@ -249,7 +303,8 @@ pub enum DetectionMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RendererSettings {
-    /// Names this renderer in render-retry leases.
+    /// Names this renderer in render-retry leases ([`Settings::load`] fills in a default).
+    #[serde(default)]
     pub instance_id: String,
     /// Events rendered together; their offsets are stored once the whole batch is durable.
     pub batch_size: usize,
@@ -273,8 +328,9 @@ pub struct RendererSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SenderSettings {
-    /// Names this sender in message leases; stable across restarts of the same instance and
-    /// unique among running senders (a restart declares its own unfinished calls in doubt).
+    /// Names this sender in message leases ([`Settings::load`] fills in a default). At its
+    /// start a sender declares the calls it left unfinished under this name in doubt.
+    #[serde(default)]
     pub instance_id: String,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
@@ -373,6 +429,51 @@ mod tests {
         std::fs::write(dir.join("cdc.toml"), "[detector]\nmode = \"cdc\"\n").unwrap();
         let error = Settings::load_from(&dir, "cdc").unwrap_err().to_string();
         assert!(error.contains("detector.mode"), "{error}");
+    }
+
+    #[test]
+    fn settings_from_the_environment_keep_their_text() {
+        let variables = [
+            ("HERALD__PROVIDERS__TWILIO__FROM_NUMBER", "+15005550006"),
+            ("HERALD__PROVIDERS__TWILIO__AUTH_TOKEN", "0123456789"),
+            ("HERALD__PROVIDERS__SENDGRID__FROM_NAME", "1e5"),
+            ("HERALD__DETECTOR__BATCH_SIZE", "77"),
+            ("HERALD__DETECTOR__POLL_INTERVAL", "250ms"),
+            ("HERALD__KAFKA__BROKERS", "k1:9092, k2:9092"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .into_iter()
+        .collect();
+        let settings = Settings::load_with(&config_dir(), "local", Some(variables)).unwrap();
+        assert_eq!(settings.providers.twilio.from_number, "+15005550006");
+        let token = settings.providers.twilio.auth_token.unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&token), "0123456789");
+        assert_eq!(settings.providers.sendgrid.from_name, "1e5");
+        assert_eq!(settings.detector.batch_size, 77);
+        assert_eq!(settings.detector.poll_interval, Duration::from_millis(250));
+        assert_eq!(settings.kafka.brokers, ["k1:9092", "k2:9092"]);
+    }
+
+    #[test]
+    fn unnamed_instances_are_named_after_host_and_process() {
+        let mut settings = Settings::load_from(&config_dir(), "local").unwrap();
+        settings.sender.instance_id = "sender-blue".into();
+        settings.detector.instance_id = String::new();
+        settings.renderer.instance_id = " ".into();
+        settings.name_instances("box7");
+        let process = std::process::id();
+        assert_eq!(
+            settings.sender.instance_id, "sender-blue",
+            "set names are kept"
+        );
+        assert_eq!(
+            settings.detector.instance_id,
+            format!("detector-box7-{process}")
+        );
+        assert_eq!(
+            settings.renderer.instance_id,
+            format!("renderer-box7-{process}")
+        );
     }
 
     #[test]

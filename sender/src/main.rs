@@ -1,7 +1,7 @@
 //! `sender`: sends queued notifications through SendGrid and Twilio until SIGINT or SIGTERM.
 //!
-//! Several senders can share one queue (each claims messages under a lease; give each its own
-//! `sender.instance_id`). A message is marked `sending` before its provider call; if this
+//! Several senders can share one queue (each claims messages under a lease, in its own name:
+//! `sender.instance_id`, else `sender-<host>-<process id>`). A message is marked `sending` before its provider call; if this
 //! process dies mid-call, the message is `in_doubt` and never resent automatically. On a
 //! signal it stops claiming, lets calls in flight finish and records their outcomes.
 

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context;
 use fake_provider::{Fault, FaultKind};
 use herald_tests::{Contact, Engine, SOON, Service, Stack, wait_until};
 
@@ -116,5 +117,109 @@ async fn killed_mid_stream(engine: Engine, victim: Service) -> anyhow::Result<()
         assert!(in_doubt >= 1, "the sender was killed inside a call");
     }
     println!("{victim:?} killed: {CHANGES} changes, {in_doubt} in doubt");
+    Ok(())
+}
+
+/// The name a sender logged at its start (the last one, after restarts).
+fn sender_name(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|line| line.contains("sender started"))?;
+    let name = line.split("instance_id=").nth(1)?;
+    Some(name.split_whitespace().next()?.to_owned())
+}
+
+pub async fn unnamed_senders_never_settle_each_others_calls(engine: Engine) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "two_senders").await?;
+    stack.load_example_schedules().await?;
+    stack.set_schedule_active("appointment-sms", false).await?;
+    let mut slow = Fault::new(FaultKind::Slow { delay_ms: 300 });
+    slow.times = CHANGES as u32;
+    stack.provider.faults().push([slow]);
+    // No name set: each sender is named after its host and process.
+    stack.set(Service::Sender, "HERALD__SENDER__INSTANCE_ID", "");
+    stack.start(Service::Detector).await?;
+    stack.start(Service::Renderer).await?;
+    stack.start(Service::Sender).await?;
+    stack.start_instance(Service::Sender, 2).await?;
+    stack.wait_until_watching(1).await?;
+
+    let mut killed_name = None;
+    for i in 0..CHANGES {
+        let email = format!("person{i}@example.com");
+        stack
+            .insert_contact(&Contact {
+                email: Some(&email),
+                ..Contact::default()
+            })
+            .await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if i == CHANGES / 2 {
+            let second = sender_name(&stack.instance_log(Service::Sender, 2))
+                .context("the second sender logs its name")?;
+            // Kill it inside a provider call, and start it again.
+            wait_until(SOON, || async {
+                let sending = stack
+                    .notify
+                    .count(
+                        "SELECT count(*) FROM message WHERE status = 'sending' AND lease_owner = $1",
+                        &[second.as_str().into()],
+                    )
+                    .await?;
+                Ok((sending > 0).then_some(()))
+            })
+            .await?;
+            stack.kill_instance(Service::Sender, 2).await?;
+            stack.start_instance(Service::Sender, 2).await?;
+            killed_name = Some(second);
+        }
+    }
+    let killed = killed_name.context("the second sender was killed")?;
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status IN ('sent', 'in_doubt')",
+            CHANGES as i64,
+            SOON,
+        )
+        .await?;
+    let first =
+        sender_name(&stack.log(Service::Sender)).context("the first sender logs its name")?;
+    let restarted = sender_name(&stack.instance_log(Service::Sender, 2))
+        .context("the restarted sender logs its name")?;
+    assert_ne!(first, killed, "two live senders, two names");
+    assert_ne!(restarted, killed, "a new process, a new name");
+
+    // Only the killed sender's own calls are in doubt; the other's all went through.
+    let in_doubt = stack
+        .notify
+        .query(
+            "SELECT m.message_id, a.sender FROM message m
+               JOIN delivery_attempt a
+                 ON a.message_id = m.message_id AND a.attempt = m.send_attempts
+              WHERE m.status = 'in_doubt'",
+            &[],
+        )
+        .await?;
+    assert!(!in_doubt.is_empty(), "the sender was killed inside a call");
+    for row in &in_doubt {
+        assert_eq!(
+            row.text(1),
+            killed,
+            "message {} of another sender",
+            row.int(0)
+        );
+    }
+    let mut sends: HashMap<String, usize> = HashMap::new();
+    for received in stack.accepted() {
+        let id = received
+            .custom_args
+            .get("herald_message_id")
+            .cloned()
+            .unwrap_or_default();
+        *sends.entry(id).or_default() += 1;
+    }
+    let repeated: Vec<_> = sends.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "sent twice: {repeated:?}");
     Ok(())
 }

@@ -284,7 +284,27 @@ impl Stack {
     }
 
     pub async fn start(&mut self, service: Service) -> anyhow::Result<()> {
-        self.services.start(service).await
+        self.services.start(service, 1).await
+    }
+
+    /// Starts one more process of `service`, numbered `instance` (2, 3…; 1 is
+    /// [`Stack::start`]'s), with the same settings.
+    pub async fn start_instance(
+        &mut self,
+        service: Service,
+        instance: usize,
+    ) -> anyhow::Result<()> {
+        self.services.start(service, instance).await
+    }
+
+    /// SIGKILL for instance `instance` of `service`.
+    pub async fn kill_instance(&mut self, service: Service, instance: usize) -> anyhow::Result<()> {
+        self.services.kill(service, instance).await
+    }
+
+    /// What instance `instance` of `service` logged so far (across restarts).
+    pub fn instance_log(&self, service: Service, instance: usize) -> String {
+        self.services.log(service, instance)
     }
 
     pub async fn start_all(&mut self) -> anyhow::Result<()> {
@@ -336,12 +356,12 @@ impl Stack {
 
     /// What `service` logged so far (across restarts).
     pub fn log(&self, service: Service) -> String {
-        self.services.log(service)
+        self.services.log(service, 1)
     }
 
     /// SIGKILL: no shutdown path runs.
     pub async fn kill(&mut self, service: Service) -> anyhow::Result<()> {
-        self.services.kill(service).await
+        self.services.kill(service, 1).await
     }
 
     /// SIGTERM, and waits for a clean exit.

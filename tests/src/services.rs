@@ -40,7 +40,8 @@ pub(crate) struct Services {
     overrides: HashMap<Service, Vec<(String, String)>>,
     pub(crate) bin_dir: PathBuf,
     log_dir: PathBuf,
-    running: HashMap<Service, Child>,
+    /// By service and instance number (1 unless a scenario runs several).
+    running: HashMap<(Service, usize), Child>,
 }
 
 impl Services {
@@ -69,6 +70,11 @@ impl Services {
             ("HERALD__KAFKA__TOPIC", name.into()),
             ("HERALD__KAFKA__CONSUMER_GROUP", name.into()),
             ("HERALD__KAFKA__PARTITIONS", "3".into()),
+            // Stable names, as an operator running one instance of each would set them: a
+            // restarted service takes its own leases back at once.
+            ("HERALD__DETECTOR__INSTANCE_ID", "detector-1".into()),
+            ("HERALD__RENDERER__INSTANCE_ID", "renderer-1".into()),
+            ("HERALD__SENDER__INSTANCE_ID", "sender-1".into()),
             ("HERALD__PROVIDERS__SENDGRID__BASE_URL", provider_url.into()),
             ("HERALD__PROVIDERS__SENDGRID__API_KEY", SENDGRID_KEY.into()),
             ("HERALD__PROVIDERS__TWILIO__BASE_URL", provider_url.into()),
@@ -124,13 +130,17 @@ impl Services {
         env
     }
 
-    fn log_path(&self, service: Service) -> PathBuf {
-        self.log_dir.join(format!("{}.log", service.binary()))
+    fn log_path(&self, service: Service, instance: usize) -> PathBuf {
+        let name = match instance {
+            1 => service.binary().to_owned(),
+            n => format!("{}-{n}", service.binary()),
+        };
+        self.log_dir.join(format!("{name}.log"))
     }
 
-    pub(crate) async fn start(&mut self, service: Service) -> anyhow::Result<()> {
-        if self.running.contains_key(&service) {
-            bail!("{service:?} is already running");
+    pub(crate) async fn start(&mut self, service: Service, instance: usize) -> anyhow::Result<()> {
+        if self.running.contains_key(&(service, instance)) {
+            bail!("{service:?} {instance} is already running");
         }
         let binary = self.bin_dir.join(service.binary());
         if !binary.exists() {
@@ -142,7 +152,7 @@ impl Services {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path(service))?;
+            .open(self.log_path(service, instance))?;
         let child = Command::new(&binary)
             .envs(self.env_of(Some(service)))
             .stdin(Stdio::null())
@@ -151,15 +161,15 @@ impl Services {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        self.running.insert(service, child);
+        self.running.insert((service, instance), child);
         Ok(())
     }
 
-    pub(crate) async fn kill(&mut self, service: Service) -> anyhow::Result<()> {
+    pub(crate) async fn kill(&mut self, service: Service, instance: usize) -> anyhow::Result<()> {
         let mut child = self
             .running
-            .remove(&service)
-            .with_context(|| format!("{service:?} is not running"))?;
+            .remove(&(service, instance))
+            .with_context(|| format!("{service:?} {instance} is not running"))?;
         child.kill().await?;
         Ok(())
     }
@@ -167,7 +177,7 @@ impl Services {
     pub(crate) async fn stop(&mut self, service: Service) -> anyhow::Result<()> {
         let mut child = self
             .running
-            .remove(&service)
+            .remove(&(service, 1))
             .with_context(|| format!("{service:?} is not running"))?;
         let pid = child.id().context("the child has exited already")?;
         kill(Pid::from_raw(pid as i32), Signal::SIGTERM)?;
@@ -180,15 +190,15 @@ impl Services {
         Ok(())
     }
 
-    pub(crate) fn log(&self, service: Service) -> String {
-        std::fs::read_to_string(self.log_path(service)).unwrap_or_default()
+    pub(crate) fn log(&self, service: Service, instance: usize) -> String {
+        std::fs::read_to_string(self.log_path(service, instance)).unwrap_or_default()
     }
 
     pub(crate) fn log_tails(&self, lines: usize) -> String {
         Service::ALL
             .into_iter()
             .map(|service| {
-                let log = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
+                let log = self.log(service, 1);
                 let all: Vec<&str> = log.lines().collect();
                 let tail = all[all.len().saturating_sub(lines)..].join("\n");
                 format!(
