@@ -162,18 +162,8 @@ pub async fn hostile_payloads_are_kept_as_they_were_and_real_changes_flow(
         )
         .await?;
     // Rows from before the detector started: only the events below ask for them.
-    let newer_format = stack
-        .insert_contact(&Contact {
-            email: Some("newer-format@example.com"),
-            ..Contact::default()
-        })
-        .await?;
-    let extra_field = stack
-        .insert_contact(&Contact {
-            email: Some("extra-field@example.com"),
-            ..Contact::default()
-        })
-        .await?;
+    let newer_format = stack.insert_contact_to("newer-format@example.com").await?;
+    let extra_field = stack.insert_contact_to("extra-field@example.com").await?;
     let event = |key: i64, version: String| {
         json!({
             "format": 1,
@@ -226,12 +216,7 @@ pub async fn hostile_payloads_are_kept_as_they_were_and_real_changes_flow(
     let mut expected: BTreeSet<String> = ["extra-field@example.com".to_owned()].into();
     for i in 0..20 {
         let email = format!("real-{i}@example.com");
-        stack
-            .insert_contact(&Contact {
-                email: Some(&email),
-                ..Contact::default()
-            })
-            .await?;
+        stack.insert_contact_to(&email).await?;
         expected.insert(email);
     }
     stack

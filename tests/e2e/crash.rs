@@ -80,15 +80,7 @@ async fn killed_mid_stream(engine: Engine, victim: Service) -> anyhow::Result<()
         )
         .await?;
     assert_eq!(rows.len(), CHANGES, "one message per change");
-    let mut sends: HashMap<String, usize> = HashMap::new();
-    for received in stack.accepted() {
-        let id = received
-            .custom_args
-            .get("herald_message_id")
-            .cloned()
-            .unwrap_or_default();
-        *sends.entry(id).or_default() += 1;
-    }
+    let mut sends = sends_per_message(&stack);
     let mut in_doubt = 0;
     for row in &rows {
         let id = row.int(0).to_string();
@@ -120,6 +112,20 @@ async fn killed_mid_stream(engine: Engine, victim: Service) -> anyhow::Result<()
     Ok(())
 }
 
+/// How many times the provider took each message (by herald's message id).
+fn sends_per_message(stack: &Stack) -> HashMap<String, usize> {
+    let mut sends: HashMap<String, usize> = HashMap::new();
+    for received in stack.accepted() {
+        let id = received
+            .custom_args
+            .get("herald_message_id")
+            .cloned()
+            .unwrap_or_default();
+        *sends.entry(id).or_default() += 1;
+    }
+    sends
+}
+
 /// The name a sender logged at its start (the last one, after restarts).
 fn sender_name(log: &str) -> Option<String> {
     let line = log
@@ -148,12 +154,7 @@ pub async fn unnamed_senders_never_settle_each_others_calls(engine: Engine) -> a
     let mut killed_name = None;
     for i in 0..CHANGES {
         let email = format!("person{i}@example.com");
-        stack
-            .insert_contact(&Contact {
-                email: Some(&email),
-                ..Contact::default()
-            })
-            .await?;
+        stack.insert_contact_to(&email).await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
         if i == CHANGES / 2 {
             let second = sender_name(&stack.instance_log(Service::Sender, 2))
@@ -210,15 +211,7 @@ pub async fn unnamed_senders_never_settle_each_others_calls(engine: Engine) -> a
             row.int(0)
         );
     }
-    let mut sends: HashMap<String, usize> = HashMap::new();
-    for received in stack.accepted() {
-        let id = received
-            .custom_args
-            .get("herald_message_id")
-            .cloned()
-            .unwrap_or_default();
-        *sends.entry(id).or_default() += 1;
-    }
+    let sends = sends_per_message(&stack);
     let repeated: Vec<_> = sends.iter().filter(|(_, n)| **n > 1).collect();
     assert!(repeated.is_empty(), "sent twice: {repeated:?}");
     Ok(())

@@ -208,12 +208,7 @@ pub async fn an_idle_source_does_not_hold_back_committed_rows() -> anyhow::Resul
     let mut expected = BTreeSet::new();
     for i in 0..3 {
         let email = format!("before-the-quiet-{i}@example.com");
-        stack
-            .insert_contact(&Contact {
-                email: Some(&email),
-                ..Contact::default()
-            })
-            .await?;
+        stack.insert_contact_to(&email).await?;
         expected.insert(email);
     }
     replica.catch_up().await?;
@@ -338,12 +333,7 @@ pub async fn savepoints_rollbacks_freezing_and_a_killed_detector_inside_a_held_w
 pub async fn a_change_breaking_the_write_delay_is_swept_late_and_audited() -> anyhow::Result<()> {
     let mut stack = welcome_only(Engine::Postgres, "late_change").await?;
     // A row from before the schedule started: never due, so never swept or audited.
-    stack
-        .insert_contact(&Contact {
-            email: Some("already-there@example.com"),
-            ..Contact::default()
-        })
-        .await?;
+    stack.insert_contact_to("already-there@example.com").await?;
     stack
         .read_source_from(Replica::InSync, &Service::ALL)
         .await?;
@@ -371,12 +361,7 @@ pub async fn a_change_breaking_the_write_delay_is_swept_late_and_audited() -> an
         .await?
         .int(0);
     slow.batch("COMMIT").await?;
-    stack
-        .insert_contact(&Contact {
-            email: Some("on-time@example.com"),
-            ..Contact::default()
-        })
-        .await?;
+    stack.insert_contact_to("on-time@example.com").await?;
     stack.wait_for_accepted(1, SOON).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let addresses: Vec<String> = stack.accepted().iter().map(|r| r.to.join(",")).collect();

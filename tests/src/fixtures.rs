@@ -34,6 +34,15 @@ impl Stack {
         self.insert_contact_on(&self.source, contact).await
     }
 
+    /// Inserts a contact with this address (the rest as [`Contact::default`]); returns its key.
+    pub async fn insert_contact_to(&self, email: &str) -> anyhow::Result<i64> {
+        self.insert_contact(&Contact {
+            email: Some(email),
+            ..Contact::default()
+        })
+        .await
+    }
+
     /// Inserts a contact through `db`, a connection to the source (maybe in a transaction);
     /// returns its key.
     pub async fn insert_contact_on(&self, db: &Db, contact: &Contact<'_>) -> anyhow::Result<i64> {
