@@ -8,16 +8,18 @@
 //! looks again. Only rows below the schedule's hold-back line, read before the check, can be
 //! called missing: above it the detector has yet to emit what it will.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use herald_core::config::KafkaSettings;
-use herald_core::kafka::{self, Offsets};
-use herald_core::model::{RowPosition, Schedule};
+use herald_core::kafka::{self, Offsets, OffsetsReader};
+use herald_core::model::{LateFinder, Mark, RowPosition, Schedule};
 use herald_core::store::{NotifyDb, SourceDb, StoreError};
 use rdkafka::error::KafkaError;
 use tokio::time::Instant;
 
+use crate::emit::Emitter;
 use crate::schedules::Watched;
 
 /// How long Kafka is given to answer a question about offsets.
@@ -100,14 +102,11 @@ impl Check<'_> {
             .mark(schedule.id)
             .await?
             .ok_or(AuditError::NotStarted(schedule.id))?;
-        let checked_from = from.max(mark.watching_since.unwrap_or(from));
-        let checked_to = to.min(mark.hold_back);
         let watched = Watched { schedule, table };
-        let (checked, findings) = if checked_from < checked_to {
-            let findings = self.unqueued(&watched, checked_from, checked_to).await?;
-            (Some((checked_from, checked_to)), findings)
-        } else {
-            (None, Findings::default())
+        let checked = due(&mark, from, to);
+        let findings = match checked {
+            Some((from, to)) => self.unqueued(&watched, from, to).await?,
+            None => Findings::default(),
         };
         Ok(Audit {
             schedule: watched.schedule,
@@ -126,7 +125,8 @@ impl Check<'_> {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Findings, CheckError> {
-        let fence = self.offsets(kafka::end_offsets).await?;
+        let offsets = Arc::new(OffsetsReader::new(self.kafka)?);
+        let fence = ask(&offsets, |reader| reader.end_offsets(KAFKA_TIMEOUT)).await?;
         let schedule = &watched.schedule;
         let mut findings = Findings::default();
         let mut after: Option<RowPosition> = None;
@@ -150,7 +150,7 @@ impl Check<'_> {
         if findings.missing.is_empty() {
             return Ok(findings);
         }
-        self.wait_for_renderers(&fence).await?;
+        self.wait_for_renderers(&offsets, &fence).await?;
         let mut still_missing = Vec::new();
         for candidates in findings.missing.chunks(self.page_size.max(1) as usize) {
             still_missing.extend(
@@ -165,15 +165,18 @@ impl Check<'_> {
     }
 
     /// Waits until the renderers' group has committed past `fence` on every partition.
-    async fn wait_for_renderers(&self, fence: &Offsets) -> Result<(), CheckError> {
+    async fn wait_for_renderers(
+        &self,
+        offsets: &Arc<OffsetsReader>,
+        fence: &Offsets,
+    ) -> Result<(), CheckError> {
         let started = Instant::now();
         loop {
             let partitions: Vec<i32> = fence.keys().copied().collect();
-            let committed = self
-                .offsets(move |settings, timeout| {
-                    kafka::committed_offsets(settings, partitions, timeout)
-                })
-                .await?;
+            let committed = ask(offsets, move |reader| {
+                reader.committed_offsets(partitions, KAFKA_TIMEOUT)
+            })
+            .await?;
             let events = kafka::events_behind(fence, &committed);
             if events == 0 {
                 return Ok(());
@@ -187,17 +190,58 @@ impl Check<'_> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
 
-    /// Asks Kafka (a blocking client call) off the async threads.
-    async fn offsets<F>(&self, ask: F) -> Result<Offsets, CheckError>
-    where
-        F: FnOnce(&KafkaSettings, Duration) -> Result<Offsets, KafkaError> + Send + 'static,
-    {
-        let settings = self.kafka.clone();
-        Ok(
-            tokio::task::spawn_blocking(move || ask(&settings, KAFKA_TIMEOUT))
-                .await
-                .expect("a Kafka offsets query does not panic")?,
+/// The part of `[from, to)` a schedule's changes can be checked in: from when the detector
+/// started it (nothing earlier was due) to its hold-back line (the detector has yet to emit
+/// what lies above). `None` if nothing is left.
+pub fn due(
+    mark: &Mark,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let from = from.max(mark.watching_since.unwrap_or(from));
+    let to = to.min(mark.hold_back);
+    (from < to).then_some((from, to))
+}
+
+/// Emits changes a check found missing, and records them in `late_change` as found by
+/// `finder`.
+pub async fn send_late(
+    emitter: &Emitter,
+    notify: &dyn NotifyDb,
+    schedule: &Schedule,
+    rows: &[RowPosition],
+    finder: LateFinder,
+) -> Result<(), SendLateError> {
+    emitter
+        .emit(
+            schedule,
+            rows.iter()
+                .map(|row| (row.key.as_str(), row.change.as_str())),
         )
-    }
+        .await?;
+    notify
+        .record_late_changes(schedule.id, rows, finder)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendLateError {
+    #[error("Kafka did not take the late changes")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Asks Kafka (a blocking client call) off the async threads.
+async fn ask<F>(offsets: &Arc<OffsetsReader>, question: F) -> Result<Offsets, KafkaError>
+where
+    F: FnOnce(&OffsetsReader) -> Result<Offsets, KafkaError> + Send + 'static,
+{
+    let offsets = offsets.clone();
+    tokio::task::spawn_blocking(move || question(&offsets))
+        .await
+        .expect("a Kafka offsets query does not panic")
 }

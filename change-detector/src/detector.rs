@@ -224,6 +224,7 @@ impl Detector {
             .await?;
         next.definition = Some(definition);
         let emitted = self.emitted.entry(schedule.id).or_default();
+        let read = rows.len();
         let new: Vec<_> = rows.iter().filter(|row| emitted.is_new(row)).collect();
         self.emitter
             .emit(
@@ -232,19 +233,20 @@ impl Detector {
                     .map(|row| (row.key.as_str(), row.change.as_str())),
             )
             .await?;
+        let new = new.len();
         if !self.notify.advance_mark(owner, schedule.id, &next).await? {
             tracing::warn!("another detector took this schedule over");
             self.emitted.remove(&schedule.id);
             return Ok(Cycle::default());
         }
-        emitted.record(&rows, next.hold_back);
+        emitted.record(rows, next.hold_back);
         // Measured from the horizon, not the clock: an idle primary holds nothing back.
         let held_back = horizon
             .map(|horizon| (horizon - next.hold_back).to_std().unwrap_or_default())
             .unwrap_or_default();
         tracing::debug!(
-            read = rows.len(),
-            emitted = new.len(),
+            read,
+            emitted = new,
             remembered = emitted.len(),
             complete,
             hold_back = %next.hold_back,
@@ -252,12 +254,12 @@ impl Detector {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "pass"
         );
-        if !new.is_empty() {
-            tracing::info!(events = new.len(), "changes emitted");
+        if new > 0 {
+            tracing::info!(events = new, "changes emitted");
         }
         self.note_hold_back(schedule.id, held_back);
         Ok(Cycle {
-            emitted: new.len(),
+            emitted: new,
             more: !complete,
         })
     }
@@ -297,9 +299,14 @@ impl Emitted {
     }
 
     /// Remembers a pass's rows, all emitted now, and forgets those below the new `line`.
-    pub fn record(&mut self, rows: &[ChangedRow], line: DateTime<Utc>) {
-        self.rows
-            .extend(rows.iter().map(|row| (row.position(), row.at)));
+    pub fn record(&mut self, rows: Vec<ChangedRow>, line: DateTime<Utc>) {
+        self.rows.extend(rows.into_iter().map(|row| {
+            let position = RowPosition {
+                change: row.change,
+                key: row.key,
+            };
+            (position, row.at)
+        }));
         self.rows.retain(|_, at| *at >= line);
     }
 
@@ -327,9 +334,9 @@ mod tests {
     #[test]
     fn a_row_read_again_is_not_new_until_the_line_passes_it() {
         let mut emitted = Emitted::default();
-        let first = [row("a", 10), row("b", 20)];
+        let first = vec![row("a", 10), row("b", 20)];
         assert!(first.iter().all(|r| emitted.is_new(r)));
-        emitted.record(&first, row("", 5).at);
+        emitted.record(first, row("", 5).at);
         assert!(
             !emitted.is_new(&row("a", 10)),
             "read again at the same version"
@@ -340,7 +347,7 @@ mod tests {
         );
         assert!(emitted.is_new(&row("c", 15)), "a row committed late is new");
 
-        emitted.record(&[row("c", 15)], row("", 15).at);
+        emitted.record(vec![row("c", 15)], row("", 15).at);
         assert_eq!(emitted.len(), 2, "below the line is forgotten: {emitted:?}");
         assert!(!emitted.is_new(&row("c", 15)), "at the line is kept");
         assert!(!emitted.is_new(&row("b", 20)));

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{Check, CheckError};
+use crate::audit::{Check, CheckError, SendLateError, due, send_late};
 use crate::emit::Emitter;
 use crate::schedules::Watched;
 
@@ -83,15 +83,13 @@ impl Sweep {
         };
         let window =
             chrono::Duration::from_std(self.settings.sweep_window).unwrap_or(chrono::Duration::MAX);
-        let to = mark.hold_back;
-        // Nothing from before the schedule was started is due.
-        let from = to
+        let below_line = mark
+            .hold_back
             .checked_sub_signed(window)
-            .unwrap_or(DateTime::UNIX_EPOCH)
-            .max(mark.watching_since.unwrap_or(DateTime::UNIX_EPOCH));
-        if from >= to {
+            .unwrap_or(DateTime::UNIX_EPOCH);
+        let Some((from, to)) = due(&mark, below_line, mark.hold_back) else {
             return Ok(0);
-        }
+        };
         let check = Check {
             source: self.source.as_ref(),
             notify: self.notify.as_ref(),
@@ -104,18 +102,14 @@ impl Sweep {
         if findings.missing.is_empty() {
             return Ok(0);
         }
-        emitter
-            .emit(
-                schedule,
-                findings
-                    .missing
-                    .iter()
-                    .map(|row| (row.key.as_str(), row.change.as_str())),
-            )
-            .await?;
-        self.notify
-            .record_late_changes(schedule.id, &findings.missing, LateFinder::Sweep)
-            .await?;
+        send_late(
+            emitter,
+            self.notify.as_ref(),
+            schedule,
+            &findings.missing,
+            LateFinder::Sweep,
+        )
+        .await?;
         for row in &findings.missing {
             tracing::warn!(
                 schedule = %schedule.name,
@@ -136,6 +130,6 @@ pub enum SweepError {
     Check(#[from] CheckError),
     #[error(transparent)]
     Store(#[from] herald_core::store::StoreError),
-    #[error("Kafka did not take the late changes")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    SendLate(#[from] SendLateError),
 }

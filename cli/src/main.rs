@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use change_detector::audit::Check;
+use change_detector::audit::{Check, send_late};
 use change_detector::emit::Emitter;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -147,19 +147,16 @@ async fn audit(
         return Ok(ExitCode::from(1));
     }
     let emitter = Emitter::new(settings.kafka.clone()).context("creating the Kafka producer")?;
-    emitter
-        .emit(
-            &audit.schedule,
-            missing
-                .iter()
-                .map(|row| (row.key.as_str(), row.change.as_str())),
-        )
-        .await
-        .context("emitting the missing changes")?;
+    send_late(
+        &emitter,
+        notify.as_ref(),
+        &audit.schedule,
+        missing,
+        LateFinder::Audit,
+    )
+    .await
+    .context("emitting the missing changes")?;
     emitter.flush();
-    notify
-        .record_late_changes(audit.schedule.id, missing, LateFinder::Audit)
-        .await?;
     println!(
         "repaired: emitted {} missing change(s), recorded in late_change as found by audit",
         missing.len()

@@ -98,7 +98,7 @@ impl Settings {
             }
         }
         let [base, env_file] = files;
-        let settings: Settings = Config::builder()
+        let mut settings: Settings = Config::builder()
             .add_source(File::from(base.as_path()))
             .add_source(File::from(env_file.as_path()))
             // Values stay text: a setting that looks like a number (`+15005550006`, an
@@ -112,7 +112,6 @@ impl Settings {
             .build()?
             .try_deserialize()?;
         settings.check()?;
-        let mut settings = settings;
         settings.name_instances(&gethostname::gethostname().to_string_lossy());
         Ok(settings)
     }

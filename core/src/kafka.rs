@@ -79,57 +79,73 @@ pub async fn ensure_topic(settings: &KafkaSettings) -> Result<(), KafkaError> {
 /// Offsets per partition of the change topic.
 pub type Offsets = BTreeMap<i32, i64>;
 
-/// Where the change topic ends: per partition, the offset its next event will get. Every
-/// event Kafka has acknowledged lies below it. Blocking.
-pub fn end_offsets(settings: &KafkaSettings, timeout: Duration) -> KafkaResult<Offsets> {
-    let client: BaseConsumer = with_overrides(base_config(settings), settings).create()?;
-    let metadata = client.fetch_metadata(Some(&settings.topic), timeout)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|topic| topic.partitions().iter().map(|p| p.id()))
-        .collect();
-    partitions
-        .into_iter()
-        .map(|partition| {
-            let (_, high) = client.fetch_watermarks(&settings.topic, partition, timeout)?;
-            Ok((partition, high))
-        })
-        .collect()
+/// Asks the brokers where the change topic ends and where the renderers' consumer group
+/// stands, with one client and without joining the group. Its calls block.
+pub struct OffsetsReader {
+    client: BaseConsumer,
+    topic: String,
 }
 
-/// Where the renderers' consumer group resumes each of `partitions` from (`-1`: nothing
-/// committed): every event below it has a durable outcome in the queue. Asks without joining
-/// the group. Blocking.
-pub fn committed_offsets(
-    settings: &KafkaSettings,
-    partitions: impl IntoIterator<Item = i32>,
-    timeout: Duration,
-) -> KafkaResult<Offsets> {
-    let mut config = base_config(settings);
-    config
-        .set("group.id", &settings.consumer_group)
-        .set("enable.auto.commit", "false");
-    let client: BaseConsumer = with_overrides(config, settings).create()?;
-    let mut wanted = TopicPartitionList::new();
-    for partition in partitions {
-        wanted.add_partition(&settings.topic, partition);
+impl OffsetsReader {
+    pub fn new(settings: &KafkaSettings) -> KafkaResult<Self> {
+        let mut config = base_config(settings);
+        config
+            .set("group.id", &settings.consumer_group)
+            .set("enable.auto.commit", "false");
+        Ok(OffsetsReader {
+            client: with_overrides(config, settings).create()?,
+            topic: settings.topic.clone(),
+        })
     }
-    let committed = client.committed_offsets(wanted, timeout)?;
-    Ok(committed
-        .elements()
-        .iter()
-        .map(|element| {
-            let offset = match element.offset() {
-                Offset::Offset(offset) => offset,
-                _ => -1,
-            };
-            (element.partition(), offset)
-        })
-        .collect())
+
+    /// Per partition, the offset the topic's next event will get: every event Kafka has
+    /// acknowledged lies below it.
+    pub fn end_offsets(&self, timeout: Duration) -> KafkaResult<Offsets> {
+        let metadata = self.client.fetch_metadata(Some(&self.topic), timeout)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|topic| topic.partitions().iter().map(|p| p.id()))
+            .collect();
+        partitions
+            .into_iter()
+            .map(|partition| {
+                let (_, high) = self
+                    .client
+                    .fetch_watermarks(&self.topic, partition, timeout)?;
+                Ok((partition, high))
+            })
+            .collect()
+    }
+
+    /// Where the renderers' group resumes each of `partitions` from (`-1`: nothing
+    /// committed): every event below it has a durable outcome in the queue.
+    pub fn committed_offsets(
+        &self,
+        partitions: impl IntoIterator<Item = i32>,
+        timeout: Duration,
+    ) -> KafkaResult<Offsets> {
+        let mut wanted = TopicPartitionList::new();
+        for partition in partitions {
+            wanted.add_partition(&self.topic, partition);
+        }
+        let committed = self.client.committed_offsets(wanted, timeout)?;
+        Ok(committed
+            .elements()
+            .iter()
+            .map(|element| {
+                let offset = match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    _ => -1,
+                };
+                (element.partition(), offset)
+            })
+            .collect())
+    }
 }
 
-/// Events the renderers' group has yet to process below `fence` (from [`end_offsets`]).
+/// Events the renderers' group has yet to process below `fence` (from
+/// [`OffsetsReader::end_offsets`]).
 pub fn events_behind(fence: &Offsets, committed: &Offsets) -> i64 {
     fence
         .iter()

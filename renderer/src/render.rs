@@ -91,23 +91,23 @@ impl Renderer {
         attempt: i32,
         detected_at: DateTime<Utc>,
     ) -> StoreResult<Rendering> {
-        let rendering = match self.try_render(key, channel, detected_at).await {
-            Ok(Ok(rendering)) => rendering,
-            Ok(Err(Failure::Transient(reason))) => final_on_last_attempt(
-                Rendering::without_content(MessageStatus::RenderRetry, reason),
-                attempt,
-                self.settings.max_render_attempts,
-            ),
-            Ok(Err(failure)) => failure.into_rendering(),
+        let rendered = match self.try_render(key, channel, detected_at).await {
+            Ok(rendered) => rendered,
             Err(error) if error.is_unavailable() => return Err(error),
-            Err(error) => final_on_last_attempt(
-                Rendering::without_content(
-                    MessageStatus::RenderRetry,
-                    format!("the merge function failed: {}", error_chain(&error)),
-                ),
+            Err(error) => Err(Failure::Transient(format!(
+                "the merge function failed: {}",
+                error_chain(&error)
+            ))),
+        };
+        let rendering = match rendered {
+            Ok(rendering) => rendering,
+            // Only a transient failure counts against the attempts.
+            Err(failure @ Failure::Transient(_)) => final_on_last_attempt(
+                failure.into_rendering(),
                 attempt,
                 self.settings.max_render_attempts,
             ),
+            Err(failure) => failure.into_rendering(),
         };
         match rendering.status {
             MessageStatus::Queued => tracing::debug!("rendered"),

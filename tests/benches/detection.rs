@@ -72,8 +72,7 @@ struct Window(u128, u128);
 impl Run {
     async fn start(replica: Replica, name: &str) -> anyhow::Result<Self> {
         let mut stack = Stack::new(Engine::Postgres, name).await?;
-        stack.load_example_schedules().await?;
-        stack.set_schedule_active("appointment-sms", false).await?;
+        stack.load_welcome_schedule().await?;
         stack
             .read_source_from(replica, &[Service::Detector])
             .await?;

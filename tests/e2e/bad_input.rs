@@ -152,8 +152,7 @@ pub async fn hostile_payloads_are_kept_as_they_were_and_real_changes_flow(
     engine: Engine,
 ) -> anyhow::Result<()> {
     let mut stack = Stack::new(engine, "hostile_payloads").await?;
-    stack.load_example_schedules().await?;
-    stack.set_schedule_active("appointment-sms", false).await?;
+    stack.load_welcome_schedule().await?;
     let schedule_id = stack
         .notify
         .count(

@@ -30,8 +30,7 @@ async fn mark(stack: &Stack) -> anyhow::Result<Row> {
 
 pub async fn the_mark_waits_for_kafka_to_acknowledge(engine: Engine) -> anyhow::Result<()> {
     let stack = Stack::new(engine, "broker_outage").await?;
-    stack.load_example_schedules().await?;
-    stack.set_schedule_active("appointment-sms", false).await?;
+    stack.load_welcome_schedule().await?;
 
     let mock = MockCluster::new(1)?;
     let topic = stack.topic();

@@ -138,8 +138,7 @@ fn sender_name(log: &str) -> Option<String> {
 
 pub async fn unnamed_senders_never_settle_each_others_calls(engine: Engine) -> anyhow::Result<()> {
     let mut stack = Stack::new(engine, "two_senders").await?;
-    stack.load_example_schedules().await?;
-    stack.set_schedule_active("appointment-sms", false).await?;
+    stack.load_welcome_schedule().await?;
     let mut slow = Fault::new(FaultKind::Slow { delay_ms: 300 });
     slow.times = CHANGES as u32;
     stack.provider.faults().push([slow]);

@@ -15,10 +15,9 @@ use herald_tests::{
 use rdkafka::Message;
 
 /// A stack with only the welcome email (one per contact insert) scheduled.
-async fn welcome_only(engine: Engine, test: &str) -> anyhow::Result<Stack> {
+async fn welcome_stack(engine: Engine, test: &str) -> anyhow::Result<Stack> {
     let stack = Stack::new(engine, test).await?;
-    stack.load_example_schedules().await?;
-    stack.set_schedule_active("appointment-sms", false).await?;
+    stack.load_welcome_schedule().await?;
     Ok(stack)
 }
 
@@ -110,7 +109,7 @@ async fn assert_each_notified_once(
 pub async fn late_commits_and_a_long_import_are_each_notified_once(
     engine: Engine,
 ) -> anyhow::Result<()> {
-    let mut stack = welcome_only(engine, "busy_source").await?;
+    let mut stack = welcome_stack(engine, "busy_source").await?;
     if engine == Engine::Postgres {
         stack
             .read_source_from(Replica::InSync, &Service::ALL)
@@ -137,7 +136,7 @@ pub async fn late_commits_and_a_long_import_are_each_notified_once(
 
 pub async fn a_standby_3s_behind_misses_and_doubles_nothing() -> anyhow::Result<()> {
     let replica = ReplicaControl::take().await?;
-    let mut stack = welcome_only(Engine::Postgres, "lagging_standby").await?;
+    let mut stack = welcome_stack(Engine::Postgres, "lagging_standby").await?;
     stack
         .read_source_from(Replica::Controlled, &Service::ALL)
         .await?;
@@ -151,7 +150,7 @@ pub async fn a_standby_3s_behind_misses_and_doubles_nothing() -> anyhow::Result<
 
 pub async fn replay_paused_for_20s_misses_and_doubles_nothing() -> anyhow::Result<()> {
     let replica = ReplicaControl::take().await?;
-    let mut stack = welcome_only(Engine::Postgres, "paused_standby").await?;
+    let mut stack = welcome_stack(Engine::Postgres, "paused_standby").await?;
     stack
         .read_source_from(Replica::Controlled, &Service::ALL)
         .await?;
@@ -193,7 +192,7 @@ pub async fn replay_paused_for_20s_misses_and_doubles_nothing() -> anyhow::Resul
 
 pub async fn an_idle_source_does_not_hold_back_committed_rows() -> anyhow::Result<()> {
     let replica = ReplicaControl::take().await?;
-    let mut stack = welcome_only(Engine::Postgres, "idle_source").await?;
+    let mut stack = welcome_stack(Engine::Postgres, "idle_source").await?;
     // The detector reads a standby that will stand still, as it does when the primary is
     // idle: no commit replayed, the horizon and the next transaction id frozen.
     stack
@@ -235,7 +234,7 @@ async fn hold_back(stack: &Stack) -> anyhow::Result<DateTime<Utc>> {
 
 pub async fn savepoints_rollbacks_freezing_and_a_killed_detector_inside_a_held_window()
 -> anyhow::Result<()> {
-    let mut stack = welcome_only(Engine::Postgres, "held_window").await?;
+    let mut stack = welcome_stack(Engine::Postgres, "held_window").await?;
     stack
         .source
         .batch("CREATE EXTENSION IF NOT EXISTS pg_visibility")
@@ -331,7 +330,7 @@ pub async fn savepoints_rollbacks_freezing_and_a_killed_detector_inside_a_held_w
 }
 
 pub async fn a_change_breaking_the_write_delay_is_swept_late_and_audited() -> anyhow::Result<()> {
-    let mut stack = welcome_only(Engine::Postgres, "late_change").await?;
+    let mut stack = welcome_stack(Engine::Postgres, "late_change").await?;
     // A row from before the schedule started: never due, so never swept or audited.
     stack.insert_contact_to("already-there@example.com").await?;
     stack

@@ -196,8 +196,7 @@ pub async fn a_schedule_switched_to_another_change_column_starts_afresh(
     engine: Engine,
 ) -> anyhow::Result<()> {
     let mut stack = Stack::new(engine, "switched_column").await?;
-    stack.load_example_schedules().await?;
-    stack.set_schedule_active("appointment-sms", false).await?;
+    stack.load_welcome_schedule().await?;
     stack.set(Service::Detector, "HERALD__DETECTOR__SWEEP_INTERVAL", "1s");
     stack.start_all().await?;
     stack.wait_until_watching(1).await?;

@@ -5,10 +5,10 @@ use std::time::Duration;
 use anyhow::Context;
 use herald_core::config::KafkaSettings;
 use herald_core::kafka;
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::{Stack, kafka_brokers};
 
@@ -124,19 +124,14 @@ impl Stack {
 
     /// The renderers' committed offset on `partition` (the next offset they will read).
     pub async fn committed_offset(&self, partition: i32) -> anyhow::Result<Option<i64>> {
-        let settings = self.kafka_settings();
-        let consumer: BaseConsumer = kafka::consumer_config(&settings).create()?;
-        let mut wanted = TopicPartitionList::new();
-        wanted.add_partition(&settings.topic, partition);
+        let reader = kafka::OffsetsReader::new(&self.kafka_settings())?;
         let committed = tokio::task::spawn_blocking(move || {
-            consumer.committed_offsets(wanted, Duration::from_secs(10))
+            reader.committed_offsets([partition], Duration::from_secs(10))
         })
         .await??;
         Ok(committed
-            .find_partition(&settings.topic, partition)
-            .and_then(|p| match p.offset() {
-                Offset::Offset(offset) => Some(offset),
-                _ => None,
-            }))
+            .get(&partition)
+            .copied()
+            .filter(|offset| *offset >= 0))
     }
 }

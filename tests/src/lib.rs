@@ -272,6 +272,12 @@ impl Stack {
             .await
     }
 
+    /// The example schedules with only the welcome email (one per contact insert) active.
+    pub async fn load_welcome_schedule(&self) -> anyhow::Result<()> {
+        self.load_example_schedules().await?;
+        self.set_schedule_active("appointment-sms", false).await
+    }
+
     /// Runs `tests/fixtures/<engine>/<name>.sql` on the source database.
     pub async fn apply_source_fixture(&self, name: &str) -> anyhow::Result<()> {
         let path = repo_root()
@@ -445,54 +451,50 @@ impl Stack {
     /// The queue by status, and the end of each service's log: printed when a wait fails.
     pub async fn diagnostics(&self) -> String {
         let statuses = self
-            .notify
-            .query(
+            .listing(
                 "SELECT status, count(*), max(last_error) FROM message GROUP BY status",
-                &[],
+                |row| {
+                    format!(
+                        "{}: {} {}",
+                        row.text(0),
+                        row.int(1),
+                        row.opt_text(2).unwrap_or_default()
+                    )
+                },
             )
-            .await
-            .map(|rows| {
-                rows.iter()
-                    .map(|row| {
-                        format!(
-                            "  {}: {} {}",
-                            row.text(0),
-                            row.int(1),
-                            row.opt_text(2).unwrap_or_default()
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_else(|e| format!("  (queue unreadable: {e})"));
+            .await;
         let marks = self
-            .notify
-            .query(
+            .listing(
                 "SELECT schedule_id, hold_back, change_value, key_value, owner
                    FROM detector_watermark ORDER BY schedule_id",
-                &[],
+                |row| {
+                    format!(
+                        "{}: hold-back {:?}, frontier {:?} / {:?}, owner {:?}",
+                        row.int(0),
+                        row.0[1],
+                        row.opt_text(2),
+                        row.opt_text(3),
+                        row.opt_text(4)
+                    )
+                },
             )
-            .await
-            .map(|rows| {
-                rows.iter()
-                    .map(|row| {
-                        format!(
-                            "  {}: hold-back {:?}, frontier {:?} / {:?}, owner {:?}",
-                            row.int(0),
-                            row.0[1],
-                            row.opt_text(2),
-                            row.opt_text(3),
-                            row.opt_text(4)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_else(|e| format!("  (marks unreadable: {e})"));
+            .await;
         format!(
             "queue:\n{statuses}\ndetector marks:\n{marks}\n{}",
             self.services.log_tails(40)
         )
+    }
+
+    /// The rows of `sql` on the notification database, one indented line each.
+    async fn listing(&self, sql: &str, line: impl Fn(&Row) -> String) -> String {
+        match self.notify.query(sql, &[]).await {
+            Ok(rows) => rows
+                .iter()
+                .map(|row| format!("  {}", line(row)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(error) => format!("  (unreadable: {error})"),
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{ChangedRow, Mark, RowPosition};
+use crate::model::{ChangedRow, Changes, Mark, RowPosition};
 
 /// Pages of fresh rows one pass may read; a busy table yields to the other schedules.
 pub const PAGES_PER_PASS: usize = 20;
@@ -93,6 +93,22 @@ impl Pager {
             frontier: self.last_fresh.or(self.frontier),
             complete: self.complete,
         }
+    }
+}
+
+/// What a pass read, with the mark it leads to (see [`next_mark`]) and the replica's horizon.
+pub fn changes(
+    mark: &Mark,
+    read: PassRead,
+    horizon: Option<DateTime<Utc>>,
+    proven: Option<DateTime<Utc>>,
+    position: Option<String>,
+) -> Changes {
+    Changes {
+        next: next_mark(mark, &read, proven, position),
+        complete: read.complete,
+        rows: read.rows,
+        horizon,
     }
 }
 

@@ -45,7 +45,7 @@ use tiberius::{
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use super::detection::{self, PageRow, Pager, PassRead};
+use super::detection::{self, PageRow, Pager};
 use super::{
     CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, NotifyDb,
     SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, attempt_columns, fill,
@@ -368,11 +368,6 @@ const NAMES: NameLimit = NameLimit {
     length: |name| name.encode_utf16().count(),
 };
 
-/// Names an admin gave, checked before they reach the catalog.
-fn check_names(names: &[(&str, &str)]) -> Result<(), Invalid> {
-    NAMES.check(names)
-}
-
 /// A name as QUOTENAME returned it: NULL (a name over 128 characters) is an invalid
 /// schedule, never an empty identifier.
 fn quoted(name: Option<&str>, what: &str) -> Result<String, Invalid> {
@@ -647,21 +642,6 @@ fn proven_line(
     Ok(horizon.map(|horizon| horizon - lookback))
 }
 
-/// A `poll` mode pass's result.
-fn poll_changes(
-    mark: &Mark,
-    read: PassRead,
-    horizon: Option<DateTime<Utc>>,
-    proven: Option<DateTime<Utc>>,
-) -> Changes {
-    Changes {
-        next: detection::next_mark(mark, &read, proven, None),
-        complete: read.complete,
-        rows: read.rows,
-        horizon,
-    }
-}
-
 fn changed_row(row: &Row) -> StoreResult<ChangedRow> {
     Ok(ChangedRow {
         key: text(row, "key_value")?,
@@ -831,7 +811,13 @@ async fn poll(
             break;
         }
     }
-    Ok(poll_changes(mark, pager.finish(), horizon, proven))
+    Ok(detection::changes(
+        mark,
+        pager.finish(),
+        horizon,
+        proven,
+        None,
+    ))
 }
 
 #[async_trait::async_trait]
@@ -840,7 +826,7 @@ impl SourceDb for MsSource {
         &self,
         source: &SourceTable,
     ) -> StoreResult<Result<TableQueries, Invalid>> {
-        if let Err(invalid) = check_names(&[
+        if let Err(invalid) = NAMES.check(&[
             ("schema", &source.schema),
             ("table", &source.table),
             ("key column", &source.key_column),
@@ -897,7 +883,7 @@ impl SourceDb for MsSource {
         &self,
         merge: &MergeFunction,
     ) -> StoreResult<Result<MergeCall, Invalid>> {
-        if let Err(invalid) = check_names(&[
+        if let Err(invalid) = NAMES.check(&[
             ("merge schema", &merge.schema),
             ("merge procedure", &merge.name),
         ]) {
@@ -1768,13 +1754,17 @@ mod tests {
     #[test]
     fn names_over_128_characters_are_an_invalid_schedule() {
         let long = "t".repeat(129);
-        let error = check_names(&[("table", &long)]).unwrap_err();
+        let error = NAMES.check(&[("table", &long)]).unwrap_err();
         assert!(
             error.contains("129 characters") && error.contains("128"),
             "{error}"
         );
-        assert!(check_names(&[("table", "")]).is_err());
-        assert!(check_names(&[("table", &"t".repeat(128)), ("schema", "crm")]).is_ok());
+        assert!(NAMES.check(&[("table", "")]).is_err());
+        assert!(
+            NAMES
+                .check(&[("table", &"t".repeat(128)), ("schema", "crm")])
+                .is_ok()
+        );
 
         // QUOTENAME's NULL is never an empty identifier.
         let error = quoted(None, "table").unwrap_err();

@@ -385,13 +385,13 @@ impl SourceDb for PgSource {
             .expect("lock")
             .line_for(xmin)
             .map(|line| horizon.map_or(line, |horizon| horizon.min(line)) - write_delay);
-        let next = detection::next_mark(mark, &read, proven, Some(position(&system_id, xmin)));
-        Ok(Changes {
-            rows: read.rows,
-            next,
-            complete: read.complete,
+        Ok(detection::changes(
+            mark,
+            read,
             horizon,
-        })
+            proven,
+            Some(position(&system_id, xmin)),
+        ))
     }
 
     async fn rows_between(
