@@ -308,7 +308,8 @@ pub struct OutgoingMessage {
     pub subject: Option<String>,
     pub body_html: Option<String>,
     pub body_text: String,
-    pub send_attempts: i32,
+    /// Attempts made so far that count against `max_attempts`.
+    pub counted_attempts: i32,
 }
 
 /// How one provider call ended, as recorded on the message and its attempt row.
@@ -329,6 +330,13 @@ pub enum AttemptOutcome {
         error: String,
     },
     InDoubt {
+        error: String,
+    },
+    /// Not sent because the provider refused our credentials (or they are not set): try
+    /// again after `retry_in`, not counted against `max_attempts`.
+    Paused {
+        http_status: Option<u16>,
+        retry_in: std::time::Duration,
         error: String,
     },
 }

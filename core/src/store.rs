@@ -225,6 +225,8 @@ pub trait NotifyDb: Send + Sync + 'static {
     ) -> StoreResult<Vec<(OutgoingMessage, bool)>>;
     /// Marks a claimed message `suppressed`.
     async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()>;
+    /// Puts a claimed message not yet begun back in the queue, due after `wait`.
+    async fn defer(&self, message_id: i64, owner: &str, wait: Duration) -> StoreResult<()>;
     /// Marks a claimed message `sending` and opens its attempt row, extending the lease to
     /// cover the call. Returns the attempt number, or `None` if the claim was lost.
     async fn begin_attempt(
@@ -365,59 +367,82 @@ pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {
     sql
 }
 
-/// How an attempt outcome is written, whatever the engine: (message status, attempt
-/// outcome, HTTP status, provider message id, error, delay until the next attempt).
-pub(crate) fn attempt_columns(
-    outcome: &AttemptOutcome,
-) -> (
-    MessageStatus,
-    &'static str,
-    Option<i32>,
-    Option<&str>,
-    Option<&str>,
-    Duration,
-) {
-    let status = |code: Option<u16>| code.map(i32::from);
-    match outcome {
-        AttemptOutcome::Sent {
+/// How an attempt outcome is written, whatever the engine.
+pub(crate) struct AttemptColumns<'a> {
+    pub status: MessageStatus,
+    /// The attempt row's outcome.
+    pub outcome: &'static str,
+    pub http_status: Option<i32>,
+    pub provider_message_id: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// Delay until the next attempt.
+    pub retry_in: Duration,
+    /// 1 when the attempt does not count against `max_attempts`, else 0.
+    pub uncounted: i32,
+}
+
+impl<'a> AttemptColumns<'a> {
+    pub(crate) fn of(outcome: &'a AttemptOutcome) -> Self {
+        let code = |status: &Option<u16>| status.map(i32::from);
+        let ended = |status, outcome, http_status, error| Self {
+            status,
+            outcome,
             http_status,
-            provider_message_id,
-        } => (
-            MessageStatus::Sent,
-            "sent",
-            status(Some(*http_status)),
-            provider_message_id.as_deref(),
-            None,
-            Duration::ZERO,
-        ),
-        AttemptOutcome::Retry {
-            http_status,
-            retry_in,
+            provider_message_id: None,
             error,
-        } => (
-            MessageStatus::Queued,
-            "retry",
-            status(*http_status),
-            None,
-            Some(error),
-            *retry_in,
-        ),
-        AttemptOutcome::Failed { http_status, error } => (
-            MessageStatus::Failed,
-            "failed",
-            status(*http_status),
-            None,
-            Some(error),
-            Duration::ZERO,
-        ),
-        AttemptOutcome::InDoubt { error } => (
-            MessageStatus::InDoubt,
-            "in_doubt",
-            None,
-            None,
-            Some(error),
-            Duration::ZERO,
-        ),
+            retry_in: Duration::ZERO,
+            uncounted: 0,
+        };
+        match outcome {
+            AttemptOutcome::Sent {
+                http_status,
+                provider_message_id,
+            } => Self {
+                provider_message_id: provider_message_id.as_deref(),
+                ..ended(
+                    MessageStatus::Sent,
+                    "sent",
+                    Some(i32::from(*http_status)),
+                    None,
+                )
+            },
+            AttemptOutcome::Retry {
+                http_status,
+                retry_in,
+                error,
+            } => Self {
+                retry_in: *retry_in,
+                ..ended(
+                    MessageStatus::Queued,
+                    "retry",
+                    code(http_status),
+                    Some(error),
+                )
+            },
+            AttemptOutcome::Paused {
+                http_status,
+                retry_in,
+                error,
+            } => Self {
+                retry_in: *retry_in,
+                uncounted: 1,
+                ..ended(
+                    MessageStatus::Queued,
+                    "retry",
+                    code(http_status),
+                    Some(error),
+                )
+            },
+            AttemptOutcome::Failed { http_status, error } => ended(
+                MessageStatus::Failed,
+                "failed",
+                code(http_status),
+                Some(error),
+            ),
+            AttemptOutcome::InDoubt { error } => {
+                ended(MessageStatus::InDoubt, "in_doubt", None, Some(error))
+            }
+        }
     }
 }
 
@@ -437,20 +462,51 @@ mod tests {
 
     #[test]
     fn attempt_outcomes_map_to_columns() {
+        let columns = |outcome: &AttemptOutcome| {
+            let c = AttemptColumns::of(outcome);
+            (
+                c.status,
+                c.outcome,
+                c.http_status,
+                c.provider_message_id.map(str::to_owned),
+                c.error.map(str::to_owned),
+                c.retry_in,
+                c.uncounted,
+            )
+        };
+        let wait = Duration::from_millis(1500);
         let retry = AttemptOutcome::Retry {
             http_status: Some(429),
-            retry_in: Duration::from_millis(1500),
+            retry_in: wait,
             error: "slow down".into(),
         };
         assert_eq!(
-            attempt_columns(&retry),
+            columns(&retry),
             (
                 MessageStatus::Queued,
                 "retry",
                 Some(429),
                 None,
-                Some("slow down"),
-                Duration::from_millis(1500)
+                Some("slow down".into()),
+                wait,
+                0
+            )
+        );
+        let paused = AttemptOutcome::Paused {
+            http_status: Some(401),
+            retry_in: wait,
+            error: "bad key".into(),
+        };
+        assert_eq!(
+            columns(&paused),
+            (
+                MessageStatus::Queued,
+                "retry",
+                Some(401),
+                None,
+                Some("bad key".into()),
+                wait,
+                1
             )
         );
         let sent = AttemptOutcome::Sent {
@@ -458,14 +514,15 @@ mod tests {
             provider_message_id: Some("abc".into()),
         };
         assert_eq!(
-            attempt_columns(&sent),
+            columns(&sent),
             (
                 MessageStatus::Sent,
                 "sent",
                 Some(202),
-                Some("abc"),
+                Some("abc".into()),
                 None,
-                Duration::ZERO
+                Duration::ZERO,
+                0
             )
         );
     }

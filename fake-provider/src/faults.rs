@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,6 +27,8 @@ pub enum FaultKind {
     Slow { delay_ms: u64 },
     /// Validate and record the request, then close the connection without answering.
     Drop,
+    /// The provider's answer to credentials it does not take (401), as for a revoked key.
+    Unauthorized,
 }
 
 /// A fault as posted to `/_fake/faults` or given with `--fault`.
@@ -39,6 +42,9 @@ pub struct Fault {
     /// Only requests to this channel match; `None` matches both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<Channel>,
+    /// Instead of `times`: every matching request for this long after it is queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_ms: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -58,6 +64,7 @@ impl Fault {
             kind,
             times: 1,
             channel: None,
+            for_ms: None,
         }
     }
 
@@ -88,42 +95,57 @@ pub fn parse_faults(json: &str) -> Result<Vec<Fault>, String> {
     faults.into_iter().map(Fault::check).collect()
 }
 
-/// Pending faults, applied in FIFO order.
+/// Pending faults, applied in FIFO order; a timed one with the instant it ends.
 #[derive(Debug, Default)]
-pub struct FaultQueue(Mutex<VecDeque<Fault>>);
+pub struct FaultQueue(Mutex<VecDeque<(Fault, Option<Instant>)>>);
 
 impl FaultQueue {
     pub fn push(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.0.lock().expect("fault lock poisoned").extend(faults);
+        let now = Instant::now();
+        let timed = faults.into_iter().map(|f| {
+            let ends = f.for_ms.map(|ms| now + Duration::from_millis(ms));
+            (f, ends)
+        });
+        self.lock().extend(timed);
     }
 
     pub fn pending(&self) -> Vec<Fault> {
-        self.0
-            .lock()
-            .expect("fault lock poisoned")
-            .iter()
-            .cloned()
-            .collect()
+        let mut queue = self.lock();
+        expire(&mut queue);
+        queue.iter().map(|(f, _)| f.clone()).collect()
     }
 
     pub fn clear(&self) {
-        self.0.lock().expect("fault lock poisoned").clear();
+        self.lock().clear();
     }
 
     /// Consumes one application of the first fault matching `channel`.
     pub(crate) fn take(&self, channel: Channel) -> Option<FaultKind> {
-        let mut queue = self.0.lock().expect("fault lock poisoned");
+        let mut queue = self.lock();
+        expire(&mut queue);
         let at = queue
             .iter()
-            .position(|f| f.channel.is_none_or(|c| c == channel))?;
-        let fault = &mut queue[at];
-        fault.times -= 1;
+            .position(|(f, _)| f.channel.is_none_or(|c| c == channel))?;
+        let (fault, ends) = &mut queue[at];
         let kind = fault.kind.clone();
-        if fault.times == 0 {
-            queue.remove(at);
+        if ends.is_none() {
+            fault.times -= 1;
+            if fault.times == 0 {
+                queue.remove(at);
+            }
         }
         Some(kind)
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Fault, Option<Instant>)>> {
+        self.0.lock().expect("fault lock poisoned")
+    }
+}
+
+/// Drops the timed faults whose time is up.
+fn expire(queue: &mut VecDeque<(Fault, Option<Instant>)>) {
+    let now = Instant::now();
+    queue.retain(|(_, ends)| ends.is_none_or(|ends| now < ends));
 }
 
 #[cfg(test)]
@@ -169,6 +191,19 @@ mod tests {
         );
         assert_eq!(q.take(Channel::Sms), Some(FaultKind::Drop));
         assert_eq!(q.take(Channel::Sms), Some(FaultKind::Slow { delay_ms: 1 }));
+        assert_eq!(q.take(Channel::Email), None);
+        assert!(q.pending().is_empty());
+    }
+
+    #[test]
+    fn a_timed_fault_applies_to_every_request_until_it_ends() {
+        let q = FaultQueue::default();
+        q.push(parse_faults(r#"{"kind":"unauthorized","channel":"email","for_ms":150}"#).unwrap());
+        for _ in 0..3 {
+            assert_eq!(q.take(Channel::Email), Some(FaultKind::Unauthorized));
+        }
+        assert_eq!(q.take(Channel::Sms), None);
+        std::thread::sleep(Duration::from_millis(200));
         assert_eq!(q.take(Channel::Email), None);
         assert!(q.pending().is_empty());
     }

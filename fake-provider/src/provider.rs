@@ -105,6 +105,7 @@ async fn process<P: Provider>(app: Arc<App>, authorized: bool, body: Bytes) -> O
     }
     let verdict = match fault {
         _ if !authorized => Err(P::unauthorized()),
+        Some(FaultKind::Unauthorized) => Err(P::unauthorized()),
         Some(FaultKind::RateLimit { reset_after_secs }) => Err(P::rate_limited(reset_after_secs)),
         Some(FaultKind::ServerError { status }) => Err(P::server_error(
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

@@ -2,5 +2,6 @@
 //! to SendGrid (email) or Twilio (SMS), recording every attempt. A message is marked `sending`
 //! before its provider call, so a call whose end is unknown leaves it `in_doubt`, never resent.
 
+pub mod circuit;
 pub mod provider;
 pub mod worker;

@@ -1,16 +1,18 @@
 //! Provider calls: one message, one HTTP request, one [`Delivery`] saying whether the provider
-//! took the message, refused it for good, can be asked again, or may or may not have it.
+//! took the message, refused it for good, can be asked again, may or may not have it, or
+//! refused our credentials.
 //!
 //! Guarantees:
 //! - `Retry` only when the provider certainly did not take the message: an HTTP answer that
 //!   says so, or a request that never left (no connection, or it could not be built).
 //! - Anything that may have reached the provider without a definite answer (a timeout, a
-//!   connection closed before the answer) is `InDoubt`: never to be resent automatically.
+//!   connection closed before the answer, a gateway or server error) is `InDoubt`: never to
+//!   be resent automatically.
 //! - Secrets travel only in the `Authorization` header and are never logged.
+//! - Error bodies are read up to [`MAX_BODY`] bytes.
 //!
-//! Both providers are classified by the same table ([`answer`]): 2xx accepted; 429 retry at
-//! the reset time; 5xx retry (honouring `Retry-After`); 401/403 retry while an operator fixes
-//! the credentials; 408 retry; other 4xx rejected with the provider's reason.
+//! Every answer is classified in one place, [`answer`]: the table in the README ("Provider
+//! answers"), per provider where their APIs differ.
 
 mod sendgrid;
 mod twilio;
@@ -34,6 +36,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_NOT_BEFORE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Characters of an unrecognised error body kept as the reason.
 const MAX_RAW_REASON: usize = 500;
+/// Bytes of an answer's body read, at most.
+const MAX_BODY: usize = 64 * 1024;
+/// Twilio: "Message queue is full" for the sender number.
+const TWILIO_QUEUE_FULL: u64 = 21611;
 
 /// How one provider call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +59,28 @@ pub enum Delivery {
     Rejected { http_status: u16, reason: String },
     /// The request may or may not have reached the provider: never resend automatically.
     InDoubt { reason: String },
+    /// The provider refused our credentials, or they are not set: nothing was sent, and
+    /// nothing will be on this provider until they work (see `circuit`).
+    Unauthorized {
+        http_status: Option<u16>,
+        reason: String,
+    },
+}
+
+/// Which provider answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    SendGrid,
+    Twilio,
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::SendGrid => "SendGrid",
+            Self::Twilio => "Twilio",
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,12 +153,9 @@ fn warn_if_missing<T>(secret: &Option<T>, key: &str, channel: Channel) {
 
 /// The secret at config path `key` is not set: nothing is sent, and the message waits.
 fn missing_secret(key: &str) -> Delivery {
-    let var = env_var_for(key);
-    tracing::error!(%var, "provider secret not set; set it and restart the sender");
-    Delivery::Retry {
+    Delivery::Unauthorized {
         http_status: None,
-        not_before: None,
-        reason: format!("`{key}` is not set: set {var}"),
+        reason: format!("`{key}` is not set: set {} and restart", env_var_for(key)),
     }
 }
 
@@ -151,15 +176,46 @@ fn no_answer(error: reqwest::Error) -> Delivery {
     }
 }
 
-/// A non-success answer, with the provider's reason read from its body by `reason`.
-async fn refusal(response: Response, reason: fn(&str) -> Option<String>) -> Delivery {
+/// A refusal as the provider's body states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ErrorBody {
+    /// The provider's own error code (Twilio's), when it gives one.
+    code: Option<u64>,
+    reason: String,
+}
+
+/// A non-success answer, with the provider's reason read from its body by `parse`.
+async fn refusal(
+    provider: Provider,
+    mut response: Response,
+    parse: fn(&str) -> Option<ErrorBody>,
+) -> Delivery {
     let status = response.status();
     let headers = response.headers().clone();
-    let detail = match response.text().await {
-        Ok(body) => reason(&body).unwrap_or_else(|| raw_reason(status, &body)),
-        Err(error) => format!("{status} (body unreadable: {})", error_chain(&error)),
+    let body = match read_bounded(&mut response).await {
+        Ok(body) => parse(&body).unwrap_or_else(|| ErrorBody {
+            code: None,
+            reason: raw_reason(status, &body),
+        }),
+        Err(error) => ErrorBody {
+            code: None,
+            reason: format!("{status} (body unreadable: {})", error_chain(&error)),
+        },
     };
-    answer(status, &headers, detail, Utc::now())
+    answer(provider, status, &headers, body, Utc::now())
+}
+
+/// The body, up to [`MAX_BODY`] bytes (lossy UTF-8): a provider's answer never costs more.
+async fn read_bounded(response: &mut Response) -> Result<String, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_BODY {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The body as it came, shortened; the status line when there is none.
@@ -174,37 +230,56 @@ fn raw_reason(status: StatusCode, body: &str) -> String {
     }
 }
 
-/// The classification table for a non-success answer; `detail` is the provider's reason.
-fn answer(status: StatusCode, headers: &HeaderMap, detail: String, now: DateTime<Utc>) -> Delivery {
+/// The classification table for a non-success answer (README, "Provider answers").
+fn answer(
+    provider: Provider,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: ErrorBody,
+    now: DateTime<Utc>,
+) -> Delivery {
     let http_status = status.as_u16();
+    let ErrorBody { code, reason } = body;
     let retry = |not_before, reason| Delivery::Retry {
         http_status: Some(http_status),
         not_before,
         reason,
     };
-    match status {
-        StatusCode::TOO_MANY_REQUESTS => retry(
-            retry_after(headers, now).or_else(|| rate_limit_reset(headers, now)),
-            format!("rate limited: {detail}"),
-        ),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            tracing::error!(
-                http_status,
-                %detail,
-                "the provider rejected the credentials; an operator must fix them"
-            );
-            retry(None, format!("provider rejected the credentials: {detail}"))
-        }
-        StatusCode::REQUEST_TIMEOUT => retry(None, format!("provider timed out: {detail}")),
-        _ if status.is_server_error() => retry(
-            retry_after(headers, now),
-            format!("provider error: {detail}"),
-        ),
-        _ if status.is_client_error() => Delivery::Rejected {
-            http_status,
-            reason: detail,
+    match (http_status, provider, code) {
+        (401 | 403, _, _) => Delivery::Unauthorized {
+            http_status: Some(http_status),
+            reason: format!("{provider} refused the credentials: {reason}"),
         },
-        _ => retry(None, format!("unexpected answer {status}: {detail}")),
+        // Twilio's 20429 comes as a 429 too.
+        (429, _, _) => retry(
+            retry_after(headers, now).or_else(|| rate_limit_reset(headers, now)),
+            format!("rate limited: {reason}"),
+        ),
+        // The sender number's queue is full: nothing was queued.
+        (400, Provider::Twilio, Some(TWILIO_QUEUE_FULL)) => {
+            retry(None, format!("queue full: {reason}"))
+        }
+        (408, _, _) => retry(
+            None,
+            format!("provider timed out reading the request: {reason}"),
+        ),
+        // Service unavailable: refused at the door, before the message was looked at.
+        (503, _, _) => retry(
+            retry_after(headers, now),
+            format!("provider unavailable: {reason}"),
+        ),
+        // Gateway errors and internal errors can follow a message the provider took.
+        (500..=599, _, _) => Delivery::InDoubt {
+            reason: format!(
+                "{provider} answered {status} and may have taken the message: {reason}"
+            ),
+        },
+        (400..=499, _, _) => Delivery::Rejected {
+            http_status,
+            reason,
+        },
+        // Redirects are not followed: the request never reached the API.
+        _ => retry(None, format!("unexpected answer {status}: {reason}")),
     }
 }
 
@@ -287,61 +362,116 @@ mod tests {
     #[test]
     fn classification_table() {
         let reset = (now().timestamp() + 3).to_string();
-        let check = |status: u16, pairs: &[(&'static str, &str)], expected: Delivery| {
+        let check = |provider: Provider,
+                     (status, code): (u16, Option<u64>),
+                     pairs: &[(&'static str, &str)],
+                     expected: Delivery| {
             let status = StatusCode::from_u16(status).unwrap();
-            let got = answer(status, &headers(pairs), "why".into(), now());
-            assert_eq!(got, expected, "{status}");
+            let body = ErrorBody {
+                code,
+                reason: "why".into(),
+            };
+            let got = answer(provider, status, &headers(pairs), body, now());
+            assert_eq!(got, expected, "{provider} {status} {code:?}");
         };
         let retry = |status, not_before, reason: &str| Delivery::Retry {
             http_status: Some(status),
             not_before,
             reason: reason.into(),
         };
-        check(
-            429,
-            &[("x-ratelimit-reset", &reset)],
-            retry(429, Some(Duration::from_millis(2_750)), "rate limited: why"),
-        );
-        check(
-            429,
-            &[("retry-after", "5"), ("x-ratelimit-reset", &reset)],
-            retry(429, Some(Duration::from_secs(5)), "rate limited: why"),
-        );
-        check(429, &[], retry(429, None, "rate limited: why"));
-        check(500, &[], retry(500, None, "provider error: why"));
-        check(
-            503,
-            &[("retry-after", "30")],
-            retry(503, Some(Duration::from_secs(30)), "provider error: why"),
-        );
-        // A 5xx's rate-limit header describes the window, not a request to wait.
-        check(
-            502,
-            &[("x-ratelimit-reset", &reset)],
-            retry(502, None, "provider error: why"),
-        );
-        for status in [401, 403] {
+        let in_doubt = |provider: Provider, status: &str| Delivery::InDoubt {
+            reason: format!("{provider} answered {status} and may have taken the message: why"),
+        };
+        for p in [Provider::SendGrid, Provider::Twilio] {
             check(
-                status,
+                p,
+                (429, None),
+                &[("x-ratelimit-reset", &reset)],
+                retry(429, Some(Duration::from_millis(2_750)), "rate limited: why"),
+            );
+            check(
+                p,
+                (429, Some(20429)),
+                &[("retry-after", "5"), ("x-ratelimit-reset", &reset)],
+                retry(429, Some(Duration::from_secs(5)), "rate limited: why"),
+            );
+            check(p, (429, None), &[], retry(429, None, "rate limited: why"));
+            check(
+                p,
+                (503, None),
+                &[("retry-after", "30")],
+                retry(
+                    503,
+                    Some(Duration::from_secs(30)),
+                    "provider unavailable: why",
+                ),
+            );
+            // A 503's rate-limit header describes the window, not a request to wait.
+            check(
+                p,
+                (503, None),
+                &[("x-ratelimit-reset", &reset)],
+                retry(503, None, "provider unavailable: why"),
+            );
+            check(
+                p,
+                (500, None),
                 &[],
-                retry(status, None, "provider rejected the credentials: why"),
+                in_doubt(p, "500 Internal Server Error"),
+            );
+            check(p, (502, None), &[], in_doubt(p, "502 Bad Gateway"));
+            check(p, (504, None), &[], in_doubt(p, "504 Gateway Timeout"));
+            for status in [401, 403] {
+                check(
+                    p,
+                    (status, Some(20003)),
+                    &[],
+                    Delivery::Unauthorized {
+                        http_status: Some(status),
+                        reason: format!("{p} refused the credentials: why"),
+                    },
+                );
+            }
+            check(
+                p,
+                (408, None),
+                &[],
+                retry(408, None, "provider timed out reading the request: why"),
+            );
+            for status in [400, 404, 413, 422] {
+                check(
+                    p,
+                    (status, None),
+                    &[],
+                    Delivery::Rejected {
+                        http_status: status,
+                        reason: "why".into(),
+                    },
+                );
+            }
+            check(
+                p,
+                (302, None),
+                &[],
+                retry(302, None, "unexpected answer 302 Found: why"),
             );
         }
-        check(408, &[], retry(408, None, "provider timed out: why"));
-        for status in [400, 404, 413, 422] {
-            check(
-                status,
-                &[],
-                Delivery::Rejected {
-                    http_status: status,
-                    reason: "why".into(),
-                },
-            );
-        }
+        // Per provider: Twilio's full sender queue took nothing; the same code means nothing
+        // to SendGrid.
         check(
-            302,
+            Provider::Twilio,
+            (400, Some(21611)),
             &[],
-            retry(302, None, "unexpected answer 302 Found: why"),
+            retry(400, None, "queue full: why"),
+        );
+        check(
+            Provider::SendGrid,
+            (400, Some(21611)),
+            &[],
+            Delivery::Rejected {
+                http_status: 400,
+                reason: "why".into(),
+            },
         );
     }
 

@@ -11,6 +11,8 @@
 //! - Transient refusals retry with exponential backoff and jitter, never before the
 //!   provider's rate-limit reset, and end `failed` after `max_attempts`; permanent refusals end
 //!   `failed` at once, with the provider's reason.
+//! - A provider that refuses our credentials pauses its channel (`circuit`): its messages
+//!   wait, and no attempt is counted, until a probe gets through.
 //! - On cancellation nothing new is claimed or started; calls in flight (each bounded by
 //!   `http_timeout`) finish and their outcomes are recorded.
 
@@ -26,6 +28,7 @@ use herald_core::telemetry::error_chain;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::circuit::{Circuits, Permit};
 use crate::provider::{Delivery, Providers};
 
 /// How often messages whose sender lost its lease mid-call are looked for, at most.
@@ -51,6 +54,7 @@ pub enum Step {
 pub struct Sender {
     store: Arc<dyn NotifyDb>,
     providers: Providers,
+    circuits: Circuits,
     settings: SenderSettings,
 }
 
@@ -60,6 +64,7 @@ impl Sender {
         Self {
             store,
             providers,
+            circuits: Circuits::new(settings.backoff_base, settings.backoff_max),
             settings,
         }
     }
@@ -196,6 +201,7 @@ impl Sender {
             return;
         }
         let owner = &self.settings.instance_id;
+        let channel = message.channel;
         if suppressed {
             match self.store.suppress(message.message_id, owner).await {
                 Ok(()) => tracing::info!("recipient is suppressed: not sent"),
@@ -206,6 +212,15 @@ impl Sender {
             }
             return;
         }
+        if let Permit::Wait(wait) = self.circuits.permit(channel) {
+            if let Err(error) = self.store.defer(message.message_id, owner, wait).await {
+                tracing::warn!(
+                    error = %error_chain(&error),
+                    "provider paused; the message waits for its claim to run out"
+                );
+            }
+            return;
+        }
         let begun = self
             .store
             .begin_attempt(message.message_id, owner, self.settings.lease)
@@ -213,10 +228,12 @@ impl Sender {
         let attempt = match begun {
             Ok(Some(attempt)) => attempt,
             Ok(None) => {
+                self.circuits.probe_not_made(channel);
                 tracing::info!("claim lost to another sender: not sent");
                 return;
             }
             Err(error) => {
+                self.circuits.probe_not_made(channel);
                 tracing::warn!(
                     error = %error_chain(&error),
                     "could not mark the message sending: not sent"
@@ -227,9 +244,11 @@ impl Sender {
         tracing::Span::current().record("attempt", attempt);
 
         let delivery = self.providers.send(&message).await;
+        let paused_for = self.circuits.record(channel, &delivery);
+        let counted = message.counted_attempts + 1;
         let retries_spent =
-            matches!(delivery, Delivery::Retry { .. }) && attempt >= self.settings.max_attempts;
-        let outcome = attempt_outcome(delivery, attempt, &self.settings);
+            matches!(delivery, Delivery::Retry { .. }) && counted >= self.settings.max_attempts;
+        let outcome = attempt_outcome(delivery, counted, paused_for, &self.settings);
         log_outcome(&outcome, retries_spent);
         self.finish_attempt(message.message_id, attempt, &outcome)
             .await;
@@ -272,8 +291,14 @@ impl Sender {
     }
 }
 
-/// What a provider's answer to attempt number `attempt` means for the message.
-fn attempt_outcome(delivery: Delivery, attempt: i32, settings: &SenderSettings) -> AttemptOutcome {
+/// What a provider's answer means for the message, on its `counted`th counted attempt;
+/// `paused_for` is how long its provider is paused, when it refused our credentials.
+fn attempt_outcome(
+    delivery: Delivery,
+    counted: i32,
+    paused_for: Option<Duration>,
+    settings: &SenderSettings,
+) -> AttemptOutcome {
     match delivery {
         Delivery::Accepted {
             http_status,
@@ -286,9 +311,9 @@ fn attempt_outcome(delivery: Delivery, attempt: i32, settings: &SenderSettings) 
             http_status,
             reason,
             ..
-        } if attempt >= settings.max_attempts => AttemptOutcome::Failed {
+        } if counted >= settings.max_attempts => AttemptOutcome::Failed {
             http_status,
-            error: format!("gave up after {attempt} attempts: {reason}"),
+            error: format!("gave up after {counted} attempts: {reason}"),
         },
         Delivery::Retry {
             http_status,
@@ -296,7 +321,7 @@ fn attempt_outcome(delivery: Delivery, attempt: i32, settings: &SenderSettings) 
             reason,
         } => AttemptOutcome::Retry {
             http_status,
-            retry_in: retry_delay(attempt, not_before, settings),
+            retry_in: retry_delay(counted, not_before, settings),
             error: reason,
         },
         Delivery::Rejected {
@@ -307,6 +332,14 @@ fn attempt_outcome(delivery: Delivery, attempt: i32, settings: &SenderSettings) 
             error: reason,
         },
         Delivery::InDoubt { reason } => AttemptOutcome::InDoubt { error: reason },
+        Delivery::Unauthorized {
+            http_status,
+            reason,
+        } => AttemptOutcome::Paused {
+            http_status,
+            retry_in: paused_for.unwrap_or(settings.backoff_base),
+            error: format!("not sent, not counted: {reason}"),
+        },
     }
 }
 
@@ -351,6 +384,12 @@ fn log_outcome(outcome: &AttemptOutcome, retries_spent: bool) {
         AttemptOutcome::Failed { http_status, error } => {
             tracing::warn!(http_status, %error, "refused by the provider: failed")
         }
+        // The circuit logs the pause once per channel.
+        AttemptOutcome::Paused {
+            http_status,
+            retry_in,
+            error,
+        } => tracing::debug!(http_status, ?retry_in, %error, "provider paused: will retry"),
         AttemptOutcome::InDoubt { error } => tracing::error!(
             %error,
             "in_doubt: the provider may or may not have the message; it will not be resent \
@@ -407,7 +446,7 @@ mod tests {
     fn answers_map_to_outcomes() {
         let s = settings();
         let check = |delivery: Delivery, expected: AttemptOutcome| {
-            assert_eq!(attempt_outcome(delivery, 1, &s), expected);
+            assert_eq!(attempt_outcome(delivery, 1, None, &s), expected);
         };
         check(
             Delivery::Accepted {
@@ -444,7 +483,7 @@ mod tests {
         let s = settings();
         for (attempt, full) in [(1, 2), (2, 4)] {
             let full = Duration::from_secs(full);
-            let delay = retry_in(attempt_outcome(retry(None), attempt, &s));
+            let delay = retry_in(attempt_outcome(retry(None), attempt, None, &s));
             assert!(delay >= full / 2 && delay <= full, "{attempt}: {delay:?}");
         }
     }
@@ -454,14 +493,14 @@ mod tests {
         let s = settings();
         let reset = Duration::from_secs(30);
         for _ in 0..50 {
-            let delay = retry_in(attempt_outcome(retry(Some(reset)), 1, &s));
+            let delay = retry_in(attempt_outcome(retry(Some(reset)), 1, None, &s));
             assert!(
                 delay >= reset && delay <= reset + RESET_JITTER_MAX,
                 "{delay:?}"
             );
         }
         // A reset sooner than the backoff does not shorten it.
-        let delay = retry_in(attempt_outcome(retry(Some(Duration::ZERO)), 2, &s));
+        let delay = retry_in(attempt_outcome(retry(Some(Duration::ZERO)), 2, None, &s));
         assert!(delay >= Duration::from_secs(2), "{delay:?}");
     }
 
@@ -469,7 +508,7 @@ mod tests {
     fn the_last_attempt_gives_up() {
         let s = settings();
         assert_eq!(
-            attempt_outcome(retry(Some(Duration::from_secs(1))), 3, &s),
+            attempt_outcome(retry(Some(Duration::from_secs(1))), 3, None, &s),
             AttemptOutcome::Failed {
                 http_status: Some(429),
                 error: "gave up after 3 attempts: rate limited: slow down".into(),

@@ -68,7 +68,7 @@ fn email() -> OutgoingMessage {
         subject: Some("Your order shipped".into()),
         body_html: Some("<p>It is on its way.</p>".into()),
         body_text: "It is on its way.".into(),
-        send_attempts: 0,
+        counted_attempts: 0,
     }
 }
 
@@ -93,6 +93,17 @@ fn expect_retry(delivery: Delivery) -> (Option<u16>, Option<Duration>, String) {
             reason,
         } => (http_status, not_before, reason),
         other => panic!("expected Retry, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn expect_unauthorized(delivery: Delivery) -> (Option<u16>, String) {
+    match delivery {
+        Delivery::Unauthorized {
+            http_status,
+            reason,
+        } => (http_status, reason),
+        other => panic!("expected Unauthorized, got {other:?}"),
     }
 }
 
@@ -159,7 +170,7 @@ async fn an_sms_is_accepted_with_its_sid() {
 }
 
 #[tokio::test]
-async fn wrong_credentials_are_retried_not_failed() {
+async fn wrong_credentials_pause_the_provider_not_fail_the_message() {
     let h = Harness::with(
         |s| {
             s.sendgrid.api_key = Some(SecretString::from("SG.wrong"));
@@ -169,9 +180,9 @@ async fn wrong_credentials_are_retried_not_failed() {
     )
     .await;
     for message in [email(), sms()] {
-        let (status, _, reason) = expect_retry(h.providers.send(&message).await);
+        let (status, reason) = expect_unauthorized(h.providers.send(&message).await);
         assert_eq!(status, Some(401), "{}", message.channel);
-        assert!(reason.contains("credentials"), "{reason}");
+        assert!(reason.contains("refused the credentials"), "{reason}");
         assert!(!reason.contains("wrong"), "a secret leaked: {reason}");
     }
 }
@@ -186,13 +197,13 @@ async fn a_missing_secret_names_its_variable_and_sends_nothing() {
         Duration::from_secs(5),
     )
     .await;
-    let (status, _, reason) = expect_retry(h.providers.send(&email()).await);
+    let (status, reason) = expect_unauthorized(h.providers.send(&email()).await);
     assert_eq!(status, None);
     assert!(
         reason.contains("HERALD__PROVIDERS__SENDGRID__API_KEY"),
         "{reason}"
     );
-    let (_, _, reason) = expect_retry(h.providers.send(&sms()).await);
+    let (_, reason) = expect_unauthorized(h.providers.send(&sms()).await);
     assert!(
         reason.contains("HERALD__PROVIDERS__TWILIO__AUTH_TOKEN"),
         "{reason}"
@@ -249,13 +260,18 @@ async fn a_rate_limit_is_retried_no_sooner_than_its_reset() {
 }
 
 #[tokio::test]
-async fn a_server_error_is_retried() {
+async fn service_unavailable_is_retried_and_other_server_errors_are_in_doubt() {
     let h = Harness::start().await;
-    for (message, status) in [(email(), 500), (sms(), 503)] {
-        h.fault(FaultKind::ServerError { status });
+    for message in [email(), sms()] {
+        h.fault(FaultKind::ServerError { status: 503 });
         let (got, not_before, _) = expect_retry(h.providers.send(&message).await);
-        assert_eq!(got, Some(status));
+        assert_eq!(got, Some(503));
         assert_eq!(not_before, None);
+        for status in [500, 502, 504] {
+            h.fault(FaultKind::ServerError { status });
+            let reason = expect_in_doubt(h.providers.send(&message).await);
+            assert!(reason.contains("may have taken"), "{reason}");
+        }
     }
 }
 
@@ -311,4 +327,39 @@ async fn an_answer_slower_than_the_timeout_is_in_doubt() {
         h.providers.send(&email()).await,
         Delivery::Accepted { .. }
     ));
+}
+
+#[tokio::test]
+async fn an_endless_error_body_is_read_up_to_a_bound() {
+    // A provider (or a proxy in front of it) that answers 400 and never ends the body.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut request = [0; 4096];
+        let _ = socket.read(&mut request);
+        let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n");
+        let chunk = format!("{:x}\r\n{}\r\n", 1024, "x".repeat(1024));
+        while socket.write_all(chunk.as_bytes()).is_ok() {}
+    });
+    let h = Harness::with(|s| s.twilio.base_url = url, Duration::from_secs(5)).await;
+    let started = Instant::now();
+    let Delivery::Rejected {
+        http_status,
+        reason,
+    } = h.providers.send(&sms()).await
+    else {
+        panic!("expected Rejected");
+    };
+    assert_eq!(http_status, 400);
+    assert!(
+        reason.starts_with("xxx") && reason.chars().count() <= 501,
+        "{reason}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use fake_provider::{Channel, Fault, FaultKind};
-use herald_tests::{Contact, Engine, SOON, Stack};
+use herald_tests::{Contact, Engine, SOON, Service, Stack};
 
 pub async fn a_rate_limited_email_is_sent_once_after_the_reset(
     engine: Engine,
@@ -138,5 +138,139 @@ pub async fn merge_values_are_escaped_in_html_and_intact_in_text_and_sms(
                 .as_str()
         )
     );
+    Ok(())
+}
+
+/// SendGrid refuses the key for 10 s (a revoked key, then restored): email pauses, SMS keeps
+/// flowing, and once the key works every email goes once, no attempt spent on the refusals.
+pub async fn a_refused_key_pauses_email_and_spends_no_attempts(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    const EMAILS: usize = 5;
+    const REFUSED_FOR: Duration = Duration::from_secs(10);
+    let mut stack = Stack::new(engine, "refused_key").await?;
+    stack.load_example_schedules().await?;
+    // Any attempt counted would fail a message well within the 10 s.
+    stack.set(Service::Sender, "sender.max_attempts", "2");
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+    let refused_from = chrono::Utc::now();
+    stack.provider.faults().push([Fault {
+        channel: Some(Channel::Email),
+        for_ms: Some(REFUSED_FOR.as_millis() as u64),
+        ..Fault::new(FaultKind::Unauthorized)
+    }]);
+    let mut contacts = Vec::new();
+    for i in 0..EMAILS {
+        contacts.push(
+            stack
+                .insert_contact_to(&format!("key{i}@example.com"))
+                .await?,
+        );
+    }
+    // SMS is another provider: not held up.
+    stack.insert_appointment(contacts[0], "Room 1").await?;
+    let sms = stack.wait_for_accepted(1, Duration::from_secs(5)).await?;
+    assert_eq!(sms[0].channel, Channel::Sms, "{sms:#?}");
+
+    let accepted = stack
+        .wait_for_accepted(EMAILS + 1, REFUSED_FOR + Duration::from_secs(10))
+        .await?;
+    let emails: Vec<_> = accepted
+        .iter()
+        .filter(|r| r.channel == Channel::Email)
+        .collect();
+    assert_eq!(emails.len(), EMAILS, "each email once: {emails:#?}");
+    let first = emails
+        .iter()
+        .map(|r| r.received_at)
+        .min()
+        .unwrap_or_default();
+    assert!(
+        first - refused_from >= chrono::Duration::from_std(REFUSED_FOR)?,
+        "an email was accepted at {first}, while the key was refused"
+    );
+    let refused = stack
+        .provider
+        .store()
+        .list(Some(Channel::Email), Some(false))
+        .len();
+    // The calls in flight when it opened, then one probe per pause (200 ms doubling to 2 s):
+    // not one call per message per retry (about 40 here).
+    assert!(
+        (1..=15).contains(&refused),
+        "{refused} calls refused in 10 s"
+    );
+    let counted = stack
+        .notify
+        .query(
+            "SELECT send_attempts - uncounted_attempts, status FROM message
+              WHERE channel = 'email' ORDER BY message_id",
+            &[],
+        )
+        .await?;
+    for row in &counted {
+        assert_eq!((row.int(0), row.text(1)), (1, "sent".to_owned()));
+    }
+    assert_eq!(counted.len(), EMAILS);
+    let log = stack.log(Service::Sender);
+    assert_eq!(log.matches("credentials refused").count(), 1, "{log}");
+    assert!(log.contains("sending resumed"), "{log}");
+    Ok(())
+}
+
+/// A 502 from Twilio and an email whose answer never came may both have been taken: each is
+/// `in_doubt` with its reason, and neither is sent again.
+pub async fn gateway_errors_and_lost_answers_are_in_doubt_not_resent(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "in_doubt_answers").await?;
+    stack.load_example_schedules().await?;
+    stack.provider.faults().push([
+        Fault {
+            channel: Some(Channel::Sms),
+            ..Fault::new(FaultKind::ServerError { status: 502 })
+        },
+        Fault {
+            channel: Some(Channel::Email),
+            ..Fault::new(FaultKind::Drop)
+        },
+    ]);
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+    let contact_id = stack.insert_contact(&Contact::default()).await?;
+    stack.insert_appointment(contact_id, "Room 1").await?;
+
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'in_doubt'",
+            2,
+            SOON,
+        )
+        .await?;
+    // Long enough for several retries at the test's 200 ms backoff.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rows = stack
+        .notify
+        .query(
+            "SELECT channel, status, send_attempts, last_error FROM message ORDER BY channel",
+            &[],
+        )
+        .await?;
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| (r.text(0), r.text(1), r.int(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("email".to_owned(), "in_doubt".to_owned(), 1),
+            ("sms".to_owned(), "in_doubt".to_owned(), 1)
+        ]
+    );
+    assert!(rows[0].text(3).contains("no answer"), "{}", rows[0].text(3));
+    assert!(rows[1].text(3).contains("502"), "{}", rows[1].text(3));
+    // The provider saw each once: nothing resent.
+    assert_eq!(stack.provider.store().list(None, None).len(), 2);
     Ok(())
 }

@@ -47,9 +47,9 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::detection::{self, PageRow, Pager};
 use super::{
-    CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, NotifyDb,
-    SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, attempt_columns, fill,
-    parse_channel, payload_text, storable,
+    AttemptColumns, CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit,
+    NotifyDb, SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, fill, parse_channel,
+    payload_text, storable,
 };
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, env_var_for};
 use crate::model::{
@@ -1432,7 +1432,7 @@ impl NotifyDb for MsNotify {
                     subject: opt_text(row, "subject")?,
                     body_html: opt_text(row, "body_html")?,
                     body_text: text(row, "body_text")?,
-                    send_attempts: required(row, "send_attempts")?,
+                    counted_attempts: required(row, "counted_attempts")?,
                 };
                 Ok((message, required(row, "suppressed")?))
             })
@@ -1442,6 +1442,13 @@ impl NotifyDb for MsNotify {
     async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()> {
         self.db
             .execute(query!("send_suppress"), &[&message_id, &owner])
+            .await?;
+        Ok(())
+    }
+
+    async fn defer(&self, message_id: i64, owner: &str, wait: Duration) -> StoreResult<()> {
+        self.db
+            .execute(query!("send_defer"), &[&message_id, &owner, &millis(wait)])
             .await?;
         Ok(())
     }
@@ -1468,19 +1475,20 @@ impl NotifyDb for MsNotify {
         attempt: i32,
         outcome: &AttemptOutcome,
     ) -> StoreResult<()> {
-        let (status, outcome, http_status, provider_id, error, retry_in) = attempt_columns(outcome);
+        let c = AttemptColumns::of(outcome);
         self.db
             .execute(
                 query!("send_finish_attempt"),
                 &[
                     &message_id,
                     &attempt,
-                    &status.as_str(),
-                    &outcome,
-                    &http_status,
-                    &provider_id,
-                    &error,
-                    &millis(retry_in),
+                    &c.status.as_str(),
+                    &c.outcome,
+                    &c.http_status,
+                    &c.provider_message_id,
+                    &c.error,
+                    &millis(c.retry_in),
+                    &c.uncounted,
                 ],
             )
             .await?;

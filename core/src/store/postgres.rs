@@ -18,9 +18,9 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Row};
 
 use super::detection::{self, PageRow, Pager};
 use super::{
-    Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, NotifyDb, SourceDb, StoreError,
-    StoreResult, TableQueries, VersionCheck, attempt_columns, fill, parse_channel, payload_text,
-    storable,
+    AttemptColumns, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, NotifyDb,
+    SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, fill, parse_channel,
+    payload_text, storable,
 };
 use crate::config::{DatabaseSettings, DetectorSettings};
 use crate::model::{
@@ -781,7 +781,7 @@ impl NotifyDb for PgNotify {
                     subject: row.get("subject"),
                     body_html: row.get("body_html"),
                     body_text: row.get("body_text"),
-                    send_attempts: row.get("send_attempts"),
+                    counted_attempts: row.get("counted_attempts"),
                 };
                 Ok((message, row.get("suppressed")))
             })
@@ -791,6 +791,13 @@ impl NotifyDb for PgNotify {
     async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()> {
         self.db
             .execute(query!("send_suppress"), &[&message_id, &owner])
+            .await?;
+        Ok(())
+    }
+
+    async fn defer(&self, message_id: i64, owner: &str, wait: Duration) -> StoreResult<()> {
+        self.db
+            .execute(query!("send_defer"), &[&message_id, &owner, &secs(wait)])
             .await?;
         Ok(())
     }
@@ -817,20 +824,20 @@ impl NotifyDb for PgNotify {
         attempt: i32,
         outcome: &AttemptOutcome,
     ) -> StoreResult<()> {
-        let (status, outcome, http_status, provider_id, error, retry_in) = attempt_columns(outcome);
-        let retry_in = secs(retry_in);
+        let c = AttemptColumns::of(outcome);
         self.db
             .execute(
                 query!("send_finish_attempt"),
                 &[
                     &message_id,
                     &attempt,
-                    &status.as_str(),
-                    &outcome,
-                    &http_status,
-                    &provider_id,
-                    &error,
-                    &retry_in,
+                    &c.status.as_str(),
+                    &c.outcome,
+                    &c.http_status,
+                    &c.provider_message_id,
+                    &c.error,
+                    &secs(c.retry_in),
+                    &c.uncounted,
                 ],
             )
             .await?;

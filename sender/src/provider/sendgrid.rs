@@ -7,7 +7,10 @@ use reqwest::{Client, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{Delivery, SetupError, endpoint, missing_secret, no_answer, refusal, warn_if_missing};
+use super::{
+    Delivery, ErrorBody, Provider, SetupError, endpoint, missing_secret, no_answer, refusal,
+    warn_if_missing,
+};
 
 const API_KEY: &str = "providers.sendgrid.api_key";
 
@@ -50,7 +53,7 @@ impl SendGrid {
                     .and_then(|id| id.to_str().ok())
                     .map(str::to_owned),
             },
-            Ok(response) => refusal(response, error_reason).await,
+            Ok(response) => refusal(Provider::SendGrid, response, error_reason).await,
         }
     }
 
@@ -125,7 +128,7 @@ struct Content<'a> {
 }
 
 /// `{"errors":[{"field","message","help"}…]}` as `field: message; field2: message2`.
-fn error_reason(body: &str) -> Option<String> {
+fn error_reason(body: &str) -> Option<ErrorBody> {
     #[derive(Deserialize)]
     struct Errors {
         errors: Vec<ApiError>,
@@ -143,7 +146,10 @@ fn error_reason(body: &str) -> Option<String> {
             None => e.message,
         })
         .collect();
-    (!reasons.is_empty()).then(|| reasons.join("; "))
+    (!reasons.is_empty()).then(|| ErrorBody {
+        code: None,
+        reason: reasons.join("; "),
+    })
 }
 
 #[cfg(test)]
@@ -157,7 +163,7 @@ mod tests {
             {"field":null,"message":"Bad Request","help":null}
         ]}"#;
         assert_eq!(
-            error_reason(body).as_deref(),
+            error_reason(body).map(|e| e.reason).as_deref(),
             Some("personalizations.0.to.0.email: Does not contain a valid address.; Bad Request")
         );
         assert_eq!(error_reason(r#"{"errors":[]}"#), None);
@@ -186,7 +192,7 @@ mod tests {
             subject: Some("Hi".into()),
             body_html: Some("<p>hi</p>".into()),
             body_text: "hi".into(),
-            send_attempts: 0,
+            counted_attempts: 0,
         };
         let full = serde_json::to_value(sendgrid.mail(&message)).unwrap();
         assert_eq!(

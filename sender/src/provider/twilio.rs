@@ -8,7 +8,10 @@ use reqwest::{Client, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{Delivery, SetupError, endpoint, missing_secret, no_answer, refusal, warn_if_missing};
+use super::{
+    Delivery, ErrorBody, Provider, SetupError, endpoint, missing_secret, no_answer, read_bounded,
+    refusal, warn_if_missing,
+};
 
 const AUTH_TOKEN: &str = "providers.twilio.auth_token";
 
@@ -52,15 +55,19 @@ impl Twilio {
             .form(&form);
         match request.send().await {
             Err(error) => no_answer(error),
-            Ok(response) if response.status().is_success() => {
+            Ok(mut response) if response.status().is_success() => {
                 let http_status = response.status().as_u16();
                 // The status line already says the message was taken; only its sid is at stake.
-                let provider_message_id = match response.json::<Created>().await {
+                let created = match read_bounded(&mut response).await {
+                    Ok(body) => serde_json::from_str::<Created>(&body).map_err(|e| e.to_string()),
+                    Err(error) => Err(error_chain(&error)),
+                };
+                let provider_message_id = match created {
                     Ok(created) => Some(created.sid),
                     Err(error) => {
                         tracing::warn!(
                             http_status,
-                            error = %error_chain(&error),
+                            %error,
                             "accepted, but the message sid could not be read"
                         );
                         None
@@ -71,7 +78,7 @@ impl Twilio {
                     provider_message_id,
                 }
             }
-            Ok(response) => refusal(response, error_reason).await,
+            Ok(response) => refusal(Provider::Twilio, response, error_reason).await,
         }
     }
 }
@@ -82,17 +89,18 @@ struct Created {
 }
 
 /// `{"code":21211,"message":"…","more_info":…,"status":400}` as `21211: message`.
-fn error_reason(body: &str) -> Option<String> {
+fn error_reason(body: &str) -> Option<ErrorBody> {
     #[derive(Deserialize)]
     struct ApiError {
         code: Option<u64>,
         message: String,
     }
     let ApiError { code, message } = serde_json::from_str(body).ok()?;
-    Some(match code {
+    let reason = match code {
         Some(code) => format!("{code}: {message}"),
         None => message,
-    })
+    };
+    Some(ErrorBody { code, reason })
 }
 
 #[cfg(test)]
@@ -103,11 +111,16 @@ mod tests {
     fn error_reasons_carry_the_code() {
         let body = r#"{"code":21211,"message":"Invalid 'To' Phone Number: 555","more_info":"https://www.twilio.com/docs/errors/21211","status":400}"#;
         assert_eq!(
-            error_reason(body).as_deref(),
-            Some("21211: Invalid 'To' Phone Number: 555")
+            error_reason(body),
+            Some(ErrorBody {
+                code: Some(21211),
+                reason: "21211: Invalid 'To' Phone Number: 555".into()
+            })
         );
         assert_eq!(
-            error_reason(r#"{"message":"Authenticate"}"#).as_deref(),
+            error_reason(r#"{"message":"Authenticate"}"#)
+                .map(|e| e.reason)
+                .as_deref(),
             Some("Authenticate")
         );
         assert_eq!(error_reason("upstream connect error"), None);

@@ -56,6 +56,8 @@ IF OBJECT_ID(N'dbo.message', N'U') IS NULL
         body_text           nvarchar(max) NULL,
         render_attempts     int           NOT NULL CONSTRAINT message_render_attempts_default DEFAULT 0,
         send_attempts       int           NOT NULL CONSTRAINT message_send_attempts_default DEFAULT 0,
+        -- provider calls refused for our credentials: not counted against max_attempts
+        uncounted_attempts  int           NOT NULL CONSTRAINT message_uncounted_attempts_default DEFAULT 0,
         next_attempt_at     datetime2(7)  NOT NULL CONSTRAINT message_next_attempt_default DEFAULT SYSUTCDATETIME(),
         lease_owner         nvarchar(200) NULL,
         lease_expires_at    datetime2(7)  NULL,
@@ -74,6 +76,10 @@ GO
 
 IF COL_LENGTH(N'dbo.message', N'detected_at') IS NULL
     ALTER TABLE dbo.message ADD detected_at datetime2(7) NULL;
+
+IF COL_LENGTH(N'dbo.message', N'uncounted_attempts') IS NULL
+    ALTER TABLE dbo.message ADD uncounted_attempts int NOT NULL
+        CONSTRAINT message_uncounted_attempts_default DEFAULT 0;
 GO
 
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_send_due')

@@ -13,12 +13,12 @@ DECLARE @claimed TABLE (
     subject        nvarchar(max) NULL,
     body_html      nvarchar(max) NULL,
     body_text      nvarchar(max) NULL,
-    send_attempts  int           NOT NULL
+    counted_attempts int         NOT NULL
 );
 
 WITH due AS (
     SELECT TOP (@P3) message_id, tenant, schedule_id, channel, recipient, recipient_name,
-           subject, body_html, body_text, send_attempts, lease_owner, lease_expires_at
+           subject, body_html, body_text, send_attempts, uncounted_attempts, lease_owner, lease_expires_at
       FROM dbo.message WITH (UPDLOCK, READPAST, ROWLOCK)
      WHERE status = N'queued'
        AND next_attempt_at <= SYSUTCDATETIME()
@@ -29,12 +29,12 @@ UPDATE due
    SET lease_owner = @P1, lease_expires_at = DATEADD(millisecond, @P2, SYSUTCDATETIME())
 OUTPUT inserted.message_id, inserted.tenant, inserted.schedule_id, inserted.channel,
        inserted.recipient, inserted.recipient_name, inserted.subject, inserted.body_html,
-       inserted.body_text, inserted.send_attempts
+       inserted.body_text, inserted.send_attempts - inserted.uncounted_attempts
   INTO @claimed (message_id, tenant, schedule_id, channel, recipient, recipient_name,
-                 subject, body_html, body_text, send_attempts);
+                 subject, body_html, body_text, counted_attempts);
 
 SELECT c.message_id, c.tenant, c.schedule_id, c.channel, c.recipient, c.recipient_name,
-       c.subject, c.body_html, c.body_text, c.send_attempts,
+       c.subject, c.body_html, c.body_text, c.counted_attempts,
        CAST(CASE WHEN EXISTS (SELECT 1
                                 FROM dbo.suppression AS s
                                WHERE s.tenant = c.tenant

@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS message (
     body_text           text,
     render_attempts     integer     NOT NULL DEFAULT 0,
     send_attempts       integer     NOT NULL DEFAULT 0,
+    -- provider calls refused for our credentials: not counted against max_attempts
+    uncounted_attempts  integer     NOT NULL DEFAULT 0,
     next_attempt_at     timestamptz NOT NULL DEFAULT now(),
     lease_owner         text,
     lease_expires_at    timestamptz,
@@ -46,6 +48,7 @@ CREATE TABLE IF NOT EXISTS message (
 );
 
 ALTER TABLE message ADD COLUMN IF NOT EXISTS detected_at timestamptz;
+ALTER TABLE message ADD COLUMN IF NOT EXISTS uncounted_attempts integer NOT NULL DEFAULT 0;
 
 CREATE INDEX IF NOT EXISTS message_send_due ON message (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS message_render_due ON message (next_attempt_at) WHERE status = 'render_retry';

@@ -12,7 +12,8 @@ UPDATE message m
             LIMIT $3
               FOR UPDATE SKIP LOCKED)
 RETURNING m.message_id, m.tenant, m.schedule_id, m.channel, m.recipient, m.recipient_name,
-          m.subject, m.body_html, m.body_text, m.send_attempts,
+          m.subject, m.body_html, m.body_text,
+          m.send_attempts - m.uncounted_attempts AS counted_attempts,
           EXISTS (SELECT 1
                     FROM suppression s
                    WHERE s.tenant = m.tenant
