@@ -247,6 +247,9 @@ pub struct DatabaseSettings {
     pub pool_size: u32,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// The longest any one statement may run; PostgreSQL also cancels it on the server.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
     /// SQL Server: accept the server's certificate without validating it. Encryption stays
     /// on; only for servers with self-signed certificates (local and compose). Logged.
     #[serde(default)]
@@ -312,6 +315,10 @@ pub struct RendererSettings {
     pub batch_wait: Duration,
     /// Merge-function calls in flight at once.
     pub merge_concurrency: usize,
+    /// The longest a merge-function call may take; a slower one is cancelled and its message
+    /// is `render_retry`, so it holds up no other.
+    #[serde(with = "humantime_serde")]
+    pub merge_timeout: Duration,
     /// Attempts before a failing merge function leaves the message `render_failed`.
     pub max_render_attempts: i32,
     /// How long a change's row may stay absent from the replica (behind the event, or

@@ -32,11 +32,20 @@ pub enum StoreError {
     /// function): repeating it unchanged fails again unless the data changes.
     #[error("database refused the statement")]
     Refused(#[source] BoxError),
+    /// The statement ran out of time and was cancelled: the database may be overloaded or
+    /// blocked (retry later, like `Unavailable`), or the statement itself hangs.
+    #[error("statement timed out")]
+    TimedOut(#[source] BoxError),
 }
 
 impl StoreError {
+    /// Worth repeating unchanged later; a timeout is too.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::TimedOut(_))
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, StoreError::TimedOut(_))
     }
 }
 
@@ -130,7 +139,13 @@ pub trait SourceDb: Send + Sync + 'static {
     ) -> StoreResult<Option<VersionCheck>>;
 
     /// Calls the merge function for one key.
-    async fn merge(&self, call: &MergeCall, key: &str) -> StoreResult<Vec<MergeRow>>;
+    /// The merge function's rows for `key` (at most two are read), within `timeout`.
+    async fn merge(
+        &self,
+        call: &MergeCall,
+        key: &str,
+        timeout: Duration,
+    ) -> StoreResult<Vec<MergeRow>>;
 }
 
 #[async_trait::async_trait]

@@ -233,24 +233,33 @@ impl Renderer {
             Ok(call) => call,
             Err(invalid) => return Ok(Err(Failure::Transient(invalid))),
         };
-        let mut rows = self
-            .source
-            .merge(&call, source_key)
-            .await
-            .inspect_err(|_| {
+        let timeout = self.settings.merge_timeout;
+        let merged = self.source.merge(&call, source_key, timeout).await;
+        let mut rows = match merged {
+            Ok(rows) => rows,
+            // Cancelled: this message waits, the others go on.
+            Err(error) if error.is_timeout() => {
+                return Ok(Err(Failure::Transient(format!(
+                    "the merge function timed out (merge_timeout {timeout:?}): {}",
+                    error_chain(&error)
+                ))));
+            }
+            Err(error) => {
                 // The function may have been replaced: resolve it again next time.
                 self.merge_calls
                     .lock()
                     .expect("lock")
                     .remove(&schedule.merge);
-            })?;
+                return Err(error);
+            }
+        };
         Ok(match rows.len() {
             0 => Err(Failure::Skip(format!(
                 "the merge function returned no row for key {source_key}"
             ))),
             1 => Ok(rows.remove(0)),
-            n => Err(Failure::Permanent(format!(
-                "the merge function returned {n} rows for key {source_key}; it must return at most one"
+            _ => Err(Failure::Permanent(format!(
+                "the merge function returned more than one row for key {source_key}; it must return at most one"
             ))),
         })
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::Utc;
-use herald_tests::{Contact, Engine, SOON, Service, Stack, wait_until};
+use herald_tests::{Contact, Engine, SOON, Service, Stack, Value, wait_until};
 use serde_json::json;
 
 pub async fn bad_input_is_recorded_with_its_reason_and_the_rest_flows(
@@ -254,4 +254,64 @@ fn quoted(engine: Engine, name: &str) -> String {
         Engine::Postgres => format!("\"{name}\""),
         Engine::Mssql => format!("[{name}]"),
     }
+}
+
+/// A merge function that hangs for one key: that message waits in `render_retry` ("timed
+/// out"), the rest of its batch is sent, and the cancelled calls hold no connections, so
+/// later changes flow too.
+pub async fn a_hanging_merge_function_delays_only_its_own_message(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    const OTHERS: usize = 5;
+    let mut stack = Stack::new(engine, "hanging_merge").await?;
+    stack.load_welcome_schedule().await?;
+    stack.apply_source_fixture("troubled_merge").await?;
+    stack.set(Service::Renderer, "HERALD__RENDERER__MERGE_TIMEOUT", "1s");
+    stack.start_all().await?;
+    stack.wait_until_watching(1).await?;
+
+    let hangs = stack
+        .insert_contact(&Contact {
+            email: Some("hangs@example.com"),
+            last_name: "Hangs",
+            ..Contact::default()
+        })
+        .await?;
+    for i in 0..OTHERS {
+        stack
+            .insert_contact_to(&format!("other{i}@example.com"))
+            .await?;
+    }
+    stack
+        .wait_for_accepted(OTHERS, Duration::from_secs(8))
+        .await?;
+
+    // Retried and cancelled more times than the source pool (4) has connections.
+    let hanging = "SELECT render_attempts, status, last_error FROM message WHERE source_key = $1";
+    let key = Value::from(hangs.to_string().as_str());
+    wait_until(Duration::from_secs(30), || async {
+        let row = stack.notify.query_one(hanging, &[key.clone()]).await?;
+        Ok((row.int(0) >= 5).then_some(()))
+    })
+    .await?;
+    let row = stack.notify.query_one(hanging, &[key.clone()]).await?;
+    assert!(
+        ["render_retry", "render_failed"].contains(&row.text(1).as_str()),
+        "{row:?}"
+    );
+    assert!(row.text(2).contains("timed out"), "{row:?}");
+
+    for i in 0..OTHERS {
+        stack
+            .insert_contact_to(&format!("later{i}@example.com"))
+            .await?;
+    }
+    let accepted = stack
+        .wait_for_accepted(2 * OTHERS, Duration::from_secs(8))
+        .await?;
+    assert!(
+        accepted.iter().all(|r| r.to != ["hangs@example.com"]),
+        "{accepted:#?}"
+    );
+    Ok(())
 }

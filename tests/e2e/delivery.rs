@@ -151,7 +151,7 @@ pub async fn a_refused_key_pauses_email_and_spends_no_attempts(
     let mut stack = Stack::new(engine, "refused_key").await?;
     stack.load_example_schedules().await?;
     // Any attempt counted would fail a message well within the 10 s.
-    stack.set(Service::Sender, "sender.max_attempts", "2");
+    stack.set(Service::Sender, "HERALD__SENDER__MAX_ATTEMPTS", "2");
     stack.start_all().await?;
     stack.wait_until_watching(2).await?;
     let refused_from = chrono::Utc::now();

@@ -395,6 +395,7 @@ impl Stack {
             database: format!("{}_{suffix}", self.name),
             pool_size: 2,
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
             trust_cert: self.engine == Engine::Mssql,
         })
     }

@@ -37,7 +37,9 @@ use bb8::{ManageConnection, Pool, PooledConnection, RunError};
 use chrono::{
     DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SubsecRound, Timelike, Utc,
 };
+use futures::TryStreamExt;
 use secrecy::ExposeSecret;
+use tiberius::QueryItem;
 use tiberius::numeric::Numeric;
 use tiberius::{
     AuthMethod, Client, Column, ColumnData, Config, EncryptionLevel, FromSql, Row, ToSql,
@@ -236,6 +238,8 @@ fn millis(duration: Duration) -> i32 {
 /// The queries both roles run, over one pool.
 struct Db {
     pool: Pool<Manager>,
+    /// The longest any one request is waited for (`statement_timeout`).
+    timeout: Duration,
 }
 
 impl Db {
@@ -253,13 +257,17 @@ impl Db {
             .build(manager)
             .await
             .map_err(classify)?;
-        Ok(Db { pool })
+        Ok(Db {
+            pool,
+            timeout: settings.statement_timeout,
+        })
     }
 
     /// One connection for statements that must reach the same server.
     async fn session(&self) -> StoreResult<Session<'_>> {
         Ok(Session {
             conn: self.pool.get().await.map_err(pool_error)?,
+            timeout: self.timeout,
         })
     }
 
@@ -273,14 +281,25 @@ impl Db {
     async fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<u64> {
         let mut conn = self.pool.get().await.map_err(pool_error)?;
         conn.clean = false;
-        let affected = conn
-            .client
-            .execute(sql, params)
-            .await
-            .map_err(classify)?
+        let affected = within(self.timeout, conn.client.execute(sql, params))
+            .await?
             .total();
         conn.clean = true;
         Ok(affected)
+    }
+}
+
+/// The request, abandoned if it has not answered within `timeout` (its connection is then
+/// closed, not pooled: see the module docs).
+async fn within<T>(
+    timeout: Duration,
+    request: impl Future<Output = tiberius::Result<T>>,
+) -> StoreResult<T> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(result) => result.map_err(classify),
+        Err(_) => Err(StoreError::TimedOut(
+            format!("no answer within {timeout:?}").into(),
+        )),
     }
 }
 
@@ -289,22 +308,50 @@ impl Db {
 /// two secondaries.
 struct Session<'a> {
     conn: PooledConnection<'a, Manager>,
+    timeout: Duration,
 }
 
 impl Session<'_> {
     /// The rows of the first result set.
     async fn query(&mut self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<Vec<Row>> {
         self.conn.clean = false;
-        let rows = self
-            .conn
-            .client
-            .query(sql, params)
-            .await
-            .map_err(classify)?
-            .into_first_result()
-            .await
-            .map_err(classify)?;
+        let client = &mut self.conn.client;
+        let rows = within(self.timeout, async move {
+            client.query(sql, params).await?.into_first_result().await
+        })
+        .await?;
         self.conn.clean = true;
+        Ok(rows)
+    }
+
+    /// Up to `limit` rows of the first result set, within `timeout`. A request with more is
+    /// abandoned there (its connection closed) rather than read to the end.
+    async fn first_rows(
+        &mut self,
+        timeout: Duration,
+        limit: usize,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> StoreResult<Vec<Row>> {
+        self.conn.clean = false;
+        let client = &mut self.conn.client;
+        let (rows, complete) = within(timeout, async move {
+            let mut stream = client.query(sql, params).await?;
+            let mut rows = Vec::new();
+            while let Some(item) = stream.try_next().await? {
+                if let QueryItem::Row(row) = item
+                    && row.result_index() == 0
+                {
+                    rows.push(row);
+                    if rows.len() == limit {
+                        return Ok((rows, false));
+                    }
+                }
+            }
+            Ok((rows, true))
+        })
+        .await?;
+        self.conn.clean = complete;
         Ok(rows)
     }
 }
@@ -988,8 +1035,14 @@ impl SourceDb for MsSource {
             .transpose()
     }
 
-    async fn merge(&self, call: &MergeCall, key: &str) -> StoreResult<Vec<MergeRow>> {
-        let rows = self.db.query(&call.sql, &[&key]).await?;
+    async fn merge(
+        &self,
+        call: &MergeCall,
+        key: &str,
+        timeout: Duration,
+    ) -> StoreResult<Vec<MergeRow>> {
+        let mut session = self.db.session().await?;
+        let rows = session.first_rows(timeout, 2, &call.sql, &[&key]).await?;
         rows.iter()
             .map(|row| merge_row(row.cells()).map_err(refused))
             .collect()

@@ -13,6 +13,7 @@ use bb8::{Pool, RunError};
 use bb8_postgres::PostgresConnectionManager;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, IsolationLevel, NoTls, Row};
 
@@ -27,6 +28,7 @@ use crate::model::{
     AttemptOutcome, ChangedRow, Changes, LateFinder, Mark, MergeFunction, MessageKey, NewMessage,
     OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable, Template,
 };
+use crate::telemetry::error_chain;
 use horizon::Epochs;
 
 macro_rules! query {
@@ -42,7 +44,12 @@ macro_rules! query {
 
 type PgPool = Pool<PostgresConnectionManager<NoTls>>;
 
-async fn connect(settings: &DatabaseSettings, options: &str) -> StoreResult<PgPool> {
+/// How much longer than the server's `statement_timeout` a statement is waited for before
+/// it is cancelled from here (a server that cannot answer at all).
+const CLIENT_GRACE: Duration = Duration::from_secs(5);
+
+/// A pool whose sessions carry `options` and the server-side statement timeout.
+async fn connect(settings: &DatabaseSettings, options: &str) -> StoreResult<Db> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&settings.host)
@@ -51,11 +58,15 @@ async fn connect(settings: &DatabaseSettings, options: &str) -> StoreResult<PgPo
         .dbname(&settings.database)
         .application_name("herald")
         .connect_timeout(settings.connect_timeout)
-        .options(options);
+        .keepalives_idle(Duration::from_secs(30))
+        .options(format!(
+            "{options} -c statement_timeout={}",
+            settings.statement_timeout.as_millis()
+        ));
     if let Some(password) = &settings.password {
         config.password(password.expose_secret());
     }
-    Pool::builder()
+    let pool = Pool::builder()
         .max_size(settings.pool_size)
         .connection_timeout(settings.connect_timeout)
         .error_sink(Box::new(LogConnectionErrors {
@@ -63,7 +74,11 @@ async fn connect(settings: &DatabaseSettings, options: &str) -> StoreResult<PgPo
         }))
         .build(PostgresConnectionManager::new(config, NoTls))
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+    Ok(Db {
+        pool,
+        timeout: settings.statement_timeout + CLIENT_GRACE,
+    })
 }
 
 fn unavailable(error: tokio_postgres::Error) -> StoreError {
@@ -71,8 +86,12 @@ fn unavailable(error: tokio_postgres::Error) -> StoreError {
 }
 
 /// SQLSTATE classes that mean "try again": connection trouble, resources, operator
-/// intervention, rolled-back transactions, system errors.
+/// intervention, rolled-back transactions, system errors. A cancelled statement
+/// (`statement_timeout`) timed out.
 fn classify(error: tokio_postgres::Error) -> StoreError {
+    if error.code() == Some(&SqlState::QUERY_CANCELED) {
+        return StoreError::TimedOut(error.into());
+    }
     let transient = error
         .as_db_error()
         .is_none_or(|db| matches!(&db.code().code()[..2], "08" | "40" | "53" | "57" | "58"));
@@ -99,18 +118,46 @@ fn secs(duration: Duration) -> f64 {
 /// The queries both roles run, over one pool.
 struct Db {
     pool: PgPool,
+    /// The longest a statement is waited for here.
+    timeout: Duration,
 }
 
 impl Db {
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
+        self.query_within(self.timeout, sql, params).await
+    }
+
+    /// The query, cancelled on the server if it has not answered within `timeout`.
+    async fn query_within(
+        &self,
+        timeout: Duration,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<Row>> {
         let conn = self.pool.get().await.map_err(pool_error)?;
-        conn.query(sql, params).await.map_err(classify)
+        match tokio::time::timeout(timeout, conn.query(sql, params)).await {
+            Ok(rows) => rows.map_err(classify),
+            Err(_) => Err(cancel(&conn, timeout).await),
+        }
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
         let conn = self.pool.get().await.map_err(pool_error)?;
-        conn.execute(sql, params).await.map_err(classify)
+        match tokio::time::timeout(self.timeout, conn.execute(sql, params)).await {
+            Ok(affected) => affected.map_err(classify),
+            Err(_) => Err(cancel(&conn, self.timeout).await),
+        }
     }
+}
+
+/// Cancels the statement `conn` is running, while this caller still holds the connection (so
+/// no other statement can be the one cancelled). Its late answer is then discarded, and the
+/// connection is usable again; one the server cannot be reached for breaks and is dropped.
+async fn cancel(conn: &Client, timeout: Duration) -> StoreError {
+    if let Err(error) = conn.cancel_token().cancel_query(NoTls).await {
+        tracing::warn!(error = %error_chain(&error), "could not cancel a statement that timed out");
+    }
+    StoreError::TimedOut(format!("no answer within {timeout:?}").into())
 }
 
 /// PostgreSQL names have at most 63 bytes (NAMEDATALEN - 1); a longer one is refused as a
@@ -133,9 +180,7 @@ impl PgSource {
         let options = "-c default_transaction_read_only=on -c TimeZone=UTC -c DateStyle=ISO,YMD \
                        -c IntervalStyle=iso_8601 -c extra_float_digits=3";
         Ok(PgSource {
-            db: Db {
-                pool: connect(settings, options).await?,
-            },
+            db: connect(settings, options).await?,
             epochs: Mutex::default(),
         })
     }
@@ -434,8 +479,13 @@ impl SourceDb for PgSource {
         }))
     }
 
-    async fn merge(&self, call: &MergeCall, key: &str) -> StoreResult<Vec<MergeRow>> {
-        let rows = self.db.query(&call.sql, &[&key]).await?;
+    async fn merge(
+        &self,
+        call: &MergeCall,
+        key: &str,
+        timeout: Duration,
+    ) -> StoreResult<Vec<MergeRow>> {
+        let rows = self.db.query_within(timeout, &call.sql, &[&key]).await?;
         rows.iter()
             .map(|row| match row.get::<_, serde_json::Value>(0) {
                 serde_json::Value::Object(fields) => Ok(fields),
@@ -456,9 +506,7 @@ pub struct PgNotify {
 impl PgNotify {
     pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Self> {
         Ok(PgNotify {
-            db: Db {
-                pool: connect(settings, "-c TimeZone=UTC").await?,
-            },
+            db: connect(settings, "-c TimeZone=UTC").await?,
         })
     }
 }
