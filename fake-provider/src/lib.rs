@@ -21,3 +21,4 @@ mod twilio;
 pub use faults::{Fault, FaultKind, FaultQueue, parse_faults};
 pub use server::{Config, FakeProvider, serve};
 pub use store::{Channel, Received, Store};
+pub use twilio::is_account_sid;

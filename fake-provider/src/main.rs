@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 
 use clap::Parser;
-use fake_provider::{Config, Fault, parse_faults};
+use fake_provider::{Config, Fault, is_account_sid, parse_faults};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -27,11 +27,12 @@ struct Args {
         hide_default_value = true
     )]
     sendgrid_api_key: String,
-    /// Account SID accepted in the URL and as the Basic auth user.
+    /// Account SID accepted in the URL and as the Basic auth user: `AC` and 32 hex digits.
     #[arg(
         long,
         env = "FAKE_TWILIO_ACCOUNT_SID",
-        default_value = "ACfake0000000000000000000000000000"
+        default_value = "ACf4ce0000000000000000000000000000",
+        value_parser = parse_account_sid
     )]
     twilio_account_sid: String,
     /// Auth token accepted as the Basic auth password.
@@ -50,6 +51,14 @@ struct Args {
 
 #[derive(Clone)]
 struct FaultList(Vec<Fault>);
+
+fn parse_account_sid(sid: &str) -> Result<String, String> {
+    if is_account_sid(sid) {
+        Ok(sid.to_owned())
+    } else {
+        Err("an Account SID is AC followed by 32 hexadecimal digits".into())
+    }
+}
 
 fn parse_fault_arg(json: &str) -> Result<FaultList, String> {
     parse_faults(json).map(FaultList)

@@ -68,6 +68,7 @@ pub(crate) trait Provider: 'static {
     fn parse(body: &[u8]) -> Option<Value>;
     fn summarize(raw: &Value) -> Summary;
     fn validate(raw: Option<&Value>) -> Result<(), Rejection>;
+    /// The answer to credentials the provider does not take.
     fn unauthorized() -> Rejection;
     fn rate_limited(reset_after_secs: u64) -> Rejection;
     fn server_error(status: StatusCode) -> Rejection;
@@ -75,15 +76,17 @@ pub(crate) trait Provider: 'static {
     fn accept(app: &App, raw: &Value, summary: &Summary) -> (String, Response);
 }
 
-/// Handles one provider request. The work runs in its own task so the record is
-/// kept even if the client goes away mid-request (e.g. times out on a `slow` fault).
+/// Handles one provider request. `access` is `Err` with the answer when the request is refused
+/// before its body counts (unknown account, wrong credentials); no fault applies to it then.
+/// The work runs in its own task so the record is kept even if the client goes away
+/// mid-request (e.g. times out on a `slow` fault).
 pub(crate) async fn handle<P: Provider>(
     app: Arc<App>,
     kill: ConnKill,
-    authorized: bool,
+    access: Result<(), Rejection>,
     body: Bytes,
 ) -> Response {
-    let task = tokio::spawn(process::<P>(app, authorized, body));
+    let task = tokio::spawn(process::<P>(app, access, body));
     match task.await {
         Ok(Some(response)) => response,
         Ok(None) => kill.drop_connection().await,
@@ -95,16 +98,23 @@ pub(crate) async fn handle<P: Provider>(
 }
 
 /// Returns the response to send, or `None` to drop the connection.
-async fn process<P: Provider>(app: Arc<App>, authorized: bool, body: Bytes) -> Option<Response> {
+async fn process<P: Provider>(
+    app: Arc<App>,
+    access: Result<(), Rejection>,
+    body: Bytes,
+) -> Option<Response> {
     let (seq, received_at) = app.store.arrive();
     let parsed = P::parse(&body);
     let summary = parsed.as_ref().map(P::summarize).unwrap_or_default();
-    let fault = authorized.then(|| app.faults.take(P::CHANNEL)).flatten();
+    let fault = access
+        .is_ok()
+        .then(|| app.faults.take(P::CHANNEL))
+        .flatten();
     if let Some(fault) = &fault {
         tracing::info!(seq, channel = ?P::CHANNEL, ?fault, "applying fault");
     }
     let verdict = match fault {
-        _ if !authorized => Err(P::unauthorized()),
+        _ if access.is_err() => access,
         Some(FaultKind::Unauthorized) => Err(P::unauthorized()),
         Some(FaultKind::RateLimit { reset_after_secs }) => Err(P::rate_limited(reset_after_secs)),
         Some(FaultKind::ServerError { status }) => Err(P::server_error(

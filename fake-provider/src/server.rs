@@ -43,7 +43,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             sendgrid_api_key: "SG.fake-key".into(),
-            twilio_account_sid: "ACfake0000000000000000000000000000".into(),
+            twilio_account_sid: "ACf4ce0000000000000000000000000000".into(),
             twilio_auth_token: "fake-token".into(),
             faults: Vec::new(),
         }

@@ -33,11 +33,31 @@ pub(crate) async fn create_message(
         .and_then(|b64| STANDARD.decode(b64.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok());
     let config = &app.config;
-    let authorized = account_sid == config.twilio_account_sid
+    let access = if !is_account_sid(&account_sid) {
+        // Twilio answers a malformed AccountSid with 404, whatever the credentials.
+        Err(error(
+            StatusCode::NOT_FOUND,
+            20404,
+            format!(
+                "The requested resource /2010-04-01/Accounts/{account_sid}/Messages.json was not found"
+            ),
+        ))
+    } else if account_sid == config.twilio_account_sid
         && credentials.is_some_and(|c| {
             c.split_once(':') == Some((&config.twilio_account_sid, &config.twilio_auth_token))
-        });
-    provider::handle::<Twilio>(app, kill, authorized, body).await
+        })
+    {
+        Ok(())
+    } else {
+        Err(Twilio::unauthorized())
+    };
+    provider::handle::<Twilio>(app, kill, access, body).await
+}
+
+/// `AC` followed by 32 hexadecimal digits.
+pub fn is_account_sid(sid: &str) -> bool {
+    sid.strip_prefix("AC")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn error(status: StatusCode, code: u32, message: String) -> Rejection {
@@ -54,17 +74,31 @@ fn field<'a>(raw: &'a Value, name: &str) -> Option<&'a str> {
     raw.get(name).and_then(Value::as_str)
 }
 
-/// E.164: `+` followed by 8 to 15 digits.
+/// E.164: `+` followed by 8 to 15 digits, the first (of the country code) not 0.
 pub(crate) fn is_e164(number: &str) -> bool {
-    number
-        .strip_prefix('+')
-        .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+    number.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+/// What Twilio takes as a sender: an E.164 number, a short code (5 or 6 digits), or an
+/// alphanumeric sender ID (up to 11 letters, digits and spaces, at least one letter).
+pub(crate) fn is_sender(from: &str) -> bool {
+    let short_code = (5..=6).contains(&from.len()) && from.bytes().all(|b| b.is_ascii_digit());
+    let alphanumeric = from.len() <= 11
+        && from.bytes().any(|b| b.is_ascii_alphabetic())
+        && from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ');
+    is_e164(from) || short_code || alphanumeric
 }
 
 pub(crate) struct Twilio;
 
 impl Provider for Twilio {
     const CHANNEL: Channel = Channel::Sms;
+
+    fn unauthorized() -> Rejection {
+        error(StatusCode::UNAUTHORIZED, 20003, "Authenticate".into())
+    }
 
     /// Form fields as a JSON object; a repeated field becomes an array of its values.
     fn parse(body: &[u8]) -> Option<Value> {
@@ -97,12 +131,24 @@ impl Provider for Twilio {
         match field(raw, "To") {
             None | Some("") => return bad(21604, "A 'To' phone number is required."),
             Some(to) if !is_e164(to) => {
-                return bad(21211, &format!("Invalid 'To' Phone Number: {to}"));
+                return bad(
+                    21211,
+                    &format!("The 'To' number {to} is not a valid phone number."),
+                );
             }
             Some(_) => {}
         }
-        if field(raw, "From").is_none_or(str::is_empty) {
-            return bad(21603, "A 'From' phone number is required.");
+        match field(raw, "From") {
+            None | Some("") => return bad(21603, "A 'From' phone number is required."),
+            Some(from) if !is_sender(from) => {
+                return bad(
+                    21212,
+                    &format!(
+                        "The 'From' number {from} is not a valid phone number, shortcode, or alphanumeric sender ID."
+                    ),
+                );
+            }
+            Some(_) => {}
         }
         match field(raw, "Body") {
             None | Some("") => bad(21602, "Message body is required."),
@@ -112,10 +158,6 @@ impl Provider for Twilio {
             ),
             Some(_) => Ok(()),
         }
-    }
-
-    fn unauthorized() -> Rejection {
-        error(StatusCode::UNAUTHORIZED, 20003, "Authenticate".into())
     }
 
     fn rate_limited(reset_after_secs: u64) -> Rejection {
@@ -186,8 +228,38 @@ mod tests {
             "+1234567890123456",
             "+1 415 555",
             "+",
+            "+04155550100",
         ] {
             assert!(!is_e164(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn senders() {
+        for good in ["+15005550006", "12345", "123456", "Herald", "Acme Co 24"] {
+            assert!(is_sender(good), "{good}");
+        }
+        for bad in [
+            "15005550006",
+            "1234",
+            "Acme Company",
+            "Acme-Co",
+            "+1 500 555",
+        ] {
+            assert!(!is_sender(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn account_sids() {
+        assert!(is_account_sid("ACf4ce0000000000000000000000000000"));
+        for bad in [
+            "ACfake0000000000000000000000000000",
+            "AC0000000000000000000000000000000",
+            "AC000000000000000000000000000000000",
+            "SKf4ce0000000000000000000000000000",
+        ] {
+            assert!(!is_account_sid(bad), "{bad}");
         }
     }
 
@@ -201,6 +273,15 @@ mod tests {
             Some(21211)
         );
         assert_eq!(code("To=%2B14155550100&Body=hi"), Some(21603));
+        assert_eq!(
+            code("To=%2B14155550100&From=15005550006&Body=hi"),
+            Some(21212)
+        );
+        assert_eq!(
+            code("To=4155550100&From=15005550006&Body=hi"),
+            Some(21211),
+            "To is checked first"
+        );
         assert_eq!(
             code("To=%2B14155550100&From=%2B15005550006&Body="),
             Some(21602)

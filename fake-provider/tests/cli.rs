@@ -79,7 +79,7 @@ async fn binary_prints_address_and_applies_flags() {
     assert_eq!(send().await.unwrap().status(), 503);
     assert_eq!(send().await.unwrap().status(), 202);
 
-    let sid = "ACfake0000000000000000000000000000";
+    let sid = "ACf4ce0000000000000000000000000000";
     let sms = || {
         http.post(format!("{url}/2010-04-01/Accounts/{sid}/Messages.json"))
             .basic_auth(sid, Some("tok-from-env"))
@@ -120,4 +120,22 @@ async fn binary_prints_address_and_applies_flags() {
         "secrets in logs:\n{logs}"
     );
     assert!(logs.contains("request handled"), "{logs}");
+}
+
+#[test]
+fn binary_refuses_a_malformed_account_sid() {
+    let output = Command::new(env!("CARGO_BIN_EXE_fake-provider"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env(
+            "FAKE_TWILIO_ACCOUNT_SID",
+            "ACfake0000000000000000000000000000",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("AC followed by 32 hexadecimal digits"),
+        "{stderr}"
+    );
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const KEY: &str = "SG.fake-key";
-const SID: &str = "ACfake0000000000000000000000000000";
+const SID: &str = "ACf4ce0000000000000000000000000000";
 const TOKEN: &str = "fake-token";
 
 struct Fake {
@@ -274,6 +274,65 @@ async fn sendgrid_validation_errors() {
 }
 
 #[tokio::test]
+async fn sendgrid_refuses_what_sendgrid_refuses() {
+    let fake = start().await;
+    let refusal = |body: Value| {
+        let request = fake.email(KEY, &body);
+        async move {
+            let resp = request.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+            resp.json::<Value>().await.unwrap()["errors"].clone()
+        }
+    };
+    let help = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.";
+
+    let mut comma = valid_email();
+    comma["personalizations"][0]["to"][0]["name"] = json!("Sammy Davis, Jr.");
+    assert_eq!(
+        refusal(comma).await,
+        json!([{
+            "field": "personalizations.0.to.0.name",
+            "message": "A name cannot contain ',' or ';'.",
+            "help": format!("{help}personalizations.to")
+        }])
+    );
+    let mut semicolon = valid_email();
+    semicolon["from"]["name"] = json!("Herald; notifications");
+    assert_eq!(refusal(semicolon).await[0]["field"], "from.name");
+
+    let mut html_first = valid_email();
+    html_first["content"] = json!([
+        {"type": "text/html", "value": "<p>It shipped.</p>"},
+        {"type": "text/plain", "value": "It shipped."}
+    ]);
+    let errors = refusal(html_first).await;
+    assert_eq!(errors[0]["field"], "content");
+    assert_eq!(
+        errors[0]["message"],
+        "Following RFC 1341, section 7.2, if either text/html or text/plain are to be sent in your email: text/plain needs to be first, followed by text/html, followed by any other content."
+    );
+
+    let mut number_arg = valid_email();
+    number_arg["personalizations"][0]["custom_args"]["notification_id"] = json!(42);
+    assert_eq!(
+        refusal(number_arg).await,
+        json!([{
+            "field": "personalizations.0.custom_args",
+            "message": "All values of custom arguments object must be strings",
+            "help": format!("{help}personalizations.custom_args")
+        }])
+    );
+
+    let records = fake.messages("").await;
+    assert_eq!(records.len(), 4);
+    assert!(records.iter().all(|r| !r.accepted && r.status == Some(400)));
+    assert_eq!(
+        records[0].error.as_deref(),
+        Some("A name cannot contain ',' or ';'.")
+    );
+}
+
+#[tokio::test]
 async fn twilio_accepts_valid_message() {
     let fake = start().await;
     let resp = fake.sms(&valid_sms()).send().await.unwrap();
@@ -332,7 +391,22 @@ async fn twilio_errors() {
     bad_to[0].1 = "555-0100";
     let invalid_to = body(fake.sms(&bad_to).send().await.unwrap()).await;
     assert_eq!(invalid_to["code"], 21211);
-    assert_eq!(invalid_to["message"], "Invalid 'To' Phone Number: 555-0100");
+    assert_eq!(
+        invalid_to["message"],
+        "The 'To' number 555-0100 is not a valid phone number."
+    );
+    let mut bad_from = valid_sms();
+    bad_from[1].1 = "15005550006";
+    let invalid_from = body(fake.sms(&bad_from).send().await.unwrap()).await;
+    assert_eq!(
+        invalid_from,
+        json!({
+            "code": 21212,
+            "message": "The 'From' number 15005550006 is not a valid phone number, shortcode, or alphanumeric sender ID.",
+            "more_info": "https://www.twilio.com/docs/errors/21212",
+            "status": 400
+        })
+    );
 
     let resp = fake
         .http
@@ -361,9 +435,43 @@ async fn twilio_errors() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
+    // A malformed AccountSid is not found, even with the right credentials.
+    let malformed = "ACfake0000000000000000000000000000";
+    let resp = fake
+        .http
+        .post(format!(
+            "{}/2010-04-01/Accounts/{malformed}/Messages.json",
+            fake.url
+        ))
+        .basic_auth(SID, Some(TOKEN))
+        .form(&valid_sms())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({
+            "code": 20404,
+            "message": format!("The requested resource /2010-04-01/Accounts/{malformed}/Messages.json was not found"),
+            "more_info": "https://www.twilio.com/docs/errors/20404",
+            "status": 404
+        })
+    );
+
     let records = fake.messages("?accepted=false").await;
     let statuses: Vec<_> = records.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [Some(400), Some(400), Some(401), Some(401)]);
+    assert_eq!(
+        statuses,
+        [
+            Some(400),
+            Some(400),
+            Some(400),
+            Some(401),
+            Some(401),
+            Some(404)
+        ]
+    );
     assert_eq!(
         records[0].error.as_deref(),
         Some("Message body is required.")

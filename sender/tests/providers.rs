@@ -233,7 +233,7 @@ async fn an_invalid_address_is_rejected_with_the_providers_reason() {
         h.providers.send(&bad_number).await,
         Delivery::Rejected {
             http_status: 400,
-            reason: "21211: Invalid 'To' Phone Number: 555-0100".into(),
+            reason: "21211: The 'To' number 555-0100 is not a valid phone number.".into(),
         }
     );
 }

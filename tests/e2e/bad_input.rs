@@ -290,11 +290,17 @@ pub async fn a_hanging_merge_function_delays_only_its_own_message(
     let hanging = "SELECT render_attempts, status, last_error FROM message WHERE source_key = $1";
     let key = Value::from(hangs.to_string().as_str());
     wait_until(Duration::from_secs(30), || async {
-        let row = stack.notify.query_one(hanging, &[key.clone()]).await?;
+        let row = stack
+            .notify
+            .query_one(hanging, std::slice::from_ref(&key))
+            .await?;
         Ok((row.int(0) >= 5).then_some(()))
     })
     .await?;
-    let row = stack.notify.query_one(hanging, &[key.clone()]).await?;
+    let row = stack
+        .notify
+        .query_one(hanging, std::slice::from_ref(&key))
+        .await?;
     assert!(
         ["render_retry", "render_failed"].contains(&row.text(1).as_str()),
         "{row:?}"

@@ -1,10 +1,11 @@
 //! What the provider sees: throttling honoured, refusals recorded with the provider's
-//! reason, merge values escaped in HTML and intact in text and SMS.
+//! reason, merge values escaped in HTML and intact in text and SMS, names and settings in
+//! the form the provider accepts.
 
 use std::time::Duration;
 
-use fake_provider::{Channel, Fault, FaultKind};
-use herald_tests::{Contact, Engine, SOON, Service, Stack};
+use fake_provider::{Channel, Config as ProviderConfig, Fault, FaultKind};
+use herald_tests::{Contact, Engine, SOON, Service, Stack, provider_config};
 
 pub async fn a_rate_limited_email_is_sent_once_after_the_reset(
     engine: Engine,
@@ -272,5 +273,80 @@ pub async fn gateway_errors_and_lost_answers_are_in_doubt_not_resent(
     assert!(rows[1].text(3).contains("502"), "{}", rows[1].text(3));
     // The provider saw each once: nothing resent.
     assert_eq!(stack.provider.store().list(None, None).len(), 2);
+    Ok(())
+}
+
+/// A recipient named `Sammy Davis, Jr.` gets the welcome email (the fake, like SendGrid,
+/// refuses a name with a comma), and an SMS goes out with a from-number and an all-digit
+/// auth token (leading zero included) exactly as the environment set them.
+pub async fn names_and_settings_reach_the_provider_in_the_form_it_accepts(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let token = "01234567890123456789012345678901";
+    let mut stack = Stack::with_provider(
+        engine,
+        "wire_forms",
+        ProviderConfig {
+            twilio_auth_token: token.into(),
+            ..provider_config()
+        },
+    )
+    .await?;
+    stack.set(
+        Service::Sender,
+        "HERALD__PROVIDERS__TWILIO__FROM_NUMBER",
+        "+15005550006",
+    );
+    stack.set(
+        Service::Sender,
+        "HERALD__PROVIDERS__TWILIO__AUTH_TOKEN",
+        token,
+    );
+    stack.load_example_schedules().await?;
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+    let sammy = Contact {
+        first_name: "Sammy",
+        last_name: "Davis, Jr.",
+        email: Some("sammy@example.com"),
+        phone: "+15550000042",
+        ..Contact::default()
+    };
+    let contact_id = stack.insert_contact(&sammy).await?;
+    stack.insert_appointment(contact_id, "Room 1").await?;
+
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status IN ('sent', 'failed')",
+            2,
+            SOON,
+        )
+        .await?;
+    let requests = stack.provider.store().list(None, None);
+    assert!(
+        requests.len() == 2 && requests.iter().all(|r| r.accepted),
+        "each taken at the first try: {requests:#?}"
+    );
+    let email = requests
+        .iter()
+        .find(|r| r.channel == Channel::Email)
+        .expect("an email");
+    assert_eq!(email.to, ["sammy@example.com"]);
+    assert_eq!(
+        email.raw["personalizations"][0]["to"][0]["name"],
+        "Sammy Davis Jr."
+    );
+    assert_eq!(
+        email.text.as_deref(),
+        Some("Hello Sammy Davis, Jr., welcome to Acme."),
+        "only the name header loses the comma"
+    );
+    let sms = requests
+        .iter()
+        .find(|r| r.channel == Channel::Sms)
+        .expect("an SMS");
+    assert_eq!(sms.from.as_deref(), Some("+15005550006"));
+    assert_eq!(sms.to, ["+15550000042"]);
+    assert_eq!(stack.messages_with_status("sent").await?, 2);
     Ok(())
 }

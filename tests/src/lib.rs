@@ -206,10 +206,30 @@ pub struct Stack {
     services: Services,
 }
 
+/// The credentials the fake provider accepts and the services send ([`Stack::new`]).
+pub fn provider_config() -> ProviderConfig {
+    ProviderConfig {
+        sendgrid_api_key: SENDGRID_KEY.into(),
+        twilio_account_sid: TWILIO_SID.into(),
+        twilio_auth_token: TWILIO_TOKEN.into(),
+        faults: Vec::new(),
+    }
+}
+
 impl Stack {
     /// Fresh databases with the notification schema and the demo source schema, a fake
     /// provider; no services running yet.
     pub async fn new(engine: Engine, test: &str) -> anyhow::Result<Self> {
+        Self::with_provider(engine, test, provider_config()).await
+    }
+
+    /// [`Stack::new`] with a fake provider that accepts `provider`'s credentials; the services
+    /// still send [`provider_config`]'s unless [`Stack::set`] says otherwise.
+    pub async fn with_provider(
+        engine: Engine,
+        test: &str,
+        provider: ProviderConfig,
+    ) -> anyhow::Result<Self> {
         let name = unique_name(test);
         let (source, notify) = match engine {
             Engine::Postgres => {
@@ -245,14 +265,9 @@ impl Stack {
             mssql::prepare_source(&source, &format!("{name}_src")).await?;
         }
         apply_sql(&notify, engine, "notify").await?;
-        let provider = FakeProvider::start(ProviderConfig {
-            sendgrid_api_key: SENDGRID_KEY.into(),
-            twilio_account_sid: TWILIO_SID.into(),
-            twilio_auth_token: TWILIO_TOKEN.into(),
-            faults: Vec::new(),
-        })
-        .await
-        .context("starting the fake provider")?;
+        let provider = FakeProvider::start(provider)
+            .await
+            .context("starting the fake provider")?;
         let services = Services::new(engine, &name, &provider.url())?;
         Ok(Stack {
             engine,

@@ -1,6 +1,8 @@
 //! SendGrid v3 Mail Send: one email per request, tagged in `custom_args` with herald's ids so
 //! that the provider's events and a support search lead back to the message.
 
+use std::borrow::Cow;
+
 use herald_core::config::SendGridSettings;
 use herald_core::model::{Channel, OutgoingMessage};
 use reqwest::{Client, Url};
@@ -72,7 +74,7 @@ impl SendGrid {
             personalizations: [Personalization {
                 to: [Address {
                     email: &message.recipient,
-                    name: message.recipient_name.as_deref(),
+                    name: message.recipient_name.as_deref().and_then(display_name),
                 }],
                 custom_args: CustomArgs {
                     herald_message_id: message.message_id.to_string(),
@@ -82,7 +84,7 @@ impl SendGrid {
             }],
             from: Address {
                 email: &self.from_email,
-                name: Some(&self.from_name),
+                name: display_name(&self.from_name),
             },
             subject: message.subject.as_deref(),
             content,
@@ -109,7 +111,22 @@ struct Personalization<'a> {
 struct Address<'a> {
     email: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
+    name: Option<Cow<'a, str>>,
+}
+
+/// A name SendGrid takes. It refuses `,` and `;` in names (a send with one used to be
+/// accepted, then dropped with the name read as the address), so each becomes a space and
+/// spaces collapse: `Sammy Davis, Jr.` is sent as `Sammy Davis Jr.`, which keeps every word.
+/// (Quoting the name keeps the comma but is not documented to work.) Nothing left, no name.
+fn display_name(name: &str) -> Option<Cow<'_, str>> {
+    if !name.contains([',', ';']) {
+        return Some(Cow::Borrowed(name));
+    }
+    let words: Vec<&str> = name
+        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .filter(|word| !word.is_empty())
+        .collect();
+    (!words.is_empty()).then(|| Cow::Owned(words.join(" ")))
 }
 
 /// SendGrid wants every custom arg as a string.
@@ -170,18 +187,29 @@ mod tests {
         assert_eq!(error_reason("<html>Bad Gateway</html>"), None);
     }
 
+    fn sendgrid_settings() -> SendGridSettings {
+        SendGridSettings {
+            base_url: "http://127.0.0.1:1".into(),
+            api_key: None,
+            from_email: "from@example.com".into(),
+            from_name: "Herald".into(),
+        }
+    }
+
+    #[test]
+    fn names_lose_commas_and_semicolons_and_keep_their_words() {
+        let name = |n| display_name(n).map(Cow::into_owned);
+        assert_eq!(name("Ada Lovelace").as_deref(), Some("Ada Lovelace"));
+        assert_eq!(name("Sammy Davis, Jr.").as_deref(), Some("Sammy Davis Jr."));
+        assert_eq!(name("Lovelace,Ada").as_deref(), Some("Lovelace Ada"));
+        assert_eq!(name(" A ;; B , ").as_deref(), Some("A B"));
+        assert_eq!(name(", ;"), None);
+        assert!(matches!(display_name("Ada"), Some(Cow::Borrowed("Ada"))));
+    }
+
     #[test]
     fn mail_has_plain_text_first_and_omits_what_is_absent() {
-        let sendgrid = SendGrid::new(
-            Client::new(),
-            &SendGridSettings {
-                base_url: "http://127.0.0.1:1".into(),
-                api_key: None,
-                from_email: "from@example.com".into(),
-                from_name: "Herald".into(),
-            },
-        )
-        .unwrap();
+        let sendgrid = SendGrid::new(Client::new(), &sendgrid_settings()).unwrap();
         let mut message = OutgoingMessage {
             message_id: 42,
             tenant: "acme".into(),
@@ -210,6 +238,22 @@ mod tests {
                 ]
             })
         );
+        message.recipient_name = Some("Sammy Davis, Jr.".into());
+        let comma_from = SendGrid::new(
+            Client::new(),
+            &SendGridSettings {
+                from_name: "Acme; Inc.".into(),
+                ..sendgrid_settings()
+            },
+        )
+        .unwrap();
+        let named = serde_json::to_value(comma_from.mail(&message)).unwrap();
+        assert_eq!(
+            named["personalizations"][0]["to"][0]["name"],
+            "Sammy Davis Jr."
+        );
+        assert_eq!(named["from"]["name"], "Acme Inc.");
+
         message.recipient_name = None;
         message.body_html = None;
         let bare = serde_json::to_value(sendgrid.mail(&message)).unwrap();

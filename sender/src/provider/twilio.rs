@@ -109,12 +109,12 @@ mod tests {
 
     #[test]
     fn error_reasons_carry_the_code() {
-        let body = r#"{"code":21211,"message":"Invalid 'To' Phone Number: 555","more_info":"https://www.twilio.com/docs/errors/21211","status":400}"#;
+        let body = r#"{"code":21211,"message":"The 'To' number 555 is not a valid phone number.","more_info":"https://www.twilio.com/docs/errors/21211","status":400}"#;
         assert_eq!(
             error_reason(body),
             Some(ErrorBody {
                 code: Some(21211),
-                reason: "21211: Invalid 'To' Phone Number: 555".into()
+                reason: "21211: The 'To' number 555 is not a valid phone number.".into()
             })
         );
         assert_eq!(
