@@ -25,6 +25,8 @@ use crate::templates::TemplateCache;
 /// How long a schedule or template read from the notification database is reused: an
 /// admin's edit takes effect within this.
 const REUSE_FOR: Duration = Duration::from_secs(5);
+/// Entries a [`Recent`] keeps at most.
+const RECENT_MAX: usize = 1024;
 
 /// Merge-output columns that address the message rather than fill the template.
 const RECIPIENT: &str = "recipient";
@@ -340,7 +342,8 @@ fn due_in(rendering: &Rendering, attempt: i32, backoff: Duration) -> Duration {
 }
 
 /// Rows read from the notification database, reused for [`REUSE_FOR`] so that a batch of
-/// events does not read the same schedule or template once per event.
+/// events does not read the same schedule or template once per event. At most
+/// [`RECENT_MAX`] are kept (template keys hold a locale the merge function chose).
 struct Recent<K, V> {
     entries: Mutex<HashMap<K, (Instant, V)>>,
 }
@@ -365,10 +368,14 @@ impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
             return Ok(value.clone());
         }
         let value = read().await?;
-        self.entries
-            .lock()
-            .expect("lock")
-            .insert(key, (Instant::now(), value.clone()));
+        let mut entries = self.entries.lock().expect("lock");
+        if entries.len() >= RECENT_MAX {
+            entries.retain(|_, (at, _)| at.elapsed() < REUSE_FOR);
+            if entries.len() >= RECENT_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), value.clone()));
         Ok(value)
     }
 }
@@ -440,6 +447,25 @@ fn final_on_last_attempt(mut rendering: Rendering, attempt: i32, max_attempts: i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn recent_rows_are_bounded_whatever_the_keys() {
+        let recent: Recent<String, usize> = Recent::default();
+        for n in 0..3 * RECENT_MAX {
+            let got = recent
+                .get_or_read(format!("locale-{n}"), || async move { Ok(n) })
+                .await
+                .unwrap();
+            assert_eq!(got, n);
+        }
+        assert!(recent.entries.lock().unwrap().len() <= RECENT_MAX);
+        // A key read within REUSE_FOR is not read again.
+        let again = recent
+            .get_or_read(format!("locale-{}", 3 * RECENT_MAX - 1), || async { Ok(0) })
+            .await
+            .unwrap();
+        assert_eq!(again, 3 * RECENT_MAX - 1);
+    }
 
     #[test]
     fn only_a_render_retry_waits_and_a_replica_behind_at_a_steady_pace() {

@@ -23,6 +23,9 @@ pub struct Content {
 /// A compiled template and the version (`updated_at`) it was compiled from.
 type Compiled = (DateTime<Utc>, Arc<Tera>);
 
+/// Compiled templates kept at most; past it the cache starts afresh.
+const MAX_COMPILED: usize = 1024;
+
 #[derive(Default)]
 pub struct TemplateCache {
     compiled: Mutex<HashMap<i64, Compiled>>,
@@ -67,10 +70,11 @@ impl TemplateCache {
                 .filter_map(|(name, source)| source.map(|source| (name, source))),
         )?;
         let tera = Arc::new(tera);
-        self.compiled
-            .lock()
-            .expect("lock")
-            .insert(template.id, (template.updated_at, tera.clone()));
+        let mut compiled = self.compiled.lock().expect("lock");
+        if compiled.len() >= MAX_COMPILED {
+            compiled.clear();
+        }
+        compiled.insert(template.id, (template.updated_at, tera.clone()));
         Ok(tera)
     }
 }

@@ -133,6 +133,16 @@ pub async fn every_service_stops_cleanly_on_sigterm(engine: Engine) -> anyhow::R
     for service in Service::ALL {
         stack.stop(service).await?;
     }
+    // The renderer committed every event it had made durable before it exited.
+    let offsets = stack.end_and_committed_offsets().await?;
+    assert!(offsets.iter().any(|&(_, end, _)| end > 0), "{offsets:?}");
+    for (partition, end, committed) in offsets {
+        let committed = committed.max(0);
+        assert_eq!(
+            committed, end,
+            "partition {partition}: committed {committed} of {end}"
+        );
+    }
     let grace = Contact {
         email: Some("grace@example.com"),
         ..Contact::default()
@@ -319,5 +329,49 @@ pub async fn a_hanging_merge_function_delays_only_its_own_message(
         accepted.iter().all(|r| r.to != ["hangs@example.com"]),
         "{accepted:#?}"
     );
+    Ok(())
+}
+
+/// The merge function is replaced under a running renderer by one returning a bare NULL
+/// (SQL Server: an unnamed column): that schedule's messages fail with the reason, the
+/// renderer keeps running, and the other schedule's messages flow.
+pub async fn a_merge_function_changed_under_the_renderer_is_a_recorded_failure(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "merge_drift").await?;
+    stack.load_example_schedules().await?;
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+    let before = stack.insert_contact_to("before@example.com").await?;
+    stack.wait_for_accepted(1, SOON).await?;
+
+    let drift = match engine {
+        Engine::Postgres => {
+            "DROP FUNCTION crm.welcome_email(bigint);
+             CREATE FUNCTION crm.welcome_email(p_contact_id bigint) RETURNS text
+             LANGUAGE sql STABLE AS 'SELECT NULL::text';"
+        }
+        Engine::Mssql => {
+            "CREATE OR ALTER PROCEDURE crm.welcome_email @contact_id bigint AS SELECT NULL;"
+        }
+    };
+    stack.source.batch(drift).await?;
+    let drifted = stack.insert_contact_to("drifted@example.com").await?;
+    stack.insert_appointment(before, "Room 1").await?;
+
+    let failed = "SELECT count(*) FROM message
+                   WHERE status IN ('render_retry', 'render_failed') AND last_error IS NOT NULL";
+    stack.wait_for_count(failed, 1, SOON).await?;
+    stack.wait_for_accepted(2, SOON).await?;
+    let row = stack
+        .notify
+        .query_one(
+            "SELECT last_error FROM message WHERE source_key = $1 AND channel = 'email'",
+            &[Value::from(drifted.to_string().as_str())],
+        )
+        .await?;
+    assert!(row.text(0).contains("merge function"), "{row:?}");
+    let log = stack.log(Service::Renderer);
+    assert!(!log.contains("panicked"), "{log}");
     Ok(())
 }

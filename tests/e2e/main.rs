@@ -75,6 +75,7 @@ on_every_engine! {
     bad_input::every_service_stops_cleanly_on_sigterm,
     bad_input::hostile_payloads_are_kept_as_they_were_and_real_changes_flow,
     bad_input::a_hanging_merge_function_delays_only_its_own_message,
+    bad_input::a_merge_function_changed_under_the_renderer_is_a_recorded_failure,
     broker_outage::the_mark_waits_for_kafka_to_acknowledge,
     exact::late_commits_and_a_long_import_are_each_notified_once,
 }

@@ -14,7 +14,8 @@ use bb8_postgres::PostgresConnectionManager;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::row::RowIndex;
+use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, IsolationLevel, NoTls, Row};
 
 use super::detection::{self, PageRow, Pager};
@@ -111,6 +112,36 @@ fn pool_error(error: RunError<tokio_postgres::Error>) -> StoreError {
     }
 }
 
+/// A row's columns read without panicking: a column missing or of another type than the
+/// code expects (the schema changed under a running service) is a refused statement with the
+/// column's name, recorded where the statement's error goes.
+trait Cell {
+    fn cell<'a, T: FromSql<'a>>(
+        &'a self,
+        column: impl RowIndex + std::fmt::Display,
+    ) -> StoreResult<T>;
+}
+
+impl Cell for Row {
+    fn cell<'a, T: FromSql<'a>>(
+        &'a self,
+        column: impl RowIndex + std::fmt::Display,
+    ) -> StoreResult<T> {
+        self.try_get(&column).map_err(|error| {
+            StoreError::Refused(format!("column {column}: {}", error_chain(&error)).into())
+        })
+    }
+}
+
+/// The count a query returns in its first row (bigint); 0 without a row.
+fn count(rows: &[Row]) -> StoreResult<u64> {
+    let count = match rows.first() {
+        Some(row) => row.cell::<i64>(0)?,
+        None => 0,
+    };
+    Ok(count as u64)
+}
+
 fn secs(duration: Duration) -> f64 {
     duration.as_secs_f64()
 }
@@ -193,8 +224,8 @@ async fn next_xid(client: &Client) -> StoreResult<u64> {
         .query_one(query!("source_next_xid"), &[])
         .await
         .map_err(classify)?;
-    let xmax = parse_xid(row.get("xmax"))?;
-    let ahead: i32 = row.get("ahead");
+    let xmax = parse_xid(row.cell("xmax")?)?;
+    let ahead: i32 = row.cell("ahead")?;
     Ok(xmax + u64::try_from(ahead).unwrap_or_default())
 }
 
@@ -220,12 +251,12 @@ fn low_bits(xid: u64) -> i64 {
     (xid & 0xFFFF_FFFF) as i64
 }
 
-fn changed_row(row: &Row) -> ChangedRow {
-    ChangedRow {
-        key: row.get("key_value"),
-        change: row.get("change_value"),
-        at: row.get("change_at"),
-    }
+fn changed_row(row: &Row) -> StoreResult<ChangedRow> {
+    Ok(ChangedRow {
+        key: row.cell("key_value")?,
+        change: row.cell("change_value")?,
+        at: row.cell("change_at")?,
+    })
 }
 
 #[async_trait::async_trait]
@@ -260,10 +291,10 @@ impl SourceDb for PgSource {
                 source.schema, source.table
             )));
         };
-        let table: String = row.get("table_name");
+        let table: String = row.cell("table_name")?;
         let (Some(key), Some(key_type)) = (
-            row.get::<_, Option<String>>("key_column"),
-            row.get::<_, Option<String>>("key_type"),
+            row.cell::<Option<String>>("key_column")?,
+            row.cell::<Option<String>>("key_type")?,
         ) else {
             return Ok(Err(format!(
                 "key column {:?} does not exist in {table}",
@@ -271,9 +302,9 @@ impl SourceDb for PgSource {
             )));
         };
         let (Some(change), Some(change_type), Some(is_timestamp)) = (
-            row.get::<_, Option<String>>("change_column"),
-            row.get::<_, Option<String>>("change_type"),
-            row.get::<_, Option<bool>>("change_is_timestamp"),
+            row.cell::<Option<String>>("change_column")?,
+            row.cell::<Option<String>>("change_type")?,
+            row.cell::<Option<bool>>("change_is_timestamp")?,
         ) else {
             return Ok(Err(format!(
                 "change column {:?} does not exist in {table}",
@@ -320,8 +351,8 @@ impl SourceDb for PgSource {
             .await?;
         match rows.as_slice() {
             [row] => {
-                let function: String = row.get("function_name");
-                let key_type: String = row.get("key_type");
+                let function: String = row.cell("function_name")?;
+                let key_type: String = row.cell("key_type")?;
                 Ok(Ok(MergeCall {
                     sql: fill(
                         query!("source_merge"),
@@ -344,7 +375,10 @@ impl SourceDb for PgSource {
     /// primary's.
     async fn start_mark(&self, _table: &TableQueries) -> StoreResult<Mark> {
         let rows = self.db.query(query!("source_horizon"), &[]).await?;
-        let horizon: Option<DateTime<Utc>> = rows.first().and_then(|row| row.get("horizon"));
+        let horizon: Option<DateTime<Utc>> = match rows.first() {
+            Some(row) => row.cell("horizon")?,
+            None => None,
+        };
         let horizon = horizon.ok_or_else(|| {
             StoreError::Unavailable(
                 "the standby has not replayed a commit since it started; the schedule starts \
@@ -410,11 +444,13 @@ impl SourceDb for PgSource {
                 .map_err(classify)?;
             let page = page
                 .iter()
-                .map(|row| PageRow {
-                    row: changed_row(row),
-                    fresh: row.get("fresh"),
+                .map(|row| {
+                    Ok(PageRow {
+                        row: changed_row(row)?,
+                        fresh: row.cell("fresh")?,
+                    })
                 })
-                .collect();
+                .collect::<StoreResult<_>>()?;
             if !pager.take(page) {
                 break;
             }
@@ -460,7 +496,7 @@ impl SourceDb for PgSource {
                 ],
             )
             .await?;
-        Ok(rows.iter().map(changed_row).collect())
+        rows.iter().map(changed_row).collect()
     }
 
     async fn compare_version(
@@ -473,10 +509,14 @@ impl SourceDb for PgSource {
             .db
             .query(&table.compare_version, &[&key, &version])
             .await?;
-        Ok(rows.first().map(|row| VersionCheck {
-            current: row.get("change_value"),
-            ordering: row.get::<_, i32>("ordering").cmp(&0),
-        }))
+        rows.first()
+            .map(|row| {
+                Ok(VersionCheck {
+                    current: row.cell("change_value")?,
+                    ordering: row.cell::<i32>("ordering")?.cmp(&0),
+                })
+            })
+            .transpose()
     }
 
     async fn merge(
@@ -487,7 +527,7 @@ impl SourceDb for PgSource {
     ) -> StoreResult<Vec<MergeRow>> {
         let rows = self.db.query_within(timeout, &call.sql, &[&key]).await?;
         rows.iter()
-            .map(|row| match row.get::<_, serde_json::Value>(0) {
+            .map(|row| match row.cell::<serde_json::Value>(0)? {
                 serde_json::Value::Object(fields) => Ok(fields),
                 other => Err(StoreError::Refused(
                     format!("the merge function must return rows with named columns, not {other}")
@@ -512,19 +552,21 @@ impl PgNotify {
 }
 
 /// A `detector_watermark` row's mark; `None` until the detector has started the schedule.
-fn mark_from(row: &Row) -> Option<Mark> {
-    let hold_back: Option<DateTime<Utc>> = row.get("hold_back");
-    let change: Option<String> = row.get("change_value");
-    let key: Option<String> = row.get("key_value");
-    Some(Mark {
-        hold_back: hold_back?,
+fn mark_from(row: &Row) -> StoreResult<Option<Mark>> {
+    let Some(hold_back) = row.cell::<Option<DateTime<Utc>>>("hold_back")? else {
+        return Ok(None);
+    };
+    let change: Option<String> = row.cell("change_value")?;
+    let key: Option<String> = row.cell("key_value")?;
+    Ok(Some(Mark {
+        hold_back,
         frontier: change
             .zip(key)
             .map(|(change, key)| RowPosition { change, key }),
-        position: row.get("position"),
-        watching_since: row.get("watching_since"),
-        definition: row.get("source_definition"),
-    })
+        position: row.cell("position")?,
+        watching_since: row.cell("watching_since")?,
+        definition: row.cell("source_definition")?,
+    }))
 }
 
 /// Row positions as two arrays, keys and change values, for `unnest`.
@@ -536,23 +578,23 @@ fn columns(rows: &[RowPosition]) -> (Vec<&str>, Vec<&str>) {
 
 fn schedule_from(row: &Row) -> StoreResult<Schedule> {
     Ok(Schedule {
-        id: row.get("schedule_id"),
-        tenant: row.get("tenant"),
-        name: row.get("name"),
-        channel: parse_channel(row.get("channel"))?,
+        id: row.cell("schedule_id")?,
+        tenant: row.cell("tenant")?,
+        name: row.cell("name")?,
+        channel: parse_channel(row.cell("channel")?)?,
         source: SourceTable {
-            schema: row.get("source_schema"),
-            table: row.get("source_table"),
-            key_column: row.get("key_column"),
-            change_column: row.get("change_column"),
+            schema: row.cell("source_schema")?,
+            table: row.cell("source_table")?,
+            key_column: row.cell("key_column")?,
+            change_column: row.cell("change_column")?,
         },
         merge: MergeFunction {
-            schema: row.get("merge_schema"),
-            name: row.get("merge_function"),
+            schema: row.cell("merge_schema")?,
+            name: row.cell("merge_function")?,
         },
-        template_name: row.get("template_name"),
-        active: row.get("active"),
-        error: row.get("error"),
+        template_name: row.cell("template_name")?,
+        active: row.cell("active")?,
+        error: row.cell("error")?,
     })
 }
 
@@ -592,14 +634,18 @@ impl NotifyDb for PgNotify {
             .db
             .query(query!("template_for_locale"), &[&tenant, &name, &locale])
             .await?;
-        Ok(rows.first().map(|row| Template {
-            id: row.get("template_id"),
-            locale: row.get("locale"),
-            subject: row.get("subject"),
-            body_html: row.get("body_html"),
-            body_text: row.get("body_text"),
-            updated_at: row.get("updated_at"),
-        }))
+        rows.first()
+            .map(|row| {
+                Ok(Template {
+                    id: row.cell("template_id")?,
+                    locale: row.cell("locale")?,
+                    subject: row.cell("subject")?,
+                    body_html: row.cell("body_html")?,
+                    body_text: row.cell("body_text")?,
+                    updated_at: row.cell("updated_at")?,
+                })
+            })
+            .transpose()
     }
 
     async fn schedule_named(&self, tenant: &str, name: &str) -> StoreResult<Option<Schedule>> {
@@ -623,10 +669,9 @@ impl NotifyDb for PgNotify {
                 &[&owner, &secs(ttl), &schedule_ids],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get("schedule_id"), mark_from(row)))
-            .collect())
+        rows.iter()
+            .map(|row| Ok((row.cell("schedule_id")?, mark_from(row)?)))
+            .collect()
     }
 
     async fn advance_mark(&self, owner: &str, schedule_id: i64, to: &Mark) -> StoreResult<bool> {
@@ -655,7 +700,7 @@ impl NotifyDb for PgNotify {
             .db
             .query(query!("detector_mark"), &[&schedule_id])
             .await?;
-        Ok(rows.first().and_then(mark_from))
+        Ok(rows.first().map(mark_from).transpose()?.flatten())
     }
 
     async fn unqueued(
@@ -672,13 +717,15 @@ impl NotifyDb for PgNotify {
                 &[&tenant, &schedule_id, &keys, &changes],
             )
             .await?;
-        Ok(missing
+        missing
             .iter()
-            .map(|row| RowPosition {
-                key: row.get("source_key"),
-                change: row.get("change_version"),
+            .map(|row| {
+                Ok(RowPosition {
+                    key: row.cell("source_key")?,
+                    change: row.cell("change_version")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn record_late_changes(
@@ -744,16 +791,16 @@ impl NotifyDb for PgNotify {
         rows.iter()
             .map(|row| {
                 Ok(RenderRetry {
-                    message_id: row.get("message_id"),
+                    message_id: row.cell("message_id")?,
                     key: MessageKey {
-                        tenant: row.get("tenant"),
-                        schedule_id: row.get("schedule_id"),
-                        source_key: row.get("source_key"),
-                        change_version: row.get("change_version"),
+                        tenant: row.cell("tenant")?,
+                        schedule_id: row.cell("schedule_id")?,
+                        source_key: row.cell("source_key")?,
+                        change_version: row.cell("change_version")?,
                     },
-                    channel: parse_channel(row.get("channel"))?,
-                    render_attempts: row.get("render_attempts"),
-                    detected_at: row.get("detected_at"),
+                    channel: parse_channel(row.cell("channel")?)?,
+                    render_attempts: row.cell("render_attempts")?,
+                    detected_at: row.cell("detected_at")?,
                 })
             })
             .collect()
@@ -790,7 +837,7 @@ impl NotifyDb for PgNotify {
 
     async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64> {
         let rows = self.db.query(query!("send_recover_own"), &[&owner]).await?;
-        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0) as u64))
+        count(&rows)
     }
 
     async fn release_claims(&self, owner: &str) -> StoreResult<u64> {
@@ -801,7 +848,7 @@ impl NotifyDb for PgNotify {
 
     async fn expire_lost_sends(&self) -> StoreResult<u64> {
         let rows = self.db.query(query!("send_expire_lost"), &[]).await?;
-        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0) as u64))
+        count(&rows)
     }
 
     async fn claim_outgoing(
@@ -820,18 +867,18 @@ impl NotifyDb for PgNotify {
         rows.iter()
             .map(|row| {
                 let message = OutgoingMessage {
-                    message_id: row.get("message_id"),
-                    tenant: row.get("tenant"),
-                    schedule_id: row.get("schedule_id"),
-                    channel: parse_channel(row.get("channel"))?,
-                    recipient: row.get("recipient"),
-                    recipient_name: row.get("recipient_name"),
-                    subject: row.get("subject"),
-                    body_html: row.get("body_html"),
-                    body_text: row.get("body_text"),
-                    counted_attempts: row.get("counted_attempts"),
+                    message_id: row.cell("message_id")?,
+                    tenant: row.cell("tenant")?,
+                    schedule_id: row.cell("schedule_id")?,
+                    channel: parse_channel(row.cell("channel")?)?,
+                    recipient: row.cell("recipient")?,
+                    recipient_name: row.cell("recipient_name")?,
+                    subject: row.cell("subject")?,
+                    body_html: row.cell("body_html")?,
+                    body_text: row.cell("body_text")?,
+                    counted_attempts: row.cell("counted_attempts")?,
                 };
-                Ok((message, row.get("suppressed")))
+                Ok((message, row.cell("suppressed")?))
             })
             .collect()
     }
@@ -863,7 +910,7 @@ impl NotifyDb for PgNotify {
                 &[&message_id, &owner, &secs(lease)],
             )
             .await?;
-        Ok(rows.first().map(|row| row.get("attempt")))
+        rows.first().map(|row| row.cell("attempt")).transpose()
     }
 
     async fn finish_attempt(
