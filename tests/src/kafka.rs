@@ -135,6 +135,19 @@ impl Stack {
             .copied()
             .filter(|offset| *offset >= 0))
     }
+
+    /// Where the change topic ends and where the renderers' group stands, as
+    /// `kafka-consumer-groups --describe` shows them.
+    pub async fn group_offsets(&self) -> anyhow::Result<GroupOffsets> {
+        let reader = kafka::OffsetsReader::new(&self.kafka_settings())?;
+        tokio::task::spawn_blocking(move || {
+            let timeout = Duration::from_secs(10);
+            let end = reader.end_offsets(timeout)?;
+            let committed = reader.committed_offsets(end.keys().copied(), timeout)?;
+            Ok(GroupOffsets { end, committed })
+        })
+        .await?
+    }
 }
 
 /// The renderers' group on the change topic, per partition.
@@ -155,20 +168,5 @@ impl GroupOffsets {
                 (*partition, end - done)
             })
             .collect()
-    }
-}
-
-impl Stack {
-    /// Where the change topic ends and where the renderers' group stands, as `kafka-consumer-groups
-    /// --describe` shows them.
-    pub async fn group_offsets(&self) -> anyhow::Result<GroupOffsets> {
-        let reader = kafka::OffsetsReader::new(&self.kafka_settings())?;
-        tokio::task::spawn_blocking(move || {
-            let timeout = Duration::from_secs(10);
-            let end = reader.end_offsets(timeout)?;
-            let committed = reader.committed_offsets(end.keys().copied(), timeout)?;
-            Ok(GroupOffsets { end, committed })
-        })
-        .await?
     }
 }
