@@ -126,7 +126,7 @@ impl Check<'_> {
         to: DateTime<Utc>,
     ) -> Result<Findings, CheckError> {
         let offsets = Arc::new(OffsetsReader::new(self.kafka)?);
-        let fence = ask(&offsets, |reader| reader.end_offsets(KAFKA_TIMEOUT)).await?;
+        let fence = kafka::ask(&offsets, |reader| reader.end_offsets(KAFKA_TIMEOUT)).await?;
         let schedule = &watched.schedule;
         let mut findings = Findings::default();
         let mut after: Option<RowPosition> = None;
@@ -173,7 +173,7 @@ impl Check<'_> {
         let started = Instant::now();
         loop {
             let partitions: Vec<i32> = fence.keys().copied().collect();
-            let committed = ask(offsets, move |reader| {
+            let committed = kafka::ask(offsets, move |reader| {
                 reader.committed_offsets(partitions, KAFKA_TIMEOUT)
             })
             .await?;
@@ -233,15 +233,4 @@ pub enum SendLateError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Asks Kafka (a blocking client call) off the async threads.
-async fn ask<F>(offsets: &Arc<OffsetsReader>, question: F) -> Result<Offsets, KafkaError>
-where
-    F: FnOnce(&OffsetsReader) -> Result<Offsets, KafkaError> + Send + 'static,
-{
-    let offsets = offsets.clone();
-    tokio::task::spawn_blocking(move || question(&offsets))
-        .await
-        .expect("a Kafka offsets query does not panic")
 }

@@ -2,6 +2,7 @@
 //! pass-through map, so any librdkafka option can be set or overridden.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -142,6 +143,18 @@ impl OffsetsReader {
             })
             .collect())
     }
+}
+
+/// Asks `reader` (a blocking client call) off the async threads.
+pub async fn ask<T, F>(reader: &Arc<OffsetsReader>, question: F) -> KafkaResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&OffsetsReader) -> KafkaResult<T> + Send + 'static,
+{
+    let reader = reader.clone();
+    tokio::task::spawn_blocking(move || question(&reader))
+        .await
+        .expect("a Kafka offsets query does not panic")
 }
 
 /// Events the renderers' group has yet to process below `fence` (from

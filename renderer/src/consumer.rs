@@ -65,7 +65,7 @@ pub fn subscribe(settings: &KafkaSettings) -> KafkaResult<EventConsumer> {
 }
 
 /// Consumes until cancelled, then commits the stored offsets.
-pub async fn run(renderer: Arc<Renderer>, consumer: EventConsumer, cancel: CancellationToken) {
+pub async fn run(renderer: Arc<Renderer>, consumer: &EventConsumer, cancel: CancellationToken) {
     let settings = renderer.settings().clone();
     loop {
         let first = tokio::select! {

@@ -3,6 +3,7 @@
 //! message (or the reason there is none) into the queue under its unique identity.
 
 pub mod consumer;
+pub mod group_watch;
 pub mod render;
 pub mod retries;
 pub mod templates;

@@ -11,7 +11,7 @@ use anyhow::Context;
 use herald_core::config::{DetectionMode, Settings};
 use herald_core::{shutdown, store, telemetry};
 use renderer::render::Renderer;
-use renderer::{consumer, retries};
+use renderer::{consumer, group_watch, retries};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -25,12 +25,19 @@ async fn main() -> anyhow::Result<()> {
     let notify = store::connect_notify(&settings.notify)
         .await
         .context("connecting to the notification database")?;
-    let events = consumer::subscribe(&settings.kafka).context("subscribing to change events")?;
+    let events =
+        Arc::new(consumer::subscribe(&settings.kafka).context("subscribing to change events")?);
     let renderer = Arc::new(Renderer::new(source, notify, settings.renderer));
 
     tracing::info!(topic = %settings.kafka.topic, group = %settings.kafka.consumer_group, "renderer running");
     let retrying = tokio::spawn(retries::run(renderer.clone(), cancel.clone()));
-    consumer::run(renderer, events, cancel).await;
+    let watching = tokio::spawn(group_watch::run(
+        events.clone(),
+        settings.kafka.clone(),
+        cancel.clone(),
+    ));
+    consumer::run(renderer, &events, cancel).await;
     retrying.await.context("render retry loop")?;
+    watching.await.context("consumer group watch")?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! reaches the provider exactly once. The one exception is a message caught inside its
 //! provider call when the sender dies: it ends `in_doubt` and is not resent.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -211,6 +211,106 @@ pub async fn unnamed_senders_never_settle_each_others_calls(engine: Engine) -> a
         );
     }
     let sends = sends_per_message(&stack);
+    let repeated: Vec<_> = sends.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "sent twice: {repeated:?}");
+    Ok(())
+}
+
+/// The partitions the renderer's latest assignment gave it, from its log; `None` if it has
+/// logged none (or its latest change was a revocation).
+fn owned_partitions(log: &str) -> Option<BTreeSet<i32>> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|line| line.contains("partitions assigned") || line.contains("partitions revoked"))?;
+    if line.contains("partitions revoked") {
+        return None;
+    }
+    // partitions=[("topic", 2), ("topic", 0)]
+    let list = line.split("partitions=[").nth(1)?;
+    Some(
+        list.split("\", ")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next()?.parse().ok())
+            .collect(),
+    )
+}
+
+/// A renderer SIGKILLed over and over around rebalances ends owning every partition: within
+/// 30 s of its last start it owns them all, its group has no lag left and every change is
+/// queued; then each is sent once. (The broker may leave the last one without partitions: it
+/// must notice.)
+pub async fn a_renderer_killed_around_rebalances_owns_every_partition_again(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    const EACH: usize = 60;
+    let mut stack = Stack::new(engine, "rebalance_kills").await?;
+    stack.load_welcome_schedule().await?;
+    stack.start(Service::Detector).await?;
+    stack.start(Service::Sender).await?;
+    stack.wait_until_watching(1).await?;
+    for i in 0..EACH {
+        stack
+            .insert_contact_to(&format!("before{i}@example.com"))
+            .await?;
+    }
+
+    // A crash loop: most kills land inside a join round (the broker holds a follower's
+    // JoinGroup for seconds), between JoinGroup and SyncGroup. The last victim runs long
+    // enough to lead the group, and its successor starts 3 s after it died: inside the dead
+    // leader's session, so the successor first joins as its follower.
+    for (runs_for, then_down_for) in [(1.5, 0.0), (0.5, 0.0), (4.0, 0.0), (2.5, 0.0), (8.0, 3.0)] {
+        stack.start(Service::Renderer).await?;
+        tokio::time::sleep(Duration::from_secs_f64(runs_for)).await;
+        stack.kill(Service::Renderer).await?;
+        tokio::time::sleep(Duration::from_secs_f64(then_down_for)).await;
+    }
+    let earlier_log = stack.log(Service::Renderer).len();
+    let started = tokio::time::Instant::now();
+    stack.start(Service::Renderer).await?;
+    for i in 0..EACH {
+        stack
+            .insert_contact_to(&format!("after{i}@example.com"))
+            .await?;
+    }
+
+    // Within 30 s of the last start the live renderer owns every partition, the group has no
+    // lag left on any, and every change is queued.
+    let bound = Duration::from_secs(30);
+    let renderer_log = || stack.log(Service::Renderer).split_off(earlier_log);
+    let settled = wait_until(bound.saturating_sub(started.elapsed()), || async {
+        let offsets = stack.group_offsets().await?;
+        let every: BTreeSet<i32> = offsets.end.keys().copied().collect();
+        let owns_every = owned_partitions(&renderer_log()) == Some(every);
+        let behind = offsets.lag().values().sum::<i64>();
+        let queued = stack
+            .notify
+            .count("SELECT count(*) FROM message", &[])
+            .await?;
+        Ok((owns_every && behind == 0 && queued == 2 * EACH as i64).then_some(()))
+    })
+    .await;
+    if settled.is_err() {
+        anyhow::bail!(
+            "not settled within {bound:?} of the last start: lag {:?}, the renderer owns {:?}\n{}",
+            stack.group_offsets().await?.lag(),
+            owned_partitions(&renderer_log()),
+            stack.diagnostics().await
+        );
+    }
+    if renderer_log().contains("owns no partitions while the group has lag; rejoining") {
+        println!("the renderer was left without partitions and rejoined");
+    }
+
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'sent'",
+            2 * EACH as i64,
+            SOON,
+        )
+        .await?;
+    let sends = sends_per_message(&stack);
+    assert_eq!(sends.len(), 2 * EACH, "every change reached the provider");
     let repeated: Vec<_> = sends.iter().filter(|(_, n)| **n > 1).collect();
     assert!(repeated.is_empty(), "sent twice: {repeated:?}");
     Ok(())

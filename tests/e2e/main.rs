@@ -61,6 +61,7 @@ on_every_engine! {
     crash::renderer_killed_mid_stream_misses_and_repeats_nothing,
     crash::sender_killed_mid_stream_misses_and_repeats_nothing,
     crash::unnamed_senders_never_settle_each_others_calls,
+    crash::a_renderer_killed_around_rebalances_owns_every_partition_again,
     schedules::a_table_with_only_an_inactive_schedule_is_never_queried,
     schedules::broken_schedules_are_reported_and_do_not_stop_a_healthy_one,
     schedules::schedules_added_and_deactivated_apply_without_a_restart,

@@ -1,5 +1,6 @@
 //! Talking to the test's topic directly, as an operator's tool would.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -152,5 +153,39 @@ impl Stack {
             .get(&partition)
             .copied()
             .filter(|offset| *offset >= 0))
+    }
+
+    /// Where the change topic ends and where the renderers' group stands, as
+    /// `kafka-consumer-groups --describe` shows them.
+    pub async fn group_offsets(&self) -> anyhow::Result<GroupOffsets> {
+        let reader = kafka::OffsetsReader::new(&self.kafka_settings())?;
+        tokio::task::spawn_blocking(move || {
+            let timeout = Duration::from_secs(10);
+            let end = reader.end_offsets(timeout)?;
+            let committed = reader.committed_offsets(end.keys().copied(), timeout)?;
+            Ok(GroupOffsets { end, committed })
+        })
+        .await?
+    }
+}
+
+/// The renderers' group on the change topic, per partition.
+pub struct GroupOffsets {
+    /// Where the topic ends: the offset its next event will get.
+    pub end: kafka::Offsets,
+    /// Where the group resumes from (`-1`: nothing committed).
+    pub committed: kafka::Offsets,
+}
+
+impl GroupOffsets {
+    /// Events the group has yet to process, per partition.
+    pub fn lag(&self) -> BTreeMap<i32, i64> {
+        self.end
+            .iter()
+            .map(|(partition, end)| {
+                let done = self.committed.get(partition).copied().unwrap_or(-1).max(0);
+                (*partition, end - done)
+            })
+            .collect()
     }
 }

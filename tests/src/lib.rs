@@ -25,6 +25,7 @@ use tokio_postgres::{Client, NoTls};
 
 pub use db::{Db, Row, Value};
 pub use fixtures::{Contact, SOON};
+pub use kafka::GroupOffsets;
 pub use replica::{Replica, ReplicaControl};
 pub use services::Service;
 use services::Services;
