@@ -123,25 +123,6 @@ impl Stack {
         Ok(delivery.offset)
     }
 
-    /// Per partition, the topic's end offset and the renderers' committed offset (`-1`:
-    /// none).
-    pub async fn end_and_committed_offsets(&self) -> anyhow::Result<Vec<(i32, i64, i64)>> {
-        let reader = kafka::OffsetsReader::new(&self.kafka_settings())?;
-        tokio::task::spawn_blocking(move || {
-            let timeout = Duration::from_secs(10);
-            let end = reader.end_offsets(timeout)?;
-            let committed = reader.committed_offsets(end.keys().copied(), timeout)?;
-            Ok(end
-                .iter()
-                .map(|(&partition, &end)| {
-                    let done = committed.get(&partition).copied().unwrap_or(-1);
-                    (partition, end, done)
-                })
-                .collect())
-        })
-        .await?
-    }
-
     /// The renderers' committed offset on `partition` (the next offset they will read).
     pub async fn committed_offset(&self, partition: i32) -> anyhow::Result<Option<i64>> {
         let reader = kafka::OffsetsReader::new(&self.kafka_settings())?;
