@@ -3,6 +3,7 @@
 # PostgreSQL, its two standbys and the broker are started if needed, as the test command does.
 #
 #   scripts/bench.sh detection     commit → event latency, rows read again per poll, poll time
+#   scripts/bench.sh sender        messages sent per second, provider answering at once and in 100 ms
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(repo_root)"

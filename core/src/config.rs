@@ -147,6 +147,11 @@ impl Settings {
         if self.kafka.brokers.is_empty() {
             return Err(ConfigError::Inconsistent("kafka.brokers is empty".into()));
         }
+        if sender.max_in_flight == 0 {
+            return Err(ConfigError::Inconsistent(
+                "sender.max_in_flight must be at least 1".into(),
+            ));
+        }
         if self.detector.batch_size == 0 {
             return Err(ConfigError::Inconsistent(
                 "detector.batch_size must be at least 1".into(),
@@ -340,10 +345,9 @@ pub struct SenderSettings {
     pub instance_id: String,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
-    /// Messages claimed per query.
-    pub batch_size: u32,
-    /// Provider calls in flight at once.
-    pub concurrency: usize,
+    /// Provider calls in flight at once. Claims take up to the free slots, and each call
+    /// that ends frees its slot at once.
+    pub max_in_flight: usize,
     /// How long a claimed message stays reserved for this sender.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,

@@ -242,14 +242,14 @@ pub trait NotifyDb: Send + Sync + 'static {
     async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()>;
     /// Puts a claimed message not yet begun back in the queue, due after `wait`.
     async fn defer(&self, message_id: i64, owner: &str, wait: Duration) -> StoreResult<()>;
-    /// Marks a claimed message `sending` and opens its attempt row, extending the lease to
-    /// cover the call. Returns the attempt number, or `None` if the claim was lost.
-    async fn begin_attempt(
+    /// Marks claimed messages `sending` and opens their attempt rows, extending the lease to
+    /// cover the calls. Returns `(message id, attempt number)` for those still claimed.
+    async fn begin_attempts(
         &self,
-        message_id: i64,
+        message_ids: &[i64],
         owner: &str,
         lease: Duration,
-    ) -> StoreResult<Option<i32>>;
+    ) -> StoreResult<Vec<(i64, i32)>>;
     async fn finish_attempt(
         &self,
         message_id: i64,

@@ -1,13 +1,13 @@
-//! The send loop: claim due messages with a lease, send each through its provider, record
-//! how every attempt ended.
+//! The send loop, a pipeline: up to `max_in_flight` provider calls at once, each slot
+//! refilled as soon as enough have freed up (no batch waits for its slowest call).
 //!
 //! Guarantees:
 //! - At start, this instance's calls left unfinished by an earlier run are declared
 //!   `in_doubt` before anything is claimed; its other claims are released.
-//! - A message is marked `sending` (`begin_attempt`) immediately before its provider call, and
-//!   the call is made only if that mark was written while the claim was still ours. A crash,
-//!   a lost lease or an outcome that cannot be recorded leaves it `sending`, which becomes
-//!   `in_doubt`: never resent automatically.
+//! - Messages are marked `sending` (`begin_attempts`, one statement per claim) immediately
+//!   before their provider calls, and a call is made only if that mark was written while
+//!   the claim was still ours. A crash, a lost lease or an outcome that cannot be recorded
+//!   leaves it `sending`, which becomes `in_doubt`: never resent automatically.
 //! - Transient refusals retry with exponential backoff and jitter, never before the
 //!   provider's rate-limit reset, and end `failed` after `max_attempts`; permanent refusals end
 //!   `failed` at once, with the provider's reason.
@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use herald_core::backoff;
 use herald_core::config::SenderSettings;
 use herald_core::model::{AttemptOutcome, OutgoingMessage};
@@ -41,15 +42,9 @@ const FINISH_BACKOFF_BASE: Duration = Duration::from_millis(100);
 const FINISH_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Retries after a provider's reset time spread out over up to this much.
 const RESET_JITTER_MAX: Duration = Duration::from_secs(1);
-
-/// What one step did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// This many messages were claimed and handled.
-    Processed(usize),
-    /// Nothing was due.
-    Idle,
-}
+/// A claim is made once this share of the window is free (or the window is empty), so one
+/// statement claims many messages.
+const REFILL_SHARE: usize = 4;
 
 pub struct Sender {
     store: Arc<dyn NotifyDb>,
@@ -75,28 +70,45 @@ impl Sender {
             return;
         }
         tracing::info!(instance_id = %self.settings.instance_id, "sender started");
+        let window = self.settings.max_in_flight.max(1);
+        let refill_at = (window / REFILL_SHARE).max(1);
+        let mut calls = FuturesUnordered::new();
+        let mut next_claim = Instant::now();
         let mut last_expiry: Option<Instant> = None;
         let mut failures = 0;
-        while !cancel.is_cancelled() {
-            let pause = match self.iterate(&mut last_expiry, &cancel).await {
-                Ok(Step::Processed(_)) => {
-                    failures = 0;
-                    continue;
+        loop {
+            let stopping = cancel.is_cancelled();
+            if stopping && calls.is_empty() {
+                break;
+            }
+            let free = window - calls.len();
+            let may_claim = !stopping && (free >= refill_at || calls.is_empty());
+            if may_claim && Instant::now() >= next_claim {
+                match self.claim_and_begin(free, &mut last_expiry).await {
+                    Ok((begun, claimed_all)) => {
+                        failures = 0;
+                        calls.extend(
+                            begun
+                                .into_iter()
+                                .map(|(message, attempt)| self.call(message, attempt)),
+                        );
+                        if !claimed_all {
+                            next_claim = Instant::now() + self.settings.poll_interval;
+                        }
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        let retry_in = self.store_backoff(failures);
+                        log_store_error(&error, retry_in, "send loop");
+                        next_claim = Instant::now() + retry_in;
+                    }
                 }
-                Ok(Step::Idle) => {
-                    failures = 0;
-                    self.settings.poll_interval
-                }
-                Err(error) => {
-                    failures += 1;
-                    let retry_in = self.store_backoff(failures);
-                    log_store_error(&error, retry_in, "send loop");
-                    retry_in
-                }
-            };
+                continue;
+            }
             tokio::select! {
-                () = cancel.cancelled() => {}
-                () = tokio::time::sleep(pause) => {}
+                Some(()) = calls.next() => {}
+                () = tokio::time::sleep_until(next_claim), if may_claim => {}
+                () = cancel.cancelled(), if !stopping => {}
             }
         }
         match self.store.release_claims(&self.settings.instance_id).await {
@@ -106,11 +118,6 @@ impl Sender {
                 "sender stopped; its unstarted claims wait for their lease to run out"
             ),
         }
-    }
-
-    /// Claims up to `batch_size` due messages and handles them, `concurrency` at a time.
-    pub async fn step(&self) -> StoreResult<Step> {
-        self.step_until(&CancellationToken::new()).await
     }
 
     /// Retries until it works; false if cancelled first.
@@ -152,11 +159,15 @@ impl Sender {
         Ok(in_doubt)
     }
 
-    async fn iterate(
+    /// Claims up to `free` due messages and marks those to be sent now `sending`; returns
+    /// them with their attempt numbers, and whether the claim took as many as it asked for.
+    async fn claim_and_begin(
         &self,
+        free: usize,
         last_expiry: &mut Option<Instant>,
-        cancel: &CancellationToken,
-    ) -> StoreResult<Step> {
+    ) -> StoreResult<(Vec<(OutgoingMessage, i32)>, bool)> {
+        let settings = &self.settings;
+        let owner = &settings.instance_id;
         if last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
             *last_expiry = Some(Instant::now());
             let in_doubt = self.store.expire_lost_sends().await?;
@@ -167,82 +178,95 @@ impl Sender {
                 );
             }
         }
-        self.step_until(cancel).await
-    }
-
-    async fn step_until(&self, cancel: &CancellationToken) -> StoreResult<Step> {
-        let settings = &self.settings;
+        let limit = u32::try_from(free).unwrap_or(u32::MAX);
         let claimed = self
             .store
-            .claim_outgoing(&settings.instance_id, settings.lease, settings.batch_size)
+            .claim_outgoing(owner, settings.lease, limit)
             .await?;
-        if claimed.is_empty() {
-            return Ok(Step::Idle);
+        let claimed_all = claimed.len() == free;
+        let mut to_send = Vec::with_capacity(claimed.len());
+        for (message, suppressed) in claimed {
+            if suppressed {
+                self.suppress(&message).await;
+                continue;
+            }
+            match self.circuits.permit(message.channel) {
+                Permit::Send | Permit::Probe => to_send.push(message),
+                Permit::Wait(wait) => self.defer(&message, wait).await,
+            }
         }
-        let count = claimed.len();
-        futures::stream::iter(claimed)
-            .for_each_concurrent(settings.concurrency.max(1), |(message, suppressed)| {
-                self.handle(message, suppressed, cancel)
-            })
-            .await;
-        Ok(Step::Processed(count))
+        if to_send.is_empty() {
+            return Ok((Vec::new(), claimed_all));
+        }
+        let ids: Vec<i64> = to_send.iter().map(|m| m.message_id).collect();
+        let begun = match self.store.begin_attempts(&ids, owner, settings.lease).await {
+            Ok(begun) => begun,
+            Err(error) => {
+                for message in &to_send {
+                    self.circuits.probe_not_made(message.channel);
+                }
+                return Err(error);
+            }
+        };
+        let mut calls = Vec::with_capacity(begun.len());
+        for message in to_send {
+            match begun.iter().find(|(id, _)| *id == message.message_id) {
+                Some(&(_, attempt)) => calls.push((message, attempt)),
+                None => {
+                    self.circuits.probe_not_made(message.channel);
+                    tracing::info!(
+                        message_id = message.message_id,
+                        "claim lost to another sender: not sent"
+                    );
+                }
+            }
+        }
+        Ok((calls, claimed_all))
     }
 
+    async fn suppress(&self, message: &OutgoingMessage) {
+        match self
+            .store
+            .suppress(message.message_id, &self.settings.instance_id)
+            .await
+        {
+            Ok(()) => tracing::info!(
+                message_id = message.message_id,
+                "recipient is suppressed: not sent"
+            ),
+            Err(error) => tracing::warn!(
+                message_id = message.message_id,
+                error = %error_chain(&error),
+                "could not mark the message suppressed; it will be claimed again"
+            ),
+        }
+    }
+
+    /// Back to the queue while its provider is paused.
+    async fn defer(&self, message: &OutgoingMessage, wait: Duration) {
+        let deferred = self
+            .store
+            .defer(message.message_id, &self.settings.instance_id, wait)
+            .await;
+        if let Err(error) = deferred {
+            tracing::warn!(
+                message_id = message.message_id,
+                error = %error_chain(&error),
+                "provider paused; the message waits for its claim to run out"
+            );
+        }
+    }
+
+    /// One provider call for a message already marked `sending`, and its outcome recorded.
     #[tracing::instrument(skip_all, fields(
         message_id = message.message_id,
         tenant = %message.tenant,
         schedule_id = message.schedule_id,
         channel = %message.channel,
-        attempt = tracing::field::Empty,
+        attempt,
     ))]
-    async fn handle(&self, message: OutgoingMessage, suppressed: bool, cancel: &CancellationToken) {
-        if cancel.is_cancelled() {
-            tracing::debug!("shutting down: left queued for the next claim");
-            return;
-        }
-        let owner = &self.settings.instance_id;
+    async fn call(&self, message: OutgoingMessage, attempt: i32) {
         let channel = message.channel;
-        if suppressed {
-            match self.store.suppress(message.message_id, owner).await {
-                Ok(()) => tracing::info!("recipient is suppressed: not sent"),
-                Err(error) => tracing::warn!(
-                    error = %error_chain(&error),
-                    "could not mark the message suppressed; it will be claimed again"
-                ),
-            }
-            return;
-        }
-        if let Permit::Wait(wait) = self.circuits.permit(channel) {
-            if let Err(error) = self.store.defer(message.message_id, owner, wait).await {
-                tracing::warn!(
-                    error = %error_chain(&error),
-                    "provider paused; the message waits for its claim to run out"
-                );
-            }
-            return;
-        }
-        let begun = self
-            .store
-            .begin_attempt(message.message_id, owner, self.settings.lease)
-            .await;
-        let attempt = match begun {
-            Ok(Some(attempt)) => attempt,
-            Ok(None) => {
-                self.circuits.probe_not_made(channel);
-                tracing::info!("claim lost to another sender: not sent");
-                return;
-            }
-            Err(error) => {
-                self.circuits.probe_not_made(channel);
-                tracing::warn!(
-                    error = %error_chain(&error),
-                    "could not mark the message sending: not sent"
-                );
-                return;
-            }
-        };
-        tracing::Span::current().record("attempt", attempt);
-
         let delivery = self.providers.send(&message).await;
         let paused_for = self.circuits.record(channel, &delivery);
         let counted = message.counted_attempts + 1;
@@ -417,8 +441,7 @@ mod tests {
         SenderSettings {
             instance_id: "sender-test".into(),
             poll_interval: Duration::from_millis(100),
-            batch_size: 10,
-            concurrency: 4,
+            max_in_flight: 4,
             lease: Duration::from_secs(10),
             max_attempts: 3,
             backoff_base: Duration::from_secs(2),

@@ -1506,20 +1506,23 @@ impl NotifyDb for MsNotify {
         Ok(())
     }
 
-    async fn begin_attempt(
+    async fn begin_attempts(
         &self,
-        message_id: i64,
+        message_ids: &[i64],
         owner: &str,
         lease: Duration,
-    ) -> StoreResult<Option<i32>> {
+    ) -> StoreResult<Vec<(i64, i32)>> {
+        let ids = serde_json::to_string(message_ids).expect("ids always serialize");
         let rows = self
             .db
             .query(
-                query!("send_begin_attempt"),
-                &[&message_id, &owner, &millis(lease)],
+                query!("send_begin_attempts"),
+                &[&ids, &owner, &millis(lease)],
             )
             .await?;
-        rows.first().map(|row| required(row, "attempt")).transpose()
+        rows.iter()
+            .map(|row| Ok((required(row, "message_id")?, required(row, "attempt")?)))
+            .collect()
     }
 
     async fn finish_attempt(

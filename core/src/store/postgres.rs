@@ -897,20 +897,22 @@ impl NotifyDb for PgNotify {
         Ok(())
     }
 
-    async fn begin_attempt(
+    async fn begin_attempts(
         &self,
-        message_id: i64,
+        message_ids: &[i64],
         owner: &str,
         lease: Duration,
-    ) -> StoreResult<Option<i32>> {
+    ) -> StoreResult<Vec<(i64, i32)>> {
         let rows = self
             .db
             .query(
-                query!("send_begin_attempt"),
-                &[&message_id, &owner, &secs(lease)],
+                query!("send_begin_attempts"),
+                &[&message_ids, &owner, &secs(lease)],
             )
             .await?;
-        rows.first().map(|row| row.cell("attempt")).transpose()
+        rows.iter()
+            .map(|row| Ok((row.cell("message_id")?, row.cell("attempt")?)))
+            .collect()
     }
 
     async fn finish_attempt(
