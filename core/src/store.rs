@@ -250,12 +250,8 @@ pub trait NotifyDb: Send + Sync + 'static {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Vec<(i64, i32)>>;
-    async fn finish_attempt(
-        &self,
-        message_id: i64,
-        attempt: i32,
-        outcome: &AttemptOutcome,
-    ) -> StoreResult<()>;
+    /// Records how attempts ended: `(message id, attempt number, outcome)`.
+    async fn finish_attempts(&self, finished: &[(i64, i32, AttemptOutcome)]) -> StoreResult<()>;
 }
 
 /// Connects to the source replica with the engine its settings name. `mode` is how the

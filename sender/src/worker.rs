@@ -6,8 +6,10 @@
 //!   `in_doubt` before anything is claimed; its other claims are released.
 //! - Messages are marked `sending` (`begin_attempts`, one statement per claim) immediately
 //!   before their provider calls, and a call is made only if that mark was written while
-//!   the claim was still ours. A crash, a lost lease or an outcome that cannot be recorded
-//!   leaves it `sending`, which becomes `in_doubt`: never resent automatically.
+//!   the claim was still ours. Outcomes of calls that ended together are recorded in one
+//!   statement, before their slots are refilled. A crash, a lost lease or an outcome that
+//!   cannot be recorded leaves a message `sending`, which becomes `in_doubt`: never resent
+//!   automatically.
 //! - Transient refusals retry with exponential backoff and jitter, never before the
 //!   provider's rate-limit reset, and end `failed` after `max_attempts`; permanent refusals end
 //!   `failed` at once, with the provider's reason.
@@ -19,8 +21,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use herald_core::backoff;
 use herald_core::config::SenderSettings;
 use herald_core::model::{AttemptOutcome, OutgoingMessage};
@@ -36,12 +38,15 @@ use crate::provider::{Delivery, Providers};
 const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 /// Backoff after a store error: from `poll_interval`, doubling up to this.
 const STORE_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Tries of `finish_attempt` while the database is unavailable, with their backoff.
+/// Tries of recording outcomes while the database is unavailable, with their backoff.
 const FINISH_TRIES: i32 = 5;
 const FINISH_BACKOFF_BASE: Duration = Duration::from_millis(100);
 const FINISH_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Retries after a provider's reset time spread out over up to this much.
 const RESET_JITTER_MAX: Duration = Duration::from_secs(1);
+/// A call that ended: message id, attempt number, outcome.
+type Ended = (i64, i32, AttemptOutcome);
+
 /// A claim is made once this share of the window is free (or the window is empty), so one
 /// statement claims many messages.
 const REFILL_SHARE: usize = 4;
@@ -106,7 +111,14 @@ impl Sender {
                 continue;
             }
             tokio::select! {
-                Some(()) = calls.next() => {}
+                Some(first) = calls.next() => {
+                    // Every call that has ended by now, recorded in one statement.
+                    let mut ended = vec![first];
+                    while let Some(Some(more)) = calls.next().now_or_never() {
+                        ended.push(more);
+                    }
+                    self.record(&ended).await;
+                }
                 () = tokio::time::sleep_until(next_claim), if may_claim => {}
                 () = cancel.cancelled(), if !stopping => {}
             }
@@ -257,7 +269,8 @@ impl Sender {
         }
     }
 
-    /// One provider call for a message already marked `sending`, and its outcome recorded.
+    /// One provider call for a message already marked `sending`, and how it ended (the run
+    /// loop records it).
     #[tracing::instrument(skip_all, fields(
         message_id = message.message_id,
         tenant = %message.tenant,
@@ -265,7 +278,7 @@ impl Sender {
         channel = %message.channel,
         attempt,
     ))]
-    async fn call(&self, message: OutgoingMessage, attempt: i32) {
+    async fn call(&self, message: OutgoingMessage, attempt: i32) -> Ended {
         let channel = message.channel;
         let delivery = self.providers.send(&message).await;
         let paused_for = self.circuits.record(channel, &delivery);
@@ -274,28 +287,23 @@ impl Sender {
             matches!(delivery, Delivery::Retry { .. }) && counted >= self.settings.max_attempts;
         let outcome = attempt_outcome(delivery, counted, paused_for, &self.settings);
         log_outcome(&outcome, retries_spent);
-        self.finish_attempt(message.message_id, attempt, &outcome)
-            .await;
+        (message.message_id, attempt, outcome)
     }
 
-    /// Records the outcome, retrying while the database is unavailable. If it cannot, the
-    /// message stays `sending` and goes `in_doubt` when its lease runs out: never resent.
-    async fn finish_attempt(&self, message_id: i64, attempt: i32, outcome: &AttemptOutcome) {
+    /// Records how calls ended, retrying while the database is unavailable. If it cannot,
+    /// the messages stay `sending` and go `in_doubt` when their lease runs out: never resent.
+    async fn record(&self, ended: &[Ended]) {
         let mut tries = 1;
         loop {
-            let error = match self
-                .store
-                .finish_attempt(message_id, attempt, outcome)
-                .await
-            {
+            let error = match self.store.finish_attempts(ended).await {
                 Ok(()) => return,
                 Err(error) => error,
             };
             if !error.is_unavailable() || tries >= FINISH_TRIES {
                 tracing::error!(
                     error = %error_chain(&error),
-                    ?outcome,
-                    "could not record the outcome; the message goes in_doubt when its lease runs out"
+                    messages = ?ended.iter().map(|(id, _, _)| id).collect::<Vec<_>>(),
+                    "could not record the outcomes; the messages go in_doubt when their lease runs out"
                 );
                 return;
             }

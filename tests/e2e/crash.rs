@@ -41,6 +41,7 @@ async fn killed_mid_stream(engine: Engine, victim: Service) -> anyhow::Result<()
     stack.start_all().await?;
     stack.wait_until_watching(2).await?;
 
+    let mut sending_at_kill = 0;
     for i in 0..CHANGES {
         let email = format!("person{i}@example.com");
         let contact = Contact {
@@ -58,6 +59,7 @@ async fn killed_mid_stream(engine: Engine, victim: Service) -> anyhow::Result<()
                 .await?;
             }
             stack.kill(victim).await?;
+            sending_at_kill = stack.messages_with_status("sending").await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
             stack.start(victim).await?;
         }
@@ -100,11 +102,10 @@ async fn killed_mid_stream(engine: Engine, victim: Service) -> anyhow::Result<()
         sends.is_empty(),
         "the provider got messages the queue does not know: {sends:?}"
     );
-    // Changes arrive every 50 ms and each call takes 300 ms: a handful are in flight at once.
-    let in_flight = 8;
-    assert!(
-        in_doubt <= in_flight,
-        "{in_doubt} in doubt: more than were in flight"
+    // Exactly the calls the killed sender had in flight.
+    assert_eq!(
+        in_doubt, sending_at_kill,
+        "in doubt, against messages sending when the sender died"
     );
     if victim == Service::Sender {
         assert!(in_doubt >= 1, "the sender was killed inside a call");

@@ -1525,28 +1525,27 @@ impl NotifyDb for MsNotify {
             .collect()
     }
 
-    async fn finish_attempt(
-        &self,
-        message_id: i64,
-        attempt: i32,
-        outcome: &AttemptOutcome,
-    ) -> StoreResult<()> {
-        let c = AttemptColumns::of(outcome);
+    async fn finish_attempts(&self, finished: &[(i64, i32, AttemptOutcome)]) -> StoreResult<()> {
+        let rows: Vec<serde_json::Value> = finished
+            .iter()
+            .map(|(message_id, attempt, outcome)| {
+                let c = AttemptColumns::of(outcome);
+                serde_json::json!({
+                    "message_id": message_id,
+                    "attempt": attempt,
+                    "status": c.status.as_str(),
+                    "outcome": c.outcome,
+                    "http_status": c.http_status,
+                    "provider_message_id": c.provider_message_id,
+                    "error": c.error,
+                    "retry_ms": millis(c.retry_in),
+                    "uncounted": c.uncounted,
+                })
+            })
+            .collect();
+        let rows = serde_json::Value::Array(rows).to_string();
         self.db
-            .execute(
-                query!("send_finish_attempt"),
-                &[
-                    &message_id,
-                    &attempt,
-                    &c.status.as_str(),
-                    &c.outcome,
-                    &c.http_status,
-                    &c.provider_message_id,
-                    &c.error,
-                    &millis(c.retry_in),
-                    &c.uncounted,
-                ],
-            )
+            .execute(query!("send_finish_attempts"), &[&rows])
             .await?;
         Ok(())
     }

@@ -915,26 +915,34 @@ impl NotifyDb for PgNotify {
             .collect()
     }
 
-    async fn finish_attempt(
-        &self,
-        message_id: i64,
-        attempt: i32,
-        outcome: &AttemptOutcome,
-    ) -> StoreResult<()> {
-        let c = AttemptColumns::of(outcome);
+    async fn finish_attempts(&self, finished: &[(i64, i32, AttemptOutcome)]) -> StoreResult<()> {
+        let columns: Vec<_> = finished
+            .iter()
+            .map(|(_, _, outcome)| AttemptColumns::of(outcome))
+            .collect();
+        let ids: Vec<i64> = finished.iter().map(|(id, _, _)| *id).collect();
+        let attempts: Vec<i32> = finished.iter().map(|(_, attempt, _)| *attempt).collect();
+        let statuses: Vec<&str> = columns.iter().map(|c| c.status.as_str()).collect();
+        let outcomes: Vec<&str> = columns.iter().map(|c| c.outcome).collect();
+        let http: Vec<Option<i32>> = columns.iter().map(|c| c.http_status).collect();
+        let provider_ids: Vec<Option<&str>> =
+            columns.iter().map(|c| c.provider_message_id).collect();
+        let errors: Vec<Option<&str>> = columns.iter().map(|c| c.error).collect();
+        let retry: Vec<f64> = columns.iter().map(|c| secs(c.retry_in)).collect();
+        let uncounted: Vec<i32> = columns.iter().map(|c| c.uncounted).collect();
         self.db
             .execute(
-                query!("send_finish_attempt"),
+                query!("send_finish_attempts"),
                 &[
-                    &message_id,
-                    &attempt,
-                    &c.status.as_str(),
-                    &c.outcome,
-                    &c.http_status,
-                    &c.provider_message_id,
-                    &c.error,
-                    &secs(c.retry_in),
-                    &c.uncounted,
+                    &ids,
+                    &attempts,
+                    &statuses,
+                    &outcomes,
+                    &http,
+                    &provider_ids,
+                    &errors,
+                    &retry,
+                    &uncounted,
                 ],
             )
             .await?;
