@@ -147,6 +147,25 @@ impl Settings {
         if self.kafka.brokers.is_empty() {
             return Err(ConfigError::Inconsistent("kafka.brokers is empty".into()));
         }
+        for (name, timeout) in [
+            ("source.statement_timeout", self.source.statement_timeout),
+            ("notify.statement_timeout", self.notify.statement_timeout),
+            ("renderer.merge_timeout", self.renderer.merge_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(ConfigError::Inconsistent(format!(
+                    "{name} must be longer than 0s"
+                )));
+            }
+        }
+        if self.renderer.merge_timeout > self.source.statement_timeout {
+            return Err(ConfigError::Inconsistent(format!(
+                "renderer.merge_timeout ({:?}) must not exceed source.statement_timeout ({:?}), \
+                 which would cut merge calls short first",
+                self.renderer.merge_timeout, self.source.statement_timeout
+            )));
+        }
+        self.providers.twilio.check()?;
         if sender.max_in_flight == 0 {
             return Err(ConfigError::Inconsistent(
                 "sender.max_in_flight must be at least 1".into(),
@@ -393,6 +412,39 @@ pub struct TwilioSettings {
     pub from_number: String,
 }
 
+impl TwilioSettings {
+    /// Twilio refuses a malformed account SID (404) or sender (21212) for every message, so
+    /// both are checked before the first one.
+    fn check(&self) -> Result<(), ConfigError> {
+        let sid = &self.account_sid;
+        if !sid
+            .strip_prefix("AC")
+            .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::Inconsistent(format!(
+                "providers.twilio.account_sid `{sid}` is not `AC` followed by 32 hexadecimal digits"
+            )));
+        }
+        let from = &self.from_number;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let e164 = from
+            .strip_prefix('+')
+            .is_some_and(|n| digits(n) && (8..=15).contains(&n.len()) && !n.starts_with('0'));
+        let short_code = digits(from) && (3..=6).contains(&from.len());
+        let sender_id = (1..=11).contains(&from.len())
+            && from.bytes().any(|b| b.is_ascii_alphabetic())
+            && from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ');
+        if e164 || short_code || sender_id {
+            Ok(())
+        } else {
+            Err(ConfigError::Inconsistent(format!(
+                "providers.twilio.from_number `{from}` is not an E.164 number (`+` and 8 to 15 \
+                 digits), a short code or an alphanumeric sender ID"
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,6 +481,34 @@ mod tests {
         std::fs::write(dir.join("short.toml"), "[sender]\nlease = \"5s\"\n").unwrap();
         let error = Settings::load_from(&dir, "short").unwrap_err().to_string();
         assert!(error.contains("sender.lease"), "{error}");
+    }
+
+    #[test]
+    fn malformed_twilio_settings_and_zero_timeouts_are_errors() {
+        let dir = std::env::temp_dir().join(format!("herald-twilio-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(config_dir().join("base.toml"), dir.join("base.toml")).unwrap();
+        let check = |name: &str, toml: &str| {
+            std::fs::write(dir.join(format!("{name}.toml")), toml).unwrap();
+            Settings::load_from(&dir, name)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let error = check("sid", "[providers.twilio]\naccount_sid = \"ACfake\"\n").unwrap_err();
+        assert!(error.contains("account_sid `ACfake`"), "{error}");
+        for from in ["15005550006", "+0123456789", "555-0100"] {
+            let toml = format!("[providers.twilio]\nfrom_number = \"{from}\"\n");
+            let error = check("from", &toml).unwrap_err();
+            assert!(error.contains("from_number"), "{from}: {error}");
+        }
+        for from in ["+15005550006", "12345", "Acme"] {
+            let toml = format!("[providers.twilio]\nfrom_number = \"{from}\"\n");
+            assert_eq!(check("from", &toml), Ok(()), "{from}");
+        }
+        let error = check("zero", "[notify]\nstatement_timeout = \"0s\"\n").unwrap_err();
+        assert!(error.contains("notify.statement_timeout"), "{error}");
+        let error = check("merge", "[renderer]\nmerge_timeout = \"1m\"\n").unwrap_err();
+        assert!(error.contains("renderer.merge_timeout"), "{error}");
     }
 
     #[test]

@@ -138,7 +138,6 @@ pub trait SourceDb: Send + Sync + 'static {
         version: &str,
     ) -> StoreResult<Option<VersionCheck>>;
 
-    /// Calls the merge function for one key.
     /// The merge function's rows for `key` (at most two are read), within `timeout`.
     async fn merge(
         &self,
@@ -232,11 +231,14 @@ pub trait NotifyDb: Send + Sync + 'static {
     /// Messages whose sender's lease ran out during a provider call become `in_doubt`.
     async fn expire_lost_sends(&self) -> StoreResult<u64>;
     /// Claims due `queued` messages for `owner` until `lease` runs out.
+    /// Leases up to `limit` due messages to `owner`, none on the `paused` channels, each with
+    /// whether its recipient is suppressed.
     async fn claim_outgoing(
         &self,
         owner: &str,
         lease: Duration,
         limit: u32,
+        paused: &[Channel],
     ) -> StoreResult<Vec<(OutgoingMessage, bool)>>;
     /// Marks a claimed message `suppressed`.
     async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()>;

@@ -198,12 +198,12 @@ mod tests {
     #[test]
     fn a_timed_fault_applies_to_every_request_until_it_ends() {
         let q = FaultQueue::default();
-        q.push(parse_faults(r#"{"kind":"unauthorized","channel":"email","for_ms":150}"#).unwrap());
+        q.push(parse_faults(r#"{"kind":"unauthorized","channel":"email","for_ms":1000}"#).unwrap());
         for _ in 0..3 {
             assert_eq!(q.take(Channel::Email), Some(FaultKind::Unauthorized));
         }
         assert_eq!(q.take(Channel::Sms), None);
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(q.take(Channel::Email), None);
         assert!(q.pending().is_empty());
     }

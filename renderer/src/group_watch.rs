@@ -119,7 +119,11 @@ pub async fn run(consumer: Arc<EventConsumer>, settings: KafkaSettings, cancel: 
             ),
             None => (Vec::new(), Duration::ZERO),
         };
-        if standing.is_empty() {
+        // Partitions may have come while the offsets were read.
+        let still_idle = consumer
+            .assignment()
+            .is_ok_and(|assignment| assignment.count() == 0);
+        if standing.is_empty() || !still_idle {
             idle = Some(Idle {
                 since: now,
                 committed,

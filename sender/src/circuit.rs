@@ -4,6 +4,7 @@
 //! message spends its attempts while an operator fixes a key.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use herald_core::model::Channel;
@@ -20,8 +21,9 @@ const PROBE_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permit {
     Send,
-    /// Send: it is the one call that finds out whether the credentials work again.
-    Probe,
+    /// Send: it is the one call that finds out whether the credentials work again; its
+    /// ticket goes back with its result.
+    Probe(u64),
     /// Go back to the queue for this long.
     Wait(Duration),
 }
@@ -30,13 +32,14 @@ pub enum Permit {
 enum State {
     Closed,
     Open { until: Instant, pause: Duration },
-    Probing { pause: Duration },
+    Probing { pause: Duration, ticket: u64 },
 }
 
 /// The email (SendGrid) and SMS (Twilio) circuits.
 pub struct Circuits {
     email: Mutex<State>,
     sms: Mutex<State>,
+    tickets: AtomicU64,
     first_pause: Duration,
     max_pause: Duration,
 }
@@ -48,6 +51,7 @@ impl Circuits {
         Self {
             email: Mutex::new(State::Closed),
             sms: Mutex::new(State::Closed),
+            tickets: AtomicU64::new(0),
             first_pause,
             max_pause: max_pause.min(PAUSE_MAX).max(first_pause),
         }
@@ -59,18 +63,31 @@ impl Circuits {
         match *state {
             State::Closed => Permit::Send,
             State::Open { until, pause } if now >= until => {
-                *state = State::Probing { pause };
-                Permit::Probe
+                let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+                *state = State::Probing { pause, ticket };
+                Permit::Probe(ticket)
             }
             State::Open { until, .. } => Permit::Wait(until - now),
-            State::Probing { pause } => Permit::Wait(pause.min(PROBE_WAIT)),
+            State::Probing { pause, .. } => Permit::Wait(pause.min(PROBE_WAIT)),
         }
     }
 
-    /// A probe that was granted but never made: the next message probes instead.
-    pub fn probe_not_made(&self, channel: Channel) {
+    /// Whether messages on `channel` would only be sent back to the queue now (so they need
+    /// not be claimed).
+    pub fn paused(&self, channel: Channel) -> bool {
+        match *self.state(channel) {
+            State::Closed => false,
+            State::Open { until, .. } => Instant::now() < until,
+            State::Probing { .. } => true,
+        }
+    }
+
+    /// Probe `ticket` was granted but never made: the next message probes instead.
+    pub fn probe_not_made(&self, channel: Channel, ticket: u64) {
         let mut state = self.state(channel);
-        if let State::Probing { pause } = *state {
+        if let State::Probing { pause, ticket: t } = *state
+            && t == ticket
+        {
             *state = State::Open {
                 until: Instant::now(),
                 pause,
@@ -78,16 +95,26 @@ impl Circuits {
         }
     }
 
-    /// Updates the circuit with a call's result. For a credentials refusal, returns how long
-    /// the refused message waits: until the next probe.
-    pub fn record(&self, channel: Channel, delivery: &Delivery) -> Option<Duration> {
+    /// Updates the circuit with a call's result (`probe`: its ticket, if it was the probe).
+    /// For a credentials refusal, returns how long the refused message waits.
+    pub fn record(
+        &self,
+        channel: Channel,
+        delivery: &Delivery,
+        probe: Option<u64>,
+    ) -> Option<Duration> {
         let mut state = self.state(channel);
         let now = Instant::now();
+        let is_probe = |ticket: u64| probe == Some(ticket);
         match (credentials_accepted(delivery), *state) {
             (Some(false), State::Open { until, .. }) => Some(until.saturating_duration_since(now)),
+            // Another call, made before the circuit opened: the probe decides.
+            (Some(false), State::Probing { pause, ticket }) if !is_probe(ticket) => {
+                Some(pause.min(PROBE_WAIT))
+            }
             (Some(false), current) => {
                 let pause = match current {
-                    State::Probing { pause } => (pause * 2).min(self.max_pause),
+                    State::Probing { pause, .. } => (pause * 2).min(self.max_pause),
                     _ => self.first_pause,
                 };
                 *state = State::Open {
@@ -103,8 +130,9 @@ impl Circuits {
                 tracing::warn!(%channel, "the provider takes the credentials again: sending resumed");
                 None
             }
-            // No answer proves nothing: the next message probes.
-            (None, State::Probing { pause }) => {
+            // No answer, or one that proves nothing: if it was the probe, the next message
+            // probes.
+            (None, State::Probing { pause, ticket }) if is_probe(ticket) => {
                 *state = State::Open { until: now, pause };
                 None
             }
@@ -122,14 +150,19 @@ impl Circuits {
     }
 }
 
-/// Whether an outcome shows the provider took our credentials: any HTTP answer but a
-/// credentials refusal does; a call with no answer shows nothing.
+/// Whether an outcome shows the provider took our credentials: an acceptance or a refusal of
+/// the message itself does; a credentials refusal shows they do not; no answer, a rate
+/// limit, an unavailable service or a redirect, which may come before authentication, show
+/// nothing.
 fn credentials_accepted(delivery: &Delivery) -> Option<bool> {
     match delivery {
         Delivery::Unauthorized { .. } => Some(false),
         Delivery::Accepted { .. } | Delivery::Rejected { .. } => Some(true),
-        Delivery::Retry { http_status, .. } => http_status.map(|_| true),
-        Delivery::InDoubt { .. } => None,
+        Delivery::Retry {
+            http_status: Some(status),
+            ..
+        } if (400..500).contains(status) && !matches!(status, 408 | 429) => Some(true),
+        Delivery::Retry { .. } | Delivery::InDoubt { .. } => None,
     }
 }
 
@@ -168,51 +201,85 @@ mod tests {
         }
     }
 
+    fn probe(permit: Permit) -> u64 {
+        match permit {
+            Permit::Probe(ticket) => ticket,
+            other => panic!("expected a probe, got {other:?}"),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_refusal_pauses_the_channel_until_a_probe_gets_through() {
-        let first = Duration::from_secs(1);
-        let circuits = Circuits::new(first, Duration::from_secs(10));
+        let first = Duration::from_secs(3);
+        let circuits = Circuits::new(first, Duration::from_secs(20));
         assert_eq!(circuits.permit(Channel::Email), Permit::Send);
 
-        assert_eq!(circuits.record(Channel::Email, &refused()), Some(first));
+        assert_eq!(
+            circuits.record(Channel::Email, &refused(), None),
+            Some(first)
+        );
         assert_eq!(circuits.permit(Channel::Sms), Permit::Send, "other channel");
+        assert!(circuits.paused(Channel::Email) && !circuits.paused(Channel::Sms));
         assert_eq!(circuits.permit(Channel::Email), Permit::Wait(first));
         // Calls already in flight when it opened wait out the same pause.
-        tokio::time::advance(Duration::from_millis(400)).await;
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(
-            circuits.record(Channel::Email, &refused()),
-            Some(Duration::from_millis(600))
+            circuits.record(Channel::Email, &refused(), None),
+            Some(Duration::from_secs(2))
         );
 
-        tokio::time::advance(Duration::from_millis(600)).await;
-        assert_eq!(circuits.permit(Channel::Email), Permit::Probe);
-        assert_eq!(circuits.permit(Channel::Email), Permit::Wait(first));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!circuits.paused(Channel::Email), "due for a probe");
+        let ticket = probe(circuits.permit(Channel::Email));
+        // While the probe is out, others wait a second at most, and are not claimed.
+        assert_eq!(circuits.permit(Channel::Email), Permit::Wait(PROBE_WAIT));
+        assert!(circuits.paused(Channel::Email));
+        // A late refusal of an earlier call does not count as the probe's.
+        assert_eq!(
+            circuits.record(Channel::Email, &refused(), None),
+            Some(PROBE_WAIT)
+        );
         // A failed probe doubles the pause.
-        assert_eq!(circuits.record(Channel::Email, &refused()), Some(2 * first));
+        assert_eq!(
+            circuits.record(Channel::Email, &refused(), Some(ticket)),
+            Some(2 * first)
+        );
         tokio::time::advance(2 * first).await;
-        assert_eq!(circuits.permit(Channel::Email), Permit::Probe);
-        assert_eq!(circuits.record(Channel::Email, &accepted()), None);
+        let ticket = probe(circuits.permit(Channel::Email));
+        assert_eq!(
+            circuits.record(Channel::Email, &accepted(), Some(ticket)),
+            None
+        );
         assert_eq!(circuits.permit(Channel::Email), Permit::Send);
     }
 
     #[tokio::test(start_paused = true)]
     async fn pauses_are_capped_and_unanswered_probes_are_retried() {
         let circuits = Circuits::new(Duration::from_secs(4), Duration::from_secs(6));
-        circuits.record(Channel::Sms, &refused());
+        circuits.record(Channel::Sms, &refused(), None);
         tokio::time::advance(Duration::from_secs(4)).await;
-        assert_eq!(circuits.permit(Channel::Sms), Permit::Probe);
+        let ticket = probe(circuits.permit(Channel::Sms));
         assert_eq!(
-            circuits.record(Channel::Sms, &refused()),
+            circuits.record(Channel::Sms, &refused(), Some(ticket)),
             Some(Duration::from_secs(6))
         );
         tokio::time::advance(Duration::from_secs(6)).await;
-        assert_eq!(circuits.permit(Channel::Sms), Permit::Probe);
-        let no_answer = Delivery::InDoubt {
-            reason: "timed out".into(),
+        let ticket = probe(circuits.permit(Channel::Sms));
+        // A rate limit may come before authentication: it proves nothing.
+        let rate_limited = Delivery::Retry {
+            http_status: Some(429),
+            not_before: None,
+            reason: "slow down".into(),
         };
-        assert_eq!(circuits.record(Channel::Sms, &no_answer), None);
-        assert_eq!(circuits.permit(Channel::Sms), Permit::Probe);
-        circuits.probe_not_made(Channel::Sms);
-        assert_eq!(circuits.permit(Channel::Sms), Permit::Probe);
+        assert_eq!(
+            circuits.record(Channel::Sms, &rate_limited, Some(ticket)),
+            None
+        );
+        let ticket = probe(circuits.permit(Channel::Sms));
+        // Only the probe's own ticket gives the probe back.
+        circuits.probe_not_made(Channel::Sms, ticket + 100);
+        assert_eq!(circuits.permit(Channel::Sms), Permit::Wait(PROBE_WAIT));
+        circuits.probe_not_made(Channel::Sms, ticket);
+        probe(circuits.permit(Channel::Sms));
     }
 }

@@ -103,7 +103,8 @@ pub struct Providers {
 
 impl Providers {
     /// Every call, answer included, is bounded by `http_timeout`. A missing secret is logged
-    /// here and turns each send on that channel into a `Retry` naming the variable to set.
+    /// here and turns each send on that channel into `Unauthorized`, naming the variable to
+    /// set (the provider is then paused like one that refuses the credentials).
     pub fn new(settings: &ProviderSettings, http_timeout: Duration) -> Result<Self, SetupError> {
         let client = Client::builder()
             .timeout(http_timeout)
@@ -260,7 +261,7 @@ fn answer(
             retry(None, format!("queue full: {reason}"))
         }
         (408, _, _) => retry(
-            None,
+            retry_after(headers, now),
             format!("provider timed out reading the request: {reason}"),
         ),
         // Service unavailable: refused at the door, before the message was looked at.

@@ -18,6 +18,7 @@
 //! - On cancellation nothing new is claimed or started; calls in flight (each bounded by
 //!   `http_timeout`) finish and their outcomes are recorded.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use herald_core::backoff;
 use herald_core::config::SenderSettings;
-use herald_core::model::{AttemptOutcome, OutgoingMessage};
+use herald_core::model::{AttemptOutcome, Channel, OutgoingMessage};
 use herald_core::store::{NotifyDb, StoreError, StoreResult};
 use herald_core::telemetry::error_chain;
 use tokio::time::Instant;
@@ -44,6 +45,10 @@ const FINISH_BACKOFF_BASE: Duration = Duration::from_millis(100);
 const FINISH_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Retries after a provider's reset time spread out over up to this much.
 const RESET_JITTER_MAX: Duration = Duration::from_secs(1);
+/// A message marked `sending`: its attempt number, and its probe ticket if it probes a
+/// paused provider.
+type Begun = (OutgoingMessage, i32, Option<u64>);
+
 /// A call that ended: message id, attempt number, outcome.
 type Ended = (i64, i32, AttemptOutcome);
 
@@ -93,9 +98,9 @@ impl Sender {
                     Ok((begun, claimed_all)) => {
                         failures = 0;
                         calls.extend(
-                            begun
-                                .into_iter()
-                                .map(|(message, attempt)| self.call(message, attempt)),
+                            begun.into_iter().map(|(message, attempt, probe)| {
+                                self.call(message, attempt, probe)
+                            }),
                         );
                         if !claimed_all {
                             next_claim = Instant::now() + self.settings.poll_interval;
@@ -172,12 +177,13 @@ impl Sender {
     }
 
     /// Claims up to `free` due messages and marks those to be sent now `sending`; returns
-    /// them with their attempt numbers, and whether the claim took as many as it asked for.
+    /// them with their attempt numbers and probe tickets, and whether the claim took as many
+    /// as it asked for.
     async fn claim_and_begin(
         &self,
         free: usize,
         last_expiry: &mut Option<Instant>,
-    ) -> StoreResult<(Vec<(OutgoingMessage, i32)>, bool)> {
+    ) -> StoreResult<(Vec<Begun>, bool)> {
         let settings = &self.settings;
         let owner = &settings.instance_id;
         if last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
@@ -191,9 +197,13 @@ impl Sender {
             }
         }
         let limit = u32::try_from(free).unwrap_or(u32::MAX);
+        let paused: Vec<Channel> = [Channel::Email, Channel::Sms]
+            .into_iter()
+            .filter(|&channel| self.circuits.paused(channel))
+            .collect();
         let claimed = self
             .store
-            .claim_outgoing(owner, settings.lease, limit)
+            .claim_outgoing(owner, settings.lease, limit, &paused)
             .await?;
         let claimed_all = claimed.len() == free;
         let mut to_send = Vec::with_capacity(claimed.len());
@@ -203,36 +213,37 @@ impl Sender {
                 continue;
             }
             match self.circuits.permit(message.channel) {
-                Permit::Send | Permit::Probe => to_send.push(message),
+                Permit::Send => to_send.push((message, None)),
+                Permit::Probe(ticket) => to_send.push((message, Some(ticket))),
                 Permit::Wait(wait) => self.defer(&message, wait).await,
             }
         }
         if to_send.is_empty() {
             return Ok((Vec::new(), claimed_all));
         }
-        let ids: Vec<i64> = to_send.iter().map(|m| m.message_id).collect();
-        let begun = match self.store.begin_attempts(&ids, owner, settings.lease).await {
-            Ok(begun) => begun,
-            Err(error) => {
-                for message in &to_send {
-                    self.circuits.probe_not_made(message.channel);
-                }
-                return Err(error);
-            }
+        let ids: Vec<i64> = to_send.iter().map(|(m, _)| m.message_id).collect();
+        let begun = self.store.begin_attempts(&ids, owner, settings.lease).await;
+        let attempts: HashMap<i64, i32> = match &begun {
+            Ok(begun) => begun.iter().copied().collect(),
+            Err(_) => HashMap::new(),
         };
-        let mut calls = Vec::with_capacity(begun.len());
-        for message in to_send {
-            match begun.iter().find(|(id, _)| *id == message.message_id) {
-                Some(&(_, attempt)) => calls.push((message, attempt)),
-                None => {
-                    self.circuits.probe_not_made(message.channel);
+        let mut calls = Vec::with_capacity(attempts.len());
+        for (message, probe) in to_send {
+            let Some(&attempt) = attempts.get(&message.message_id) else {
+                if let Some(ticket) = probe {
+                    self.circuits.probe_not_made(message.channel, ticket);
+                }
+                if begun.is_ok() {
                     tracing::info!(
                         message_id = message.message_id,
                         "claim lost to another sender: not sent"
                     );
                 }
-            }
+                continue;
+            };
+            calls.push((message, attempt, probe));
         }
+        begun?;
         Ok((calls, claimed_all))
     }
 
@@ -278,10 +289,10 @@ impl Sender {
         channel = %message.channel,
         attempt,
     ))]
-    async fn call(&self, message: OutgoingMessage, attempt: i32) -> Ended {
+    async fn call(&self, message: OutgoingMessage, attempt: i32, probe: Option<u64>) -> Ended {
         let channel = message.channel;
         let delivery = self.providers.send(&message).await;
-        let paused_for = self.circuits.record(channel, &delivery);
+        let paused_for = self.circuits.record(channel, &delivery, probe);
         let counted = message.counted_attempts + 1;
         let retries_spent =
             matches!(delivery, Delivery::Retry { .. }) && counted >= self.settings.max_attempts;
@@ -506,6 +517,24 @@ mod tests {
             AttemptOutcome::InDoubt {
                 error: "timed out".into(),
             },
+        );
+    }
+
+    #[test]
+    fn a_credentials_refusal_waits_for_the_probe_and_counts_nothing() {
+        let s = settings();
+        let refused = Delivery::Unauthorized {
+            http_status: Some(401),
+            reason: "SendGrid refused the credentials: bad key".into(),
+        };
+        // Even on what would be the last attempt: nothing is spent.
+        assert_eq!(
+            attempt_outcome(refused, s.max_attempts, Some(Duration::from_secs(7)), &s),
+            AttemptOutcome::Paused {
+                http_status: Some(401),
+                retry_in: Duration::from_secs(7),
+                error: "not sent, not counted: SendGrid refused the credentials: bad key".into(),
+            }
         );
     }
 

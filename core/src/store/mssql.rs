@@ -55,7 +55,7 @@ use super::{
 };
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, env_var_for};
 use crate::model::{
-    AttemptOutcome, ChangedRow, Changes, LateFinder, Mark, MergeFunction, MessageKey,
+    AttemptOutcome, ChangedRow, Changes, Channel, LateFinder, Mark, MergeFunction, MessageKey,
     MessageStatus, NewMessage, OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule,
     SourceTable, Template,
 };
@@ -1465,12 +1465,15 @@ impl NotifyDb for MsNotify {
         owner: &str,
         lease: Duration,
         limit: u32,
+        paused: &[Channel],
     ) -> StoreResult<Vec<(OutgoingMessage, bool)>> {
+        let paused: Vec<&str> = paused.iter().map(|c| c.as_str()).collect();
+        let paused = serde_json::to_string(&paused).expect("channels always serialize");
         let rows = self
             .db
             .query(
                 query!("send_claim"),
-                &[&owner, &millis(lease), &i64::from(limit)],
+                &[&owner, &millis(lease), &i64::from(limit), &paused],
             )
             .await?;
         rows.iter()

@@ -26,8 +26,9 @@ use super::{
 };
 use crate::config::{DatabaseSettings, DetectorSettings};
 use crate::model::{
-    AttemptOutcome, ChangedRow, Changes, LateFinder, Mark, MergeFunction, MessageKey, NewMessage,
-    OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable, Template,
+    AttemptOutcome, ChangedRow, Changes, Channel, LateFinder, Mark, MergeFunction, MessageKey,
+    NewMessage, OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable,
+    Template,
 };
 use crate::telemetry::error_chain;
 use horizon::Epochs;
@@ -43,7 +44,51 @@ macro_rules! query {
     };
 }
 
-type PgPool = Pool<PostgresConnectionManager<NoTls>>;
+type PgPool = Pool<Manager>;
+
+/// bb8-postgres's manager, with one rule more: a connection whose statement was abandoned
+/// (it timed out here) is closed, never pooled, so no late answer or late cancel can reach
+/// the next statement on it.
+struct Manager(PostgresConnectionManager<NoTls>);
+
+struct Connection {
+    client: Client,
+    /// False from the start of a statement until its answer has been read.
+    clean: bool,
+}
+
+impl std::ops::Deref for Connection {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<Connection, Self::Error> {
+        Ok(Connection {
+            client: self.0.connect().await?,
+            clean: true,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), Self::Error> {
+        self.0.is_valid(&mut conn.client).await
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        !conn.clean || conn.client.is_closed()
+    }
+}
 
 /// How much longer than the server's `statement_timeout` a statement is waited for before
 /// it is cancelled from here (a server that cannot answer at all).
@@ -73,7 +118,7 @@ async fn connect(settings: &DatabaseSettings, options: &str) -> StoreResult<Db> 
         .error_sink(Box::new(LogConnectionErrors {
             database: settings.database.clone(),
         }))
-        .build(PostgresConnectionManager::new(config, NoTls))
+        .build(Manager(PostgresConnectionManager::new(config, NoTls)))
         .await
         .map_err(unavailable)?;
     Ok(Db {
@@ -158,36 +203,67 @@ impl Db {
         self.query_within(self.timeout, sql, params).await
     }
 
-    /// The query, cancelled on the server if it has not answered within `timeout`.
+    /// The query, abandoned (and cancelled on the server) if it has not answered within
+    /// `timeout`.
     async fn query_within(
         &self,
         timeout: Duration,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<Vec<Row>> {
-        let conn = self.pool.get().await.map_err(pool_error)?;
-        match tokio::time::timeout(timeout, conn.query(sql, params)).await {
-            Ok(rows) => rows.map_err(classify),
-            Err(_) => Err(cancel(&conn, timeout).await),
-        }
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        within(&mut conn, timeout, |client| client.query(sql, params)).await
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
-        let conn = self.pool.get().await.map_err(pool_error)?;
-        match tokio::time::timeout(self.timeout, conn.execute(sql, params)).await {
-            Ok(affected) => affected.map_err(classify),
-            Err(_) => Err(cancel(&conn, self.timeout).await),
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        within(&mut conn, self.timeout, |client| {
+            client.execute(sql, params)
+        })
+        .await
+    }
+}
+
+/// One statement on `conn`, waited for at most `timeout`. One that times out is cancelled on
+/// the server (so it stops holding locks and a backend) and its connection is closed.
+async fn within<'c, T, F>(
+    conn: &'c mut Connection,
+    timeout: Duration,
+    statement: impl FnOnce(&'c Client) -> F,
+) -> StoreResult<T>
+where
+    F: Future<Output = Result<T, tokio_postgres::Error>> + 'c,
+{
+    conn.clean = false;
+    let token = conn.client.cancel_token();
+    let clean = &mut conn.clean;
+    match tokio::time::timeout(timeout, statement(&conn.client)).await {
+        Ok(result) => {
+            *clean = true;
+            result.map_err(classify)
+        }
+        Err(_) => {
+            if let Err(error) = token.cancel_query(NoTls).await {
+                tracing::warn!(error = %error_chain(&error), "could not cancel a statement that timed out");
+            }
+            Err(timed_out(timeout))
         }
     }
 }
 
-/// Cancels the statement `conn` is running, while this caller still holds the connection (so
-/// no other statement can be the one cancelled). Its late answer is then discarded, and the
-/// connection is usable again; one the server cannot be reached for breaks and is dropped.
-async fn cancel(conn: &Client, timeout: Duration) -> StoreError {
-    if let Err(error) = conn.cancel_token().cancel_query(NoTls).await {
-        tracing::warn!(error = %error_chain(&error), "could not cancel a statement that timed out");
-    }
+/// One of several statements on a connection the caller has marked unclean until they all
+/// answered, waited for at most `timeout`.
+async fn timed<T>(
+    timeout: Duration,
+    statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> StoreResult<T> {
+    tokio::time::timeout(timeout, statement)
+        .await
+        .map_err(|_| timed_out(timeout))?
+        .map_err(classify)
+}
+
+fn timed_out(timeout: Duration) -> StoreError {
     StoreError::TimedOut(format!("no answer within {timeout:?}").into())
 }
 
@@ -217,13 +293,9 @@ impl PgSource {
     }
 }
 
-/// The first transaction id this server has not seen assigned: every id from it on was
-/// assigned after this call.
-async fn next_xid(client: &Client) -> StoreResult<u64> {
-    let row = client
-        .query_one(query!("source_next_xid"), &[])
-        .await
-        .map_err(classify)?;
+/// The first transaction id this server has not seen assigned, from `source_next_xid.sql`'s
+/// row: every id from it on was assigned after that statement.
+fn next_xid(row: &Row) -> StoreResult<u64> {
     let xmax = parse_xid(row.cell("xmax")?)?;
     let ahead: i32 = row.cell("ahead")?;
     Ok(xmax + u64::try_from(ahead).unwrap_or_default())
@@ -397,38 +469,43 @@ impl SourceDb for PgSource {
         settings: &DetectorSettings,
     ) -> StoreResult<Changes> {
         let mut client = self.db.pool.get().await.map_err(pool_error)?;
+        let timeout = self.db.timeout;
+        // Unclean until the pass has read every answer: a pass cut short closes it.
+        client.clean = false;
         // Read before the snapshot: every commit the horizon covers is in it.
-        let replica = client
-            .query_one(query!("source_horizon"), &[])
-            .await
-            .map_err(classify)?;
-        let horizon: Option<DateTime<Utc>> = replica.get("horizon");
-        let system_id: String = replica.get("system_id");
+        let replica = timed(timeout, client.query_one(query!("source_horizon"), &[])).await?;
+        let horizon: Option<DateTime<Utc>> = replica.cell("horizon")?;
+        let system_id: String = replica.cell("system_id")?;
         if let Some(horizon) = horizon {
-            let next = next_xid(&client).await?;
+            let row = timed(timeout, client.query_one(query!("source_next_xid"), &[])).await?;
+            let next = next_xid(&row)?;
             self.epochs.lock().expect("lock").record(next, horizon);
         }
 
-        let transaction = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(classify)?;
-        let snapshot = transaction
-            .query_one(query!("source_snapshot"), &[])
-            .await
-            .map_err(classify)?;
-        let xmin = parse_xid(snapshot.get(0))?;
+        let transaction = timed(
+            timeout,
+            client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start(),
+        )
+        .await?;
+        let snapshot = timed(
+            timeout,
+            transaction.query_one(query!("source_snapshot"), &[]),
+        )
+        .await?;
+        let xmin = parse_xid(snapshot.cell(0)?)?;
         let previous = previous_xmin(mark.position.as_deref(), &system_id).map(low_bits);
         let frontier = mark.frontier.as_ref();
         let limit = i64::from(settings.batch_size);
         let mut pager = Pager::new(frontier, settings.batch_size);
         loop {
             let cursor = pager.cursor();
-            let page = transaction
-                .query(
+            let page = timed(
+                timeout,
+                transaction.query(
                     &table.changes,
                     &[
                         &mark.hold_back,
@@ -439,9 +516,9 @@ impl SourceDb for PgSource {
                         &previous,
                         &limit,
                     ],
-                )
-                .await
-                .map_err(classify)?;
+                ),
+            )
+            .await?;
             let page = page
                 .iter()
                 .map(|row| {
@@ -456,7 +533,8 @@ impl SourceDb for PgSource {
             }
         }
         let read = pager.finish();
-        transaction.commit().await.map_err(classify)?;
+        timed(timeout, transaction.commit()).await?;
+        client.clean = true;
 
         let write_delay = chrono::Duration::from_std(settings.max_write_delay)
             .map_err(|e| StoreError::Refused(e.into()))?;
@@ -856,12 +934,14 @@ impl NotifyDb for PgNotify {
         owner: &str,
         lease: Duration,
         limit: u32,
+        paused: &[Channel],
     ) -> StoreResult<Vec<(OutgoingMessage, bool)>> {
+        let paused: Vec<&str> = paused.iter().map(|c| c.as_str()).collect();
         let rows = self
             .db
             .query(
                 query!("send_claim"),
-                &[&owner, &secs(lease), &i64::from(limit)],
+                &[&owner, &secs(lease), &i64::from(limit), &paused],
             )
             .await?;
         rows.iter()

@@ -1,5 +1,5 @@
--- Lease (@P1 owner, @P2 milliseconds) up to @P3 due queued messages, with whether the
--- recipient is suppressed. The ordered TOP is an updatable CTE with SQL Server's SKIP
+-- Lease (@P1 owner, @P2 milliseconds) up to @P3 due queued messages, none on channels @P4
+-- (a JSON array: their provider is paused), with whether the recipient is suppressed. The ordered TOP is an updatable CTE with SQL Server's SKIP
 -- LOCKED (UPDLOCK, READPAST, ROWLOCK; READ COMMITTED or REPEATABLE READ only, see
 -- render_claim_retries.sql). OUTPUT cannot hold a subquery, so the claimed rows go through
 -- a table variable; the claim itself is one statement.
@@ -22,6 +22,7 @@ WITH due AS (
       FROM dbo.message WITH (UPDLOCK, READPAST, ROWLOCK)
      WHERE status = N'queued'
        AND next_attempt_at <= SYSUTCDATETIME()
+       AND channel NOT IN (SELECT p.value FROM OPENJSON(@P4) AS p)
        AND (lease_expires_at IS NULL OR lease_expires_at < SYSUTCDATETIME())
      ORDER BY next_attempt_at
 )

@@ -1,5 +1,5 @@
--- Lease ($1 owner, $2 seconds) up to $3 due queued messages, with whether the recipient
--- is suppressed.
+-- Lease ($1 owner, $2 seconds) up to $3 due queued messages, none on channels $4 (their
+-- provider is paused), with whether the recipient is suppressed.
 UPDATE message m
    SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2::float8)
  WHERE m.message_id IN (
@@ -7,6 +7,7 @@ UPDATE message m
              FROM message
             WHERE status = 'queued'
               AND next_attempt_at <= now()
+              AND channel <> ALL($4::text[])
               AND (lease_expires_at IS NULL OR lease_expires_at < now())
             ORDER BY next_attempt_at
             LIMIT $3
