@@ -119,6 +119,13 @@ impl OffsetsReader {
             .collect()
     }
 
+    /// Where the topic ends and where the renderers' group resumes, per partition.
+    pub fn end_and_committed(&self, timeout: Duration) -> KafkaResult<(Offsets, Offsets)> {
+        let end = self.end_offsets(timeout)?;
+        let committed = self.committed_offsets(end.keys().copied(), timeout)?;
+        Ok((end, committed))
+    }
+
     /// Where the renderers' group resumes each of `partitions` from (`-1`: nothing
     /// committed): every event below it has a durable outcome in the queue.
     pub fn committed_offsets(
@@ -157,16 +164,21 @@ where
         .expect("a Kafka offsets query does not panic")
 }
 
-/// Events the renderers' group has yet to process below `fence` (from
+/// Per partition, the events the renderers' group has yet to process below `fence` (from
 /// [`OffsetsReader::end_offsets`]).
-pub fn events_behind(fence: &Offsets, committed: &Offsets) -> i64 {
+pub fn lag(fence: &Offsets, committed: &Offsets) -> Offsets {
     fence
         .iter()
-        .map(|(partition, end)| {
-            let done = committed.get(partition).copied().unwrap_or(-1).max(0);
-            (end - done).max(0)
+        .map(|(&partition, end)| {
+            let done = committed.get(&partition).copied().unwrap_or(-1).max(0);
+            (partition, (end - done).max(0))
         })
-        .sum()
+        .collect()
+}
+
+/// All the events the renderers' group has yet to process below `fence`.
+pub fn events_behind(fence: &Offsets, committed: &Offsets) -> i64 {
+    lag(fence, committed).values().sum()
 }
 
 #[cfg(test)]

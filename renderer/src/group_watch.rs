@@ -60,12 +60,13 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// The partitions with events past the committed offset (`end` above `committed`) whose
 /// committed offset is the same as in `before`.
 pub fn standing_lag(end: &Offsets, committed: &Offsets, before: &Offsets) -> Vec<i32> {
-    end.iter()
-        .filter(|(partition, end)| {
-            let now = committed.get(partition).copied().unwrap_or(-1);
-            **end > now.max(0) && before.get(partition).copied().unwrap_or(-1) == now
+    let offset = |offsets: &Offsets, partition: &i32| offsets.get(partition).copied().unwrap_or(-1);
+    kafka::lag(end, committed)
+        .into_iter()
+        .filter(|(partition, lag)| {
+            *lag > 0 && offset(before, partition) == offset(committed, partition)
         })
-        .map(|(partition, _)| *partition)
+        .map(|(partition, _)| partition)
         .collect()
 }
 
@@ -105,7 +106,9 @@ pub async fn run(consumer: Arc<EventConsumer>, settings: KafkaSettings, cancel: 
         {
             continue;
         }
-        let (end, committed) = match offsets(&reader).await {
+        let (end, committed) = match kafka::ask(&reader, |r| r.end_and_committed(KAFKA_TIMEOUT))
+            .await
+        {
             Ok(offsets) => offsets,
             Err(error) => {
                 tracing::debug!(error = %error_chain(&error), "could not read the group's offsets");
@@ -141,16 +144,6 @@ pub async fn run(consumer: Arc<EventConsumer>, settings: KafkaSettings, cancel: 
             tracing::error!(error = %error_chain(&error), "could not subscribe again");
         }
     }
-}
-
-/// Where the topic ends and where the group stands, per partition.
-async fn offsets(reader: &Arc<OffsetsReader>) -> rdkafka::error::KafkaResult<(Offsets, Offsets)> {
-    kafka::ask(reader, |reader| {
-        let end = reader.end_offsets(KAFKA_TIMEOUT)?;
-        let committed = reader.committed_offsets(end.keys().copied(), KAFKA_TIMEOUT)?;
-        Ok((end, committed))
-    })
-    .await
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Talking to the test's topic directly, as an operator's tool would.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -125,11 +125,11 @@ impl Stack {
 
     /// The renderers' committed offset on `partition` (the next offset they will read).
     pub async fn committed_offset(&self, partition: i32) -> anyhow::Result<Option<i64>> {
-        let reader = kafka::OffsetsReader::new(&self.kafka_settings())?;
-        let committed = tokio::task::spawn_blocking(move || {
-            reader.committed_offsets([partition], Duration::from_secs(10))
+        let reader = Arc::new(kafka::OffsetsReader::new(&self.kafka_settings())?);
+        let committed = kafka::ask(&reader, move |r| {
+            r.committed_offsets([partition], Duration::from_secs(10))
         })
-        .await??;
+        .await?;
         Ok(committed
             .get(&partition)
             .copied()
@@ -139,14 +139,10 @@ impl Stack {
     /// Where the change topic ends and where the renderers' group stands, as
     /// `kafka-consumer-groups --describe` shows them.
     pub async fn group_offsets(&self) -> anyhow::Result<GroupOffsets> {
-        let reader = kafka::OffsetsReader::new(&self.kafka_settings())?;
-        tokio::task::spawn_blocking(move || {
-            let timeout = Duration::from_secs(10);
-            let end = reader.end_offsets(timeout)?;
-            let committed = reader.committed_offsets(end.keys().copied(), timeout)?;
-            Ok(GroupOffsets { end, committed })
-        })
-        .await?
+        let reader = Arc::new(kafka::OffsetsReader::new(&self.kafka_settings())?);
+        let (end, committed) =
+            kafka::ask(&reader, |r| r.end_and_committed(Duration::from_secs(10))).await?;
+        Ok(GroupOffsets { end, committed })
     }
 }
 
@@ -160,13 +156,7 @@ pub struct GroupOffsets {
 
 impl GroupOffsets {
     /// Events the group has yet to process, per partition.
-    pub fn lag(&self) -> BTreeMap<i32, i64> {
-        self.end
-            .iter()
-            .map(|(partition, end)| {
-                let done = self.committed.get(partition).copied().unwrap_or(-1).max(0);
-                (*partition, end - done)
-            })
-            .collect()
+    pub fn lag(&self) -> kafka::Offsets {
+        kafka::lag(&self.end, &self.committed)
     }
 }
