@@ -68,12 +68,17 @@ impl Fake {
     }
 
     fn sms(&self, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        self.sms_to(SID, TOKEN, form)
+    }
+
+    /// An SMS to `account`'s Messages resource, authenticated as `SID:token`.
+    fn sms_to(&self, account: &str, token: &str, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
         self.http
             .post(format!(
-                "{}/2010-04-01/Accounts/{SID}/Messages.json",
+                "{}/2010-04-01/Accounts/{account}/Messages.json",
                 self.url
             ))
-            .basic_auth(SID, Some(TOKEN))
+            .basic_auth(SID, Some(token))
             .form(form)
     }
 
@@ -409,13 +414,7 @@ async fn twilio_errors() {
     );
 
     let resp = fake
-        .http
-        .post(format!(
-            "{}/2010-04-01/Accounts/{SID}/Messages.json",
-            fake.url
-        ))
-        .basic_auth(SID, Some("wrong"))
-        .form(&valid_sms())
+        .sms_to(SID, "wrong", &valid_sms())
         .send()
         .await
         .unwrap();
@@ -423,13 +422,7 @@ async fn twilio_errors() {
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], 20003);
     let other_account = "AC00000000000000000000000000000000";
     let resp = fake
-        .http
-        .post(format!(
-            "{}/2010-04-01/Accounts/{other_account}/Messages.json",
-            fake.url
-        ))
-        .basic_auth(SID, Some(TOKEN))
-        .form(&valid_sms())
+        .sms_to(other_account, TOKEN, &valid_sms())
         .send()
         .await
         .unwrap();
@@ -438,13 +431,7 @@ async fn twilio_errors() {
     // A malformed AccountSid is not found, even with the right credentials.
     let malformed = "ACfake0000000000000000000000000000";
     let resp = fake
-        .http
-        .post(format!(
-            "{}/2010-04-01/Accounts/{malformed}/Messages.json",
-            fake.url
-        ))
-        .basic_auth(SID, Some(TOKEN))
-        .form(&valid_sms())
+        .sms_to(malformed, TOKEN, &valid_sms())
         .send()
         .await
         .unwrap();
