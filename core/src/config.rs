@@ -462,38 +462,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_secret_in_a_file_is_refused() {
-        let dir = std::env::temp_dir().join(format!("herald-config-{}", std::process::id()));
+    /// Settings from the shipped `base.toml` with `toml` as environment `environment`.
+    fn load_overlay(environment: &str, toml: &str) -> Result<Settings, String> {
+        let dir = std::env::temp_dir().join(format!("herald-{environment}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(config_dir().join("base.toml"), dir.join("base.toml")).unwrap();
-        std::fs::write(dir.join("leaky.toml"), "[notify]\npassword = \"hunter2\"\n").unwrap();
-        let error = Settings::load_from(&dir, "leaky").unwrap_err().to_string();
+        std::fs::write(dir.join(format!("{environment}.toml")), toml).unwrap();
+        Settings::load_from(&dir, environment).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_secret_in_a_file_is_refused() {
+        let error = load_overlay("leaky", "[notify]\npassword = \"hunter2\"\n").unwrap_err();
         assert!(error.contains("HERALD__NOTIFY__PASSWORD"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]
     fn a_lease_shorter_than_a_provider_call_is_an_error() {
-        let dir = std::env::temp_dir().join(format!("herald-lease-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(config_dir().join("base.toml"), dir.join("base.toml")).unwrap();
-        std::fs::write(dir.join("short.toml"), "[sender]\nlease = \"5s\"\n").unwrap();
-        let error = Settings::load_from(&dir, "short").unwrap_err().to_string();
+        let error = load_overlay("short", "[sender]\nlease = \"5s\"\n").unwrap_err();
         assert!(error.contains("sender.lease"), "{error}");
     }
 
     #[test]
     fn malformed_twilio_settings_and_zero_timeouts_are_errors() {
-        let dir = std::env::temp_dir().join(format!("herald-twilio-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(config_dir().join("base.toml"), dir.join("base.toml")).unwrap();
-        let check = |name: &str, toml: &str| {
-            std::fs::write(dir.join(format!("{name}.toml")), toml).unwrap();
-            Settings::load_from(&dir, name)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        };
+        let check = |name: &str, toml: &str| load_overlay(name, toml).map(|_| ());
         let error = check("sid", "[providers.twilio]\naccount_sid = \"ACfake\"\n").unwrap_err();
         assert!(error.contains("account_sid `ACfake`"), "{error}");
         for from in ["15005550006", "+0123456789", "555-0100"] {
@@ -513,11 +506,7 @@ mod tests {
 
     #[test]
     fn cdc_mode_needs_a_sql_server_source() {
-        let dir = std::env::temp_dir().join(format!("herald-cdc-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(config_dir().join("base.toml"), dir.join("base.toml")).unwrap();
-        std::fs::write(dir.join("cdc.toml"), "[detector]\nmode = \"cdc\"\n").unwrap();
-        let error = Settings::load_from(&dir, "cdc").unwrap_err().to_string();
+        let error = load_overlay("cdc", "[detector]\nmode = \"cdc\"\n").unwrap_err();
         assert!(error.contains("detector.mode"), "{error}");
     }
 
@@ -568,11 +557,7 @@ mod tests {
 
     #[test]
     fn a_misspelt_key_is_an_error() {
-        let dir = std::env::temp_dir().join(format!("herald-typo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(config_dir().join("base.toml"), dir.join("base.toml")).unwrap();
-        std::fs::write(dir.join("typo.toml"), "[sender]\nbatch_sise = 5\n").unwrap();
-        let error = Settings::load_from(&dir, "typo").unwrap_err().to_string();
+        let error = load_overlay("typo", "[sender]\nbatch_sise = 5\n").unwrap_err();
         assert!(error.contains("batch_sise"), "{error}");
     }
 }
