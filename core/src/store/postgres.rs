@@ -6,6 +6,7 @@
 
 mod horizon;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use secrecy::ExposeSecret;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::row::RowIndex;
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{Client, IsolationLevel, NoTls, Row};
+use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement};
 
 use super::detection::{self, PageRow, Pager};
 use super::{
@@ -46,27 +47,42 @@ macro_rules! query {
 
 type PgPool = Pool<Manager>;
 
-/// bb8-postgres's manager, with one rule more: a connection whose statement was abandoned
+/// bb8-postgres's manager, with two rules more: a connection whose statement was abandoned
 /// (it timed out here) is closed, never pooled, so no late answer or late cancel can reach
-/// the next statement on it.
+/// the next statement on it; and each connection prepares a statement once, then only binds
+/// and executes it (one round trip instead of two).
 struct Manager(PostgresConnectionManager<NoTls>);
 
 struct Connection {
     client: Client,
     /// False from the start of a statement until its answer has been read.
     clean: bool,
+    /// Prepared statements by their text; at most [`STATEMENTS_MAX`].
+    statements: HashMap<String, Statement>,
 }
 
-impl std::ops::Deref for Connection {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        &self.client
+/// Statements a connection keeps prepared: the queries of this module, and three per watched
+/// table and merge function.
+const STATEMENTS_MAX: usize = 256;
+
+impl Connection {
+    /// The statement for `sql`, prepared on this connection the first time it is asked for.
+    async fn statement(&mut self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        if self.statements.len() >= STATEMENTS_MAX {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
-}
 
-impl std::ops::DerefMut for Connection {
-    fn deref_mut(&mut self) -> &mut Client {
-        &mut self.client
+    /// Forgets a statement that failed: a table or function changed under it ("cached plan
+    /// must not change result type") is prepared again next time.
+    fn forget(&mut self, sql: &str) {
+        self.statements.remove(sql);
     }
 }
 
@@ -78,6 +94,7 @@ impl bb8::ManageConnection for Manager {
         Ok(Connection {
             client: self.0.connect().await?,
             clean: true,
+            statements: HashMap::new(),
         })
     }
 
@@ -212,34 +229,44 @@ impl Db {
         params: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<Vec<Row>> {
         let mut conn = self.pool.get().await.map_err(pool_error)?;
-        within(&mut conn, timeout, |client| client.query(sql, params)).await
+        within(&mut conn, timeout, sql, async |client, statement| {
+            client.query(statement, params).await
+        })
+        .await
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
         let mut conn = self.pool.get().await.map_err(pool_error)?;
-        within(&mut conn, self.timeout, |client| {
-            client.execute(sql, params)
+        within(&mut conn, self.timeout, sql, async |client, statement| {
+            client.execute(statement, params).await
         })
         .await
     }
 }
 
-/// One statement on `conn`, waited for at most `timeout`. One that times out is cancelled on
-/// the server (so it stops holding locks and a backend) and its connection is closed.
-async fn within<'c, T, F>(
-    conn: &'c mut Connection,
+/// One prepared statement on `conn`, waited for at most `timeout`. One that times out is
+/// cancelled on the server (so it stops holding locks and a backend) and its connection is
+/// closed.
+async fn within<T>(
+    conn: &mut Connection,
     timeout: Duration,
-    statement: impl FnOnce(&'c Client) -> F,
-) -> StoreResult<T>
-where
-    F: Future<Output = Result<T, tokio_postgres::Error>> + 'c,
-{
+    sql: &str,
+    run: impl AsyncFnOnce(&Client, &Statement) -> Result<T, tokio_postgres::Error>,
+) -> StoreResult<T> {
     conn.clean = false;
     let token = conn.client.cancel_token();
-    let clean = &mut conn.clean;
-    match tokio::time::timeout(timeout, statement(&conn.client)).await {
+    let answer = tokio::time::timeout(timeout, async {
+        let statement = conn.statement(sql).await?;
+        let result = run(&conn.client, &statement).await;
+        if result.is_err() {
+            conn.forget(sql);
+        }
+        result
+    })
+    .await;
+    match answer {
         Ok(result) => {
-            *clean = true;
+            conn.clean = true;
             result.map_err(classify)
         }
         Err(_) => {
@@ -468,34 +495,34 @@ impl SourceDb for PgSource {
         mark: &Mark,
         settings: &DetectorSettings,
     ) -> StoreResult<Changes> {
-        let mut client = self.db.pool.get().await.map_err(pool_error)?;
+        let mut conn = self.db.pool.get().await.map_err(pool_error)?;
         let timeout = self.db.timeout;
         // Unclean until the pass has read every answer: a pass cut short closes it.
-        client.clean = false;
+        conn.clean = false;
+        let horizon_query = timed(timeout, conn.statement(query!("source_horizon"))).await?;
+        let next_xid_query = timed(timeout, conn.statement(query!("source_next_xid"))).await?;
+        let snapshot_query = timed(timeout, conn.statement(query!("source_snapshot"))).await?;
+        let page_query = timed(timeout, conn.statement(&table.changes)).await?;
         // Read before the snapshot: every commit the horizon covers is in it.
-        let replica = timed(timeout, client.query_one(query!("source_horizon"), &[])).await?;
+        let replica = timed(timeout, conn.client.query_one(&horizon_query, &[])).await?;
         let horizon: Option<DateTime<Utc>> = replica.cell("horizon")?;
         let system_id: String = replica.cell("system_id")?;
         if let Some(horizon) = horizon {
-            let row = timed(timeout, client.query_one(query!("source_next_xid"), &[])).await?;
+            let row = timed(timeout, conn.client.query_one(&next_xid_query, &[])).await?;
             let next = next_xid(&row)?;
             self.epochs.lock().expect("lock").record(next, horizon);
         }
 
         let transaction = timed(
             timeout,
-            client
+            conn.client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start(),
         )
         .await?;
-        let snapshot = timed(
-            timeout,
-            transaction.query_one(query!("source_snapshot"), &[]),
-        )
-        .await?;
+        let snapshot = timed(timeout, transaction.query_one(&snapshot_query, &[])).await?;
         let xmin = parse_xid(snapshot.cell(0)?)?;
         let previous = previous_xmin(mark.position.as_deref(), &system_id).map(low_bits);
         let frontier = mark.frontier.as_ref();
@@ -506,7 +533,7 @@ impl SourceDb for PgSource {
             let page = timed(
                 timeout,
                 transaction.query(
-                    &table.changes,
+                    &page_query,
                     &[
                         &mark.hold_back,
                         &cursor.map(|c| &c.change),
@@ -534,7 +561,7 @@ impl SourceDb for PgSource {
         }
         let read = pager.finish();
         timed(timeout, transaction.commit()).await?;
-        client.clean = true;
+        conn.clean = true;
 
         let write_delay = chrono::Duration::from_std(settings.max_write_delay)
             .map_err(|e| StoreError::Refused(e.into()))?;
