@@ -60,8 +60,8 @@ pub struct TableQueries {
     pub changes: String,
     /// Rows whose change values lie in a range, for the sweep and audits.
     pub rows_between: String,
-    /// How one row's current change value compares with an event's.
-    pub compare_version: String,
+    /// How rows' current change values compare with events' versions.
+    pub compare_versions: String,
     /// SQL Server in `cdc` mode: how the table's capture instance is read.
     pub capture: Option<CaptureQueries>,
 }
@@ -89,6 +89,9 @@ pub struct VersionCheck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergeCall {
     pub sql: String,
+    /// One statement calls it for many keys (PostgreSQL: `LATERAL` over the keys); else it is
+    /// called once per key.
+    pub batched: bool,
 }
 
 /// One row of merge output: column name → value. `recipient`, `recipient_name` and `locale`
@@ -130,21 +133,22 @@ pub trait SourceDb: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<ChangedRow>>;
 
-    /// How the row's current version compares with `version`; `None` if the row is absent.
-    async fn compare_version(
+    /// How each event's row compares with the version the event carries, in one round trip:
+    /// one entry per `(key, version)`, in order, `None` where the row is absent.
+    async fn compare_versions(
         &self,
         table: &TableQueries,
-        key: &str,
-        version: &str,
-    ) -> StoreResult<Option<VersionCheck>>;
+        events: &[(&str, &str)],
+    ) -> StoreResult<Vec<Option<VersionCheck>>>;
 
-    /// The merge function's rows for `key` (at most two are read), within `timeout`.
+    /// The merge function's rows for each key, in order (at most two per key are read),
+    /// within `timeout`: in one statement if `call.batched`, else one call per key in turn.
     async fn merge(
         &self,
         call: &MergeCall,
-        key: &str,
+        keys: &[&str],
         timeout: Duration,
-    ) -> StoreResult<Vec<MergeRow>>;
+    ) -> StoreResult<Vec<Vec<MergeRow>>>;
 }
 
 #[async_trait::async_trait]
@@ -341,6 +345,15 @@ pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
     } else {
         text.into()
     }
+}
+
+/// The entry for a batch query's `position` column (counted from 1).
+pub(crate) fn at_position<T>(entries: &mut [T], position: i32) -> StoreResult<&mut T> {
+    usize::try_from(position)
+        .ok()
+        .and_then(|position| position.checked_sub(1))
+        .and_then(|index| entries.get_mut(index))
+        .ok_or_else(|| StoreError::Refused(format!("no batch entry at position {position}").into()))
 }
 
 /// `Channel` columns are stored as their lowercase names.

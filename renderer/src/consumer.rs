@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use herald_core::config::KafkaSettings;
 use herald_core::event::ChangeEvent;
 use herald_core::kafka;
@@ -26,7 +25,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::render::Renderer;
+use crate::render::{Change, Renderer};
 
 /// Logs rebalances and commits.
 pub struct LoggingContext;
@@ -137,43 +136,45 @@ async fn record_batch(
             Err(error) => {
                 let error = error.to_string();
                 let kept = retry_until_done(cancel, || reject(renderer, message, &error)).await;
-                if !kept {
+                if kept.is_none() {
                     return false;
                 }
             }
         }
     }
+    let changes: Vec<Change> = pending
+        .iter()
+        .map(|(_, event)| Change {
+            key: event.message_key(),
+            channel: event.channel,
+            attempt: 1,
+            detected_at: event.detected_at,
+        })
+        .collect();
+    let Some(renderings) = retry_until_done(cancel, || renderer.render_all(&changes)).await else {
+        return false;
+    };
     // The rendered messages, and the events they came from, in the same order.
-    let mut rows: Vec<NewMessage> = Vec::with_capacity(pending.len());
-    let mut sources: Vec<&OwnedMessage> = Vec::with_capacity(pending.len());
-    let mut attempt = 0;
-    while !pending.is_empty() {
-        if attempt > 0 && !pause(cancel, attempt).await {
-            return false;
-        }
-        attempt += 1;
-        let results: Vec<_> = futures::stream::iter(std::mem::take(&mut pending))
-            .map(|(message, event)| async move {
-                let rendered = render_event(renderer, message, &event).await;
-                (message, event, rendered)
-            })
-            .buffer_unordered(renderer.settings().merge_concurrency)
-            .collect()
-            .await;
-        for (message, event, rendered) in results {
-            match rendered {
-                Ok(row) => {
-                    rows.push(row);
-                    sources.push(message);
-                }
-                Err(error) => {
-                    tracing::warn!(error = %error_chain(&error), "database unavailable while rendering; will retry");
-                    pending.push((message, event));
-                }
-            }
-        }
-    }
-    retry_until_done(cancel, || insert(renderer, &rows, &sources)).await
+    let (rows, sources): (Vec<NewMessage>, Vec<&OwnedMessage>) = pending
+        .iter()
+        .zip(changes)
+        .zip(renderings)
+        .map(|(((message, event), change), rendering)| {
+            let row = NewMessage {
+                retry_in_secs: renderer.due_in(&rendering, 1).as_secs_f64(),
+                key: change.key,
+                channel: change.channel,
+                rendering,
+                event_partition: Some(message.partition()),
+                event_offset: Some(message.offset()),
+                detected_at: event.detected_at,
+            };
+            (row, *message)
+        })
+        .unzip();
+    retry_until_done(cancel, || insert(renderer, &rows, &sources))
+        .await
+        .is_some()
 }
 
 /// Inserts the batch's messages. A batch the database refuses is split in halves until the
@@ -212,26 +213,6 @@ async fn insert(
     Ok(())
 }
 
-async fn render_event(
-    renderer: &Renderer,
-    message: &OwnedMessage,
-    event: &ChangeEvent,
-) -> StoreResult<NewMessage> {
-    let key = event.message_key();
-    let rendering = renderer
-        .render(&key, event.channel, 1, event.detected_at)
-        .await?;
-    Ok(NewMessage {
-        retry_in_secs: renderer.due_in(&rendering, 1).as_secs_f64(),
-        key,
-        channel: event.channel,
-        rendering,
-        event_partition: Some(message.partition()),
-        event_offset: Some(message.offset()),
-        detected_at: event.detected_at,
-    })
-}
-
 /// Keeps an event that cannot become a message in `rejected_event`: its bytes as they were,
 /// and the reason. Errs only if the database is unavailable; should it refuse the row, the
 /// event stays on the topic alone and the log says so.
@@ -265,21 +246,21 @@ async fn reject(renderer: &Renderer, message: &OwnedMessage, reason: &str) -> St
     Ok(())
 }
 
-/// Runs `op` until it succeeds; false if cancelled first.
-async fn retry_until_done<F, Fut>(cancel: &CancellationToken, mut op: F) -> bool
+/// Runs `op` until it succeeds, with its result; `None` if cancelled first.
+async fn retry_until_done<T, F, Fut>(cancel: &CancellationToken, mut op: F) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = StoreResult<()>>,
+    Fut: Future<Output = StoreResult<T>>,
 {
     let mut attempt = 0;
     loop {
         match op().await {
-            Ok(()) => return true,
+            Ok(done) => return Some(done),
             Err(error) => {
                 attempt += 1;
-                tracing::warn!(error = %error_chain(&error), attempt, "could not record the batch; will retry");
+                tracing::warn!(error = %error_chain(&error), attempt, "could not render or record the batch; will retry");
                 if !pause(cancel, attempt).await {
-                    return false;
+                    return None;
                 }
             }
         }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use herald_core::config::RendererSettings;
 use herald_core::model::{
     Channel, MergeFunction, MessageKey, MessageStatus, Rendering, Schedule, SourceTable, Template,
@@ -43,6 +44,16 @@ pub struct Renderer {
     templates: Recent<(String, String, String), Option<Template>>,
     merge_calls: Mutex<HashMap<MergeFunction, MergeCall>>,
     tables: Mutex<HashMap<SourceTable, TableQueries>>,
+}
+
+/// A change to render: its message's identity, and what its event said.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub key: MessageKey,
+    pub channel: Channel,
+    /// Counts from 1.
+    pub attempt: i32,
+    pub detected_at: DateTime<Utc>,
 }
 
 /// Why a change could not be rendered this time.
@@ -83,64 +94,97 @@ impl Renderer {
         &self.settings
     }
 
-    /// Renders the message for `key`, detected at `detected_at`; `attempt` counts from 1.
-    /// Errors only when a database is unavailable.
-    #[tracing::instrument(skip_all, fields(tenant = %key.tenant, schedule_id = key.schedule_id, source_key = %key.source_key, attempt))]
-    pub async fn render(
-        &self,
-        key: &MessageKey,
-        channel: Channel,
-        attempt: i32,
-        detected_at: DateTime<Utc>,
-    ) -> StoreResult<Rendering> {
-        let rendered = match self.try_render(key, channel, detected_at).await {
-            Ok(rendered) => rendered,
-            Err(error) if error.is_unavailable() => return Err(error),
-            Err(error) => Err(Failure::Transient(format!(
-                "the merge function failed: {}",
-                error_chain(&error)
-            ))),
-        };
-        let rendering = match rendered {
+    /// Renders one change; see [`Renderer::render_all`].
+    pub async fn render(&self, change: &Change) -> StoreResult<Rendering> {
+        let mut rendered = self.render_all(std::slice::from_ref(change)).await?;
+        Ok(rendered.pop().expect("one rendering per change"))
+    }
+
+    /// Renders each change, in order. The changes of one schedule share their round trips to
+    /// the replica: one version check for them all, and one merge statement where the engine
+    /// batches merge calls (else the calls run `merge_concurrency` at a time). Errs only when
+    /// a database is unavailable: nothing is recorded, and the caller retries the batch.
+    pub async fn render_all(&self, changes: &[Change]) -> StoreResult<Vec<Rendering>> {
+        let mut by_schedule: HashMap<i64, Vec<usize>> = HashMap::new();
+        for (index, change) in changes.iter().enumerate() {
+            by_schedule
+                .entry(change.key.schedule_id)
+                .or_default()
+                .push(index);
+        }
+        let groups = futures::future::try_join_all(
+            by_schedule
+                .into_iter()
+                .map(|(schedule_id, group)| self.render_schedule(schedule_id, changes, group)),
+        )
+        .await?;
+        let mut rendered: Vec<Option<Rendering>> = vec![None; changes.len()];
+        for (index, outcome) in groups.into_iter().flatten() {
+            rendered[index] = Some(self.conclude(&changes[index], outcome));
+        }
+        Ok(rendered
+            .into_iter()
+            .map(|rendering| rendering.expect("every change rendered"))
+            .collect())
+    }
+
+    /// The outcome as the rendering to record: a transient failure counts against the
+    /// attempts.
+    fn conclude(&self, change: &Change, outcome: Result<Rendering, Failure>) -> Rendering {
+        let rendering = match outcome {
             Ok(rendering) => rendering,
-            // Only a transient failure counts against the attempts.
             Err(failure @ Failure::Transient(_)) => final_on_last_attempt(
                 failure.into_rendering(),
-                attempt,
+                change.attempt,
                 self.settings.max_render_attempts,
             ),
             Err(failure) => failure.into_rendering(),
         };
+        let key = &change.key;
         match rendering.status {
-            MessageStatus::Queued => tracing::debug!("rendered"),
+            MessageStatus::Queued => {
+                tracing::debug!(tenant = %key.tenant, schedule_id = key.schedule_id, source_key = %key.source_key, "rendered")
+            }
             status => {
-                tracing::warn!(%status, reason = rendering.error.as_deref().unwrap_or_default(), "not rendered")
+                tracing::warn!(tenant = %key.tenant, schedule_id = key.schedule_id, source_key = %key.source_key, attempt = change.attempt, %status, reason = rendering.error.as_deref().unwrap_or_default(), "not rendered")
             }
         }
-        Ok(rendering)
+        rendering
     }
 
-    /// `Err` when the merge function itself failed.
-    async fn try_render(
+    /// The changes of one schedule: `changes[i]` for each `i` of `group`.
+    async fn render_schedule(
         &self,
-        key: &MessageKey,
-        channel: Channel,
-        detected_at: DateTime<Utc>,
-    ) -> StoreResult<Result<Rendering, Failure>> {
-        let Some(schedule) = self.schedule(key.schedule_id).await? else {
-            return Ok(Err(Failure::Permanent(format!(
-                "schedule {} no longer exists",
-                key.schedule_id
-            ))));
+        schedule_id: i64,
+        changes: &[Change],
+        group: Vec<usize>,
+    ) -> StoreResult<Vec<(usize, Result<Rendering, Failure>)>> {
+        let Some(schedule) = self.schedule(schedule_id).await? else {
+            let gone = || Failure::Permanent(format!("schedule {schedule_id} no longer exists"));
+            return Ok(group.into_iter().map(|i| (i, Err(gone()))).collect());
         };
-        if let Some(failure) = self.check_version(&schedule, key, detected_at).await? {
-            return Ok(Err(failure));
+        let checks = self.check_versions(&schedule, changes, &group).await?;
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut current = Vec::with_capacity(group.len());
+        for (index, failure) in group.into_iter().zip(checks) {
+            match failure {
+                Some(failure) => outcomes.push((index, Err(failure))),
+                None => current.push(index),
+            }
         }
-        let row = match self.merge_row(&schedule, &key.source_key).await? {
-            Ok(row) => row,
-            Err(failure) => return Ok(Err(failure)),
-        };
-        self.fill(&schedule, channel, row).await
+        let keys: Vec<&str> = current
+            .iter()
+            .map(|&i| changes[i].key.source_key.as_str())
+            .collect();
+        let merged = self.merge_rows(&schedule, &keys).await?;
+        for (index, row) in current.into_iter().zip(merged) {
+            let outcome = match row {
+                Ok(row) => self.fill(&schedule, changes[index].channel, row).await?,
+                Err(failure) => Err(failure),
+            };
+            outcomes.push((index, outcome));
+        }
+        Ok(outcomes)
     }
 
     async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>> {
@@ -163,28 +207,67 @@ impl Renderer {
             .await
     }
 
-    /// Whether the replica shows the event's version of the row. An older version, or no
-    /// row yet, means the replica is behind the change: try again later. A newer version
-    /// supersedes the change (the newer one has its own event). A row still absent after
-    /// `absent_row_timeout` was deleted, or never reached this replica: skipped.
-    async fn check_version(
+    /// Whether the replica shows each event's version of its row, in one round trip (one per
+    /// change only if the database refuses the batch: one bad event fails alone). An older
+    /// version, or no row yet, means the replica is behind the change: try again later. A
+    /// newer version supersedes the change (the newer one has its own event). A row still
+    /// absent after `absent_row_timeout` was deleted, or never reached this replica: skipped.
+    async fn check_versions(
         &self,
         schedule: &Schedule,
-        key: &MessageKey,
-        detected_at: DateTime<Utc>,
-    ) -> StoreResult<Option<Failure>> {
+        changes: &[Change],
+        group: &[usize],
+    ) -> StoreResult<Vec<Option<Failure>>> {
         let table = cached(&self.tables, &schedule.source, || {
             self.source.resolve_table(&schedule.source)
         })
         .await?;
         // A table that no longer resolves is the merge call's to report.
-        let Ok(table) = table else { return Ok(None) };
-        let check = self
-            .source
-            .compare_version(&table, &key.source_key, &key.change_version)
-            .await?;
-        let version = &key.change_version;
-        Ok(match check {
+        let Ok(table) = table else {
+            return Ok(group.iter().map(|_| None).collect());
+        };
+        let events: Vec<(&str, &str)> = group
+            .iter()
+            .map(|&i| {
+                let key = &changes[i].key;
+                (key.source_key.as_str(), key.change_version.as_str())
+            })
+            .collect();
+        let checks = match self.source.compare_versions(&table, &events).await {
+            Ok(checks) => checks.into_iter().map(Ok).collect(),
+            Err(error) if error.is_unavailable() => return Err(error),
+            Err(error) if events.len() == 1 => vec![Err(error)],
+            Err(_) => {
+                let mut checks = Vec::with_capacity(events.len());
+                for event in &events {
+                    checks.push(
+                        match self.source.compare_versions(&table, &[*event]).await {
+                            Ok(mut check) => Ok(check.pop().flatten()),
+                            Err(error) if error.is_unavailable() => return Err(error),
+                            Err(error) => Err(error),
+                        },
+                    );
+                }
+                checks
+            }
+        };
+        Ok(group
+            .iter()
+            .zip(checks)
+            .map(|(&i, check)| match check {
+                Ok(check) => self.version_failure(&changes[i], check),
+                Err(error) => Some(Failure::Transient(format!(
+                    "the version check failed: {}",
+                    error_chain(&error)
+                ))),
+            })
+            .collect())
+    }
+
+    /// Why the change cannot be rendered from what the replica shows, if it cannot.
+    fn version_failure(&self, change: &Change, check: Option<VersionCheck>) -> Option<Failure> {
+        let version = &change.key.change_version;
+        match check {
             Some(VersionCheck {
                 ordering: Ordering::Equal,
                 ..
@@ -204,7 +287,9 @@ impl Renderer {
                 current.as_deref().unwrap_or_default()
             ))),
             None => {
-                let absent_for = (Utc::now() - detected_at).to_std().unwrap_or_default();
+                let absent_for = (Utc::now() - change.detected_at)
+                    .to_std()
+                    .unwrap_or_default();
                 if absent_for > self.settings.absent_row_timeout {
                     Some(Failure::Skip(format!(
                         "the source row is not on the replica {}s after the change was \
@@ -218,52 +303,86 @@ impl Renderer {
                     )))
                 }
             }
-        })
+        }
     }
 
-    /// Calls the merge function; `Err(StoreError::Refused)` when the function itself failed.
-    async fn merge_row(
+    /// The merge row for each key: all in one statement where the engine batches merge
+    /// calls; one call per key (`merge_concurrency` at a time) otherwise, and when the batch
+    /// failed or timed out, so that one failing or hanging key holds up only its own message.
+    async fn merge_rows(
         &self,
         schedule: &Schedule,
-        source_key: &str,
-    ) -> StoreResult<Result<MergeRow, Failure>> {
+        keys: &[&str],
+    ) -> StoreResult<Vec<Result<MergeRow, Failure>>> {
         let call = match cached(&self.merge_calls, &schedule.merge, || {
             self.source.resolve_merge(&schedule.merge)
         })
         .await?
         {
             Ok(call) => call,
-            Err(invalid) => return Ok(Err(Failure::Transient(invalid))),
+            Err(invalid) => {
+                return Ok(keys
+                    .iter()
+                    .map(|_| Err(Failure::Transient(invalid.clone())))
+                    .collect());
+            }
         };
         let timeout = self.settings.merge_timeout;
-        let merged = self.source.merge(&call, source_key, timeout).await;
-        let mut rows = match merged {
-            Ok(rows) => rows,
-            // Cancelled: this message waits, the others go on.
-            Err(error) if error.is_timeout() => {
-                return Ok(Err(Failure::Transient(format!(
-                    "the merge function timed out (merge_timeout {timeout:?}): {}",
-                    error_chain(&error)
-                ))));
+        if call.batched && keys.len() > 1 {
+            match self.source.merge(&call, keys, timeout).await {
+                Ok(merged) => {
+                    return Ok(keys
+                        .iter()
+                        .zip(merged)
+                        .map(|(key, rows)| one_row(rows, key))
+                        .collect());
+                }
+                Err(error) if error.is_unavailable() && !error.is_timeout() => return Err(error),
+                Err(error) => {
+                    tracing::info!(keys = keys.len(), error = %error_chain(&error), "a batched merge call failed; calling the merge function once per key")
+                }
             }
+        }
+        let calls: Vec<_> = keys
+            .iter()
+            .map(|key| self.merge_one(schedule, &call, key))
+            .collect();
+        futures::stream::iter(calls)
+            .buffered(self.settings.merge_concurrency)
+            .try_collect()
+            .await
+    }
+
+    /// Calls the merge function for one key.
+    async fn merge_one(
+        &self,
+        schedule: &Schedule,
+        call: &MergeCall,
+        key: &str,
+    ) -> StoreResult<Result<MergeRow, Failure>> {
+        let timeout = self.settings.merge_timeout;
+        match self.source.merge(call, &[key], timeout).await {
+            Ok(mut merged) => Ok(one_row(merged.pop().unwrap_or_default(), key)),
+            // Cancelled: this message waits, the others go on.
+            Err(error) if error.is_timeout() => Ok(Err(Failure::Transient(format!(
+                "the merge function timed out (merge_timeout {timeout:?}): {}",
+                error_chain(&error)
+            )))),
             Err(error) => {
                 // The function may have been replaced: resolve it again next time.
                 self.merge_calls
                     .lock()
                     .expect("lock")
                     .remove(&schedule.merge);
-                return Err(error);
+                if error.is_unavailable() {
+                    return Err(error);
+                }
+                Ok(Err(Failure::Transient(format!(
+                    "the merge function failed: {}",
+                    error_chain(&error)
+                ))))
             }
-        };
-        Ok(match rows.len() {
-            0 => Err(Failure::Skip(format!(
-                "the merge function returned no row for key {source_key}"
-            ))),
-            1 => Ok(rows.remove(0)),
-            _ => Err(Failure::Permanent(format!(
-                "the merge function returned more than one row for key {source_key}; it must return at most one"
-            ))),
-        })
+        }
     }
 
     /// Fills the schedule's template with the merge row.
@@ -403,6 +522,19 @@ where
             .insert(key.clone(), value.clone());
     }
     Ok(resolved)
+}
+
+/// A key's merge rows as its one row: none is nothing to send, more than one a mistake.
+fn one_row(mut rows: Vec<MergeRow>, key: &str) -> Result<MergeRow, Failure> {
+    match rows.len() {
+        0 => Err(Failure::Skip(format!(
+            "the merge function returned no row for key {key}"
+        ))),
+        1 => Ok(rows.remove(0)),
+        _ => Err(Failure::Permanent(format!(
+            "the merge function returned more than one row for key {key}; it must return at most one"
+        ))),
+    }
 }
 
 /// A merge column as text: strings as they are, other JSON values in their JSON form; null

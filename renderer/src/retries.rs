@@ -12,7 +12,7 @@ use herald_core::telemetry::error_chain;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::render::Renderer;
+use crate::render::{Change, Renderer};
 
 /// How long a claimed retry stays reserved for this renderer.
 const LEASE: Duration = Duration::from_secs(60);
@@ -39,28 +39,31 @@ pub async fn step(renderer: &Renderer) -> StoreResult<usize> {
         .notify()
         .claim_render_retries(owner, LEASE, settings.batch_size as u32)
         .await?;
+    let changes: Vec<Change> = due
+        .iter()
+        .map(|retry| Change {
+            key: retry.key.clone(),
+            channel: retry.channel,
+            attempt: retry.render_attempts + 1,
+            detected_at: retry.detected_at,
+        })
+        .collect();
+    // An unavailable database fails the cycle: the leases run out and the retries are
+    // claimed again.
+    let renderings = renderer.render_all(&changes).await?;
     let handled = due.len();
-    futures::stream::iter(due)
-        .for_each_concurrent(settings.merge_concurrency, |retry| async move {
-            let attempt = retry.render_attempts + 1;
-            let rendered = renderer
-                .render(&retry.key, retry.channel, attempt, retry.detected_at)
+    futures::stream::iter(due.iter().zip(&changes).zip(renderings))
+        .for_each_concurrent(settings.merge_concurrency, |((retry, change), rendering)| async move {
+            let recorded = renderer
+                .notify()
+                .finish_render_retry(
+                    retry.message_id,
+                    owner,
+                    &rendering,
+                    renderer.due_in(&rendering, change.attempt),
+                )
                 .await;
-            let result = match rendered {
-                Ok(rendering) => {
-                    renderer
-                        .notify()
-                        .finish_render_retry(
-                            retry.message_id,
-                            owner,
-                            &rendering,
-                            renderer.due_in(&rendering, attempt),
-                        )
-                        .await
-                }
-                Err(error) => Err(error),
-            };
-            if let Err(error) = result {
+            if let Err(error) = recorded {
                 // The lease runs out and the retry is claimed again.
                 tracing::warn!(message_id = retry.message_id, error = %error_chain(&error), "render retry not recorded");
             }

@@ -50,8 +50,8 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 use super::detection::{self, PageRow, Pager};
 use super::{
     AttemptColumns, CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit,
-    NotifyDb, SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, fill, parse_channel,
-    payload_text, storable,
+    NotifyDb, SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, at_position, fill,
+    parse_channel, payload_text, storable,
 };
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, env_var_for};
 use crate::model::{
@@ -530,7 +530,7 @@ impl CheckedTable {
         TableQueries {
             changes: fill(query!("source_changes"), &names),
             rows_between: fill(query!("source_rows_between"), &names),
-            compare_version: fill(query!("source_compare_version"), &names),
+            compare_versions: fill(query!("source_compare_versions"), &names),
             capture: None,
         }
     }
@@ -724,6 +724,7 @@ fn merge_call_from(row: &Row) -> StoreResult<Result<MergeCall, Invalid>> {
             query!("source_merge"),
             &[("procedure", &procedure), ("key_type", &key_type)],
         ),
+        batched: false,
     }))
 }
 
@@ -1015,37 +1016,57 @@ impl SourceDb for MsSource {
         rows.iter().map(changed_row).collect()
     }
 
-    async fn compare_version(
+    async fn compare_versions(
         &self,
         table: &TableQueries,
-        key: &str,
-        version: &str,
-    ) -> StoreResult<Option<VersionCheck>> {
-        let rows = self
-            .db
-            .query(&table.compare_version, &[&key, &version])
-            .await?;
-        rows.first()
-            .map(|row| {
-                Ok(VersionCheck {
-                    current: opt_text(row, "change_value")?,
-                    ordering: required::<i32>(row, "ordering")?.cmp(&0),
-                })
+        events: &[(&str, &str)],
+    ) -> StoreResult<Vec<Option<VersionCheck>>> {
+        #[derive(serde::Serialize)]
+        struct Event<'a> {
+            position: usize,
+            key: &'a str,
+            version: &'a str,
+        }
+        let batch: Vec<Event<'_>> = (1..)
+            .zip(events)
+            .map(|(position, &(key, version))| Event {
+                position,
+                key,
+                version,
             })
-            .transpose()
+            .collect();
+        let batch = serde_json::to_string(&batch).expect("events always serialize");
+        let rows = self.db.query(&table.compare_versions, &[&batch]).await?;
+        let mut checks = vec![None; events.len()];
+        for row in &rows {
+            let check = VersionCheck {
+                current: opt_text(row, "change_value")?,
+                ordering: required::<i32>(row, "ordering")?.cmp(&0),
+            };
+            at_position(&mut checks, required(row, "position")?)?.get_or_insert(check);
+        }
+        Ok(checks)
     }
 
+    /// One `EXEC` per key, in turn on one session: a procedure's result sets cannot be told
+    /// apart from another's in one batch.
     async fn merge(
         &self,
         call: &MergeCall,
-        key: &str,
+        keys: &[&str],
         timeout: Duration,
-    ) -> StoreResult<Vec<MergeRow>> {
+    ) -> StoreResult<Vec<Vec<MergeRow>>> {
         let mut session = self.db.session().await?;
-        let rows = session.first_rows(timeout, 2, &call.sql, &[&key]).await?;
-        rows.iter()
-            .map(|row| merge_row(row.cells()).map_err(refused))
-            .collect()
+        let mut merged = Vec::with_capacity(keys.len());
+        for key in keys {
+            let rows = session.first_rows(timeout, 2, &call.sql, &[key]).await?;
+            merged.push(
+                rows.iter()
+                    .map(|row| merge_row(row.cells()).map_err(refused))
+                    .collect::<StoreResult<_>>()?,
+            );
+        }
+        Ok(merged)
     }
 }
 
@@ -1895,21 +1916,22 @@ SELECT TOP (@P5)
  ORDER BY [modified_at], [contact_id];"
         );
         assert_eq!(
-            statement(&queries.compare_version),
+            statement(&queries.compare_versions),
             "\
-SELECT CONVERT(nvarchar(40), [modified_at], 126) AS change_value,
-       CASE WHEN [modified_at] IS NULL THEN 1
-            WHEN [modified_at] < CONVERT(datetime2(7), @P2, 126) THEN -1
-            WHEN [modified_at] > CONVERT(datetime2(7), @P2, 126) THEN 1
+SELECT e.position,
+       CONVERT(nvarchar(40), t.[modified_at], 126) AS change_value,
+       CASE WHEN t.[modified_at] IS NULL THEN 1
+            WHEN t.[modified_at] < CONVERT(datetime2(7), e.version, 126) THEN -1
+            WHEN t.[modified_at] > CONVERT(datetime2(7), e.version, 126) THEN 1
             ELSE 0 END AS ordering
-  FROM [crm].[contact]
- WHERE [contact_id] = CAST(@P1 AS bigint);"
+  FROM OPENJSON(@P1) WITH (position int, [key] nvarchar(max), version nvarchar(64)) AS e
+  JOIN [crm].[contact] AS t ON t.[contact_id] = CAST(e.[key] AS bigint);"
         );
         assert_eq!(queries.capture, None);
         for sql in [
             &queries.changes,
             &queries.rows_between,
-            &queries.compare_version,
+            &queries.compare_versions,
         ] {
             assert!(!sql.contains('{'), "unfilled placeholder in {sql}");
         }

@@ -22,8 +22,8 @@ use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement};
 use super::detection::{self, PageRow, Pager};
 use super::{
     AttemptColumns, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, NotifyDb,
-    SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, fill, parse_channel,
-    payload_text, storable,
+    SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, at_position, fill,
+    parse_channel, payload_text, storable,
 };
 use crate::config::{DatabaseSettings, DetectorSettings};
 use crate::model::{
@@ -426,7 +426,7 @@ impl SourceDb for PgSource {
         Ok(Ok(TableQueries {
             changes: fill(query!("source_changes"), &names),
             rows_between: fill(query!("source_rows_between"), &names),
-            compare_version: fill(query!("source_compare_version"), &names),
+            compare_versions: fill(query!("source_compare_versions"), &names),
             capture: None,
         }))
     }
@@ -454,9 +454,10 @@ impl SourceDb for PgSource {
                 let key_type: String = row.cell("key_type")?;
                 Ok(Ok(MergeCall {
                     sql: fill(
-                        query!("source_merge"),
+                        query!("source_merge_batch"),
                         &[("function", &function), ("key_type", &key_type)],
                     ),
+                    batched: true,
                 }))
             }
             [] => Ok(Err(format!(
@@ -604,42 +605,50 @@ impl SourceDb for PgSource {
         rows.iter().map(changed_row).collect()
     }
 
-    async fn compare_version(
+    async fn compare_versions(
         &self,
         table: &TableQueries,
-        key: &str,
-        version: &str,
-    ) -> StoreResult<Option<VersionCheck>> {
+        events: &[(&str, &str)],
+    ) -> StoreResult<Vec<Option<VersionCheck>>> {
+        let (keys, versions): (Vec<&str>, Vec<&str>) = events.iter().copied().unzip();
         let rows = self
             .db
-            .query(&table.compare_version, &[&key, &version])
+            .query(&table.compare_versions, &[&keys, &versions])
             .await?;
-        rows.first()
-            .map(|row| {
-                Ok(VersionCheck {
-                    current: row.cell("change_value")?,
-                    ordering: row.cell::<i32>("ordering")?.cmp(&0),
-                })
-            })
-            .transpose()
+        let mut checks = vec![None; events.len()];
+        for row in &rows {
+            let check = VersionCheck {
+                current: row.cell("change_value")?,
+                ordering: row.cell::<i32>("ordering")?.cmp(&0),
+            };
+            at_position(&mut checks, row.cell("position")?)?.get_or_insert(check);
+        }
+        Ok(checks)
     }
 
     async fn merge(
         &self,
         call: &MergeCall,
-        key: &str,
+        keys: &[&str],
         timeout: Duration,
-    ) -> StoreResult<Vec<MergeRow>> {
-        let rows = self.db.query_within(timeout, &call.sql, &[&key]).await?;
-        rows.iter()
-            .map(|row| match row.cell::<serde_json::Value>(0)? {
-                serde_json::Value::Object(fields) => Ok(fields),
-                other => Err(StoreError::Refused(
-                    format!("the merge function must return rows with named columns, not {other}")
+    ) -> StoreResult<Vec<Vec<MergeRow>>> {
+        let rows = self.db.query_within(timeout, &call.sql, &[&keys]).await?;
+        let mut merged = vec![Vec::new(); keys.len()];
+        for row in &rows {
+            let fields = match row.cell::<serde_json::Value>("fields")? {
+                serde_json::Value::Object(fields) => fields,
+                other => {
+                    return Err(StoreError::Refused(
+                        format!(
+                            "the merge function must return rows with named columns, not {other}"
+                        )
                         .into(),
-                )),
-            })
-            .collect()
+                    ));
+                }
+            };
+            at_position(&mut merged, row.cell("position")?)?.push(fields);
+        }
+        Ok(merged)
     }
 }
 
