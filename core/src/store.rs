@@ -6,6 +6,7 @@
 
 pub mod detection;
 pub mod mssql;
+mod notify;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -274,8 +275,12 @@ pub async fn connect_source(
 /// Connects to the notification database with the engine its settings name.
 pub async fn connect_notify(settings: &DatabaseSettings) -> StoreResult<Arc<dyn NotifyDb>> {
     match settings.engine {
-        Engine::Postgres => Ok(Arc::new(postgres::PgNotify::connect(settings).await?)),
-        Engine::Mssql => Ok(Arc::new(mssql::MsNotify::connect(settings).await?)),
+        Engine::Postgres => Ok(Arc::new(notify::Notify::new(
+            postgres::PgDriver::connect(settings).await?,
+        ))),
+        Engine::Mssql => Ok(Arc::new(notify::Notify::new(
+            mssql::MsDriver::connect(settings).await?,
+        ))),
     }
 }
 
