@@ -1,8 +1,10 @@
 //! The storage seam: everything the pipeline asks of a database, engine-agnostic.
 //!
 //! `SourceDb` is the source's read replica (read-only: nothing of ours is written there);
-//! `NotifyDb` is the dedicated notification database. Each engine implements both in one
-//! module of queries kept in `sql/<engine>/queries/*.sql`; the services see only these traits.
+//! `NotifyDb` is the dedicated notification database. Each engine implements `SourceDb` in its
+//! module; `NotifyDb` is written once ([`notify`]) over a small driver each engine module
+//! provides. Queries are kept in `sql/<engine>/queries/*.sql`, the same names in both; the
+//! services see only these traits.
 
 pub mod detection;
 pub mod mssql;

@@ -144,8 +144,47 @@ impl<D: Driver> Notify<D> {
         Notify { driver }
     }
 
-    async fn query(&self, sql: &'static str, params: &[Param<'_>]) -> StoreResult<Vec<D::Row>> {
-        self.driver.query(sql, params).await
+    /// Each row the query returns, mapped.
+    async fn rows<T>(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        map: impl Fn(&D::Row) -> StoreResult<T> + Send,
+    ) -> StoreResult<Vec<T>> {
+        self.driver
+            .query(sql, params)
+            .await?
+            .iter()
+            .map(map)
+            .collect()
+    }
+
+    /// The first row the query returns, mapped.
+    async fn first<T>(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        map: impl Fn(&D::Row) -> StoreResult<T> + Send,
+    ) -> StoreResult<Option<T>> {
+        let rows = self.driver.query(sql, params).await?;
+        rows.first().map(map).transpose()
+    }
+
+    /// A statement whose rows, if any, are not needed.
+    async fn run(&self, sql: &'static str, params: &[Param<'_>]) -> StoreResult<()> {
+        self.driver.query(sql, params).await?;
+        Ok(())
+    }
+
+    /// The count the query returns in its first row, in `column` (bigint); 0 without a row.
+    async fn count(
+        &self,
+        sql: &'static str,
+        params: &[Param<'_>],
+        column: &'static str,
+    ) -> StoreResult<u64> {
+        let count = self.first(sql, params, |row| row.i64(column)).await?;
+        Ok(count.map_or(0, |count| u64::try_from(count).unwrap_or(0)))
     }
 }
 
@@ -187,14 +226,6 @@ fn mark_from(row: &impl Record) -> StoreResult<Option<Mark>> {
         watching_since: row.opt_time("watching_since")?,
         definition: row.opt_text("source_definition")?,
     }))
-}
-
-/// The count a query returns in its first row, in `column` (bigint); 0 without a row.
-fn count(rows: &[impl Record], column: &str) -> StoreResult<u64> {
-    match rows.first() {
-        Some(row) => Ok(u64::try_from(row.i64(column)?).unwrap_or(0)),
-        None => Ok(0),
-    }
 }
 
 /// The queue's bounded columns, in UTF-16 code units as nvarchar counts them: SQL Server's
@@ -319,15 +350,14 @@ fn outcome_batch(finished: &[(i64, i32, AttemptOutcome)]) -> String {
 #[async_trait::async_trait]
 impl<D: Driver> NotifyDb for Notify<D> {
     async fn active_schedules(&self) -> StoreResult<Vec<Schedule>> {
-        let rows = self.query(D::QUERIES.schedules_active, &[]).await?;
-        rows.iter().map(schedule_from).collect()
+        let sql = D::QUERIES.schedules_active;
+        self.rows(sql, &[], schedule_from).await
     }
 
     async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>> {
-        let rows = self
-            .query(D::QUERIES.schedule_by_id, &[Param::I64(schedule_id)])
-            .await?;
-        rows.first().map(schedule_from).transpose()
+        let sql = D::QUERIES.schedule_by_id;
+        self.first(sql, &[Param::I64(schedule_id)], schedule_from)
+            .await
     }
 
     async fn record_schedule_check(
@@ -335,12 +365,8 @@ impl<D: Driver> NotifyDb for Notify<D> {
         schedule_id: i64,
         error: Option<&str>,
     ) -> StoreResult<()> {
-        self.query(
-            D::QUERIES.schedule_record_check,
-            &[Param::I64(schedule_id), Param::OptText(error)],
-        )
-        .await?;
-        Ok(())
+        let params = [Param::I64(schedule_id), Param::OptText(error)];
+        self.run(D::QUERIES.schedule_record_check, &params).await
     }
 
     async fn template(
@@ -349,34 +375,24 @@ impl<D: Driver> NotifyDb for Notify<D> {
         name: &str,
         locale: &str,
     ) -> StoreResult<Option<Template>> {
-        let rows = self
-            .query(
-                D::QUERIES.template_for_locale,
-                &[Param::Text(tenant), Param::Text(name), Param::Text(locale)],
-            )
-            .await?;
-        rows.first()
-            .map(|row| {
-                Ok(Template {
-                    id: row.i64("template_id")?,
-                    locale: row.text("locale")?,
-                    subject: row.opt_text("subject")?,
-                    body_html: row.opt_text("body_html")?,
-                    body_text: row.text("body_text")?,
-                    updated_at: row.time("updated_at")?,
-                })
+        let params = [Param::Text(tenant), Param::Text(name), Param::Text(locale)];
+        self.first(D::QUERIES.template_for_locale, &params, |row| {
+            Ok(Template {
+                id: row.i64("template_id")?,
+                locale: row.text("locale")?,
+                subject: row.opt_text("subject")?,
+                body_html: row.opt_text("body_html")?,
+                body_text: row.text("body_text")?,
+                updated_at: row.time("updated_at")?,
             })
-            .transpose()
+        })
+        .await
     }
 
     async fn schedule_named(&self, tenant: &str, name: &str) -> StoreResult<Option<Schedule>> {
-        let rows = self
-            .query(
-                D::QUERIES.schedule_named,
-                &[Param::Text(tenant), Param::Text(name)],
-            )
-            .await?;
-        rows.first().map(schedule_from).transpose()
+        let params = [Param::Text(tenant), Param::Text(name)];
+        self.first(D::QUERIES.schedule_named, &params, schedule_from)
+            .await
     }
 
     async fn claim_schedules(
@@ -385,46 +401,41 @@ impl<D: Driver> NotifyDb for Notify<D> {
         ttl: Duration,
         schedule_ids: &[i64],
     ) -> StoreResult<Vec<(i64, Option<Mark>)>> {
-        let rows = self
-            .query(
-                D::QUERIES.detector_claim_schedules,
-                &[
-                    Param::Text(owner),
-                    Param::Interval(ttl),
-                    Param::Ids(schedule_ids),
-                ],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.i64("schedule_id")?, mark_from(row)?)))
-            .collect()
+        let params = [
+            Param::Text(owner),
+            Param::Interval(ttl),
+            Param::Ids(schedule_ids),
+        ];
+        self.rows(D::QUERIES.detector_claim_schedules, &params, |row| {
+            Ok((row.i64("schedule_id")?, mark_from(row)?))
+        })
+        .await
     }
 
     async fn advance_mark(&self, owner: &str, schedule_id: i64, to: &Mark) -> StoreResult<bool> {
         let frontier = to.frontier.as_ref();
+        let params = [
+            Param::Text(owner),
+            Param::I64(schedule_id),
+            Param::Time(to.hold_back),
+            Param::OptText(frontier.map(|f| f.change.as_str())),
+            Param::OptText(frontier.map(|f| f.key.as_str())),
+            Param::OptText(to.position.as_deref()),
+            Param::OptTime(to.watching_since),
+            Param::OptText(to.definition.as_deref()),
+        ];
         let moved = self
-            .query(
-                D::QUERIES.detector_advance_mark,
-                &[
-                    Param::Text(owner),
-                    Param::I64(schedule_id),
-                    Param::Time(to.hold_back),
-                    Param::OptText(frontier.map(|f| f.change.as_str())),
-                    Param::OptText(frontier.map(|f| f.key.as_str())),
-                    Param::OptText(to.position.as_deref()),
-                    Param::OptTime(to.watching_since),
-                    Param::OptText(to.definition.as_deref()),
-                ],
-            )
+            .rows(D::QUERIES.detector_advance_mark, &params, |_| Ok(()))
             .await?;
         Ok(moved.len() == 1)
     }
 
     async fn mark(&self, schedule_id: i64) -> StoreResult<Option<Mark>> {
-        let rows = self
-            .query(D::QUERIES.detector_mark, &[Param::I64(schedule_id)])
+        let sql = D::QUERIES.detector_mark;
+        let mark = self
+            .first(sql, &[Param::I64(schedule_id)], mark_from)
             .await?;
-        Ok(rows.first().map(mark_from).transpose()?.flatten())
+        Ok(mark.flatten())
     }
 
     async fn unqueued(
@@ -436,25 +447,19 @@ impl<D: Driver> NotifyDb for Notify<D> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let missing = self
-            .query(
-                D::QUERIES.messages_unqueued,
-                &[
-                    Param::Text(tenant),
-                    Param::I64(schedule_id),
-                    Param::Json(&identities(rows)),
-                ],
-            )
-            .await?;
-        missing
-            .iter()
-            .map(|row| {
-                Ok(RowPosition {
-                    key: row.text("source_key")?,
-                    change: row.text("change_version")?,
-                })
+        let identities = identities(rows);
+        let params = [
+            Param::Text(tenant),
+            Param::I64(schedule_id),
+            Param::Json(&identities),
+        ];
+        self.rows(D::QUERIES.messages_unqueued, &params, |row| {
+            Ok(RowPosition {
+                key: row.text("source_key")?,
+                change: row.text("change_version")?,
             })
-            .collect()
+        })
+        .await
     }
 
     async fn record_late_changes(
@@ -466,17 +471,14 @@ impl<D: Driver> NotifyDb for Notify<D> {
         if rows.is_empty() {
             return Ok(0);
         }
-        let recorded = self
-            .query(
-                D::QUERIES.late_changes_record,
-                &[
-                    Param::I64(schedule_id),
-                    Param::Json(&identities(rows)),
-                    Param::Text(found_by.as_str()),
-                ],
-            )
-            .await?;
-        count(&recorded, "recorded")
+        let identities = identities(rows);
+        let params = [
+            Param::I64(schedule_id),
+            Param::Json(&identities),
+            Param::Text(found_by.as_str()),
+        ];
+        self.count(D::QUERIES.late_changes_record, &params, "recorded")
+            .await
     }
 
     async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64> {
@@ -484,10 +486,12 @@ impl<D: Driver> NotifyDb for Notify<D> {
             return Ok(0);
         }
         let batch = message_batch(messages)?;
-        let inserted = self
-            .query(D::QUERIES.messages_insert, &[Param::Json(&batch)])
-            .await?;
-        count(&inserted, "inserted")
+        self.count(
+            D::QUERIES.messages_insert,
+            &[Param::Json(&batch)],
+            "inserted",
+        )
+        .await
     }
 
     async fn reject_event(
@@ -498,19 +502,16 @@ impl<D: Driver> NotifyDb for Notify<D> {
         payload: Option<&[u8]>,
         error: &str,
     ) -> StoreResult<()> {
-        self.query(
-            D::QUERIES.event_reject,
-            &[
-                Param::Text(topic),
-                Param::I32(partition),
-                Param::I64(offset),
-                Param::OptText(payload_text(payload)),
-                Param::OptBytes(payload),
-                Param::Text(&storable(error)),
-            ],
-        )
-        .await?;
-        Ok(())
+        let error = storable(error);
+        let params = [
+            Param::Text(topic),
+            Param::I32(partition),
+            Param::I64(offset),
+            Param::OptText(payload_text(payload)),
+            Param::OptBytes(payload),
+            Param::Text(&error),
+        ];
+        self.run(D::QUERIES.event_reject, &params).await
     }
 
     async fn claim_render_retries(
@@ -519,32 +520,26 @@ impl<D: Driver> NotifyDb for Notify<D> {
         lease: Duration,
         limit: u32,
     ) -> StoreResult<Vec<RenderRetry>> {
-        let rows = self
-            .query(
-                D::QUERIES.render_claim_retries,
-                &[
-                    Param::Text(owner),
-                    Param::Interval(lease),
-                    Param::I64(i64::from(limit)),
-                ],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RenderRetry {
-                    message_id: row.i64("message_id")?,
-                    key: MessageKey {
-                        tenant: row.text("tenant")?,
-                        schedule_id: row.i64("schedule_id")?,
-                        source_key: row.text("source_key")?,
-                        change_version: row.text("change_version")?,
-                    },
-                    channel: row.channel("channel")?,
-                    render_attempts: row.i32("render_attempts")?,
-                    detected_at: row.time("detected_at")?,
-                })
+        let params = [
+            Param::Text(owner),
+            Param::Interval(lease),
+            Param::I64(i64::from(limit)),
+        ];
+        self.rows(D::QUERIES.render_claim_retries, &params, |row| {
+            Ok(RenderRetry {
+                message_id: row.i64("message_id")?,
+                key: MessageKey {
+                    tenant: row.text("tenant")?,
+                    schedule_id: row.i64("schedule_id")?,
+                    source_key: row.text("source_key")?,
+                    change_version: row.text("change_version")?,
+                },
+                channel: row.channel("channel")?,
+                render_attempts: row.i32("render_attempts")?,
+                detected_at: row.time("detected_at")?,
             })
-            .collect()
+        })
+        .await
     }
 
     async fn finish_render_retry(
@@ -555,44 +550,38 @@ impl<D: Driver> NotifyDb for Notify<D> {
         retry_in: Duration,
     ) -> StoreResult<()> {
         let rendering = fitted(rendering);
-        self.query(
-            D::QUERIES.render_finish_retry,
-            &[
-                Param::I64(message_id),
-                Param::Text(owner),
-                Param::Text(rendering.status.as_str()),
-                Param::OptText(rendering.recipient.as_deref()),
-                Param::OptText(rendering.recipient_name.as_deref()),
-                Param::OptText(rendering.locale.as_deref()),
-                Param::OptText(rendering.subject.as_deref()),
-                Param::OptText(rendering.body_html.as_deref()),
-                Param::OptText(rendering.body_text.as_deref()),
-                Param::OptText(rendering.error.as_deref()),
-                Param::Interval(retry_in),
-                Param::Bool(rendering.replica_behind),
-            ],
-        )
-        .await?;
-        Ok(())
+        fn text(value: &Option<String>) -> Param<'_> {
+            Param::OptText(value.as_deref())
+        }
+        let params = [
+            Param::I64(message_id),
+            Param::Text(owner),
+            Param::Text(rendering.status.as_str()),
+            text(&rendering.recipient),
+            text(&rendering.recipient_name),
+            text(&rendering.locale),
+            text(&rendering.subject),
+            text(&rendering.body_html),
+            text(&rendering.body_text),
+            text(&rendering.error),
+            Param::Interval(retry_in),
+            Param::Bool(rendering.replica_behind),
+        ];
+        self.run(D::QUERIES.render_finish_retry, &params).await
     }
 
     async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64> {
-        let rows = self
-            .query(D::QUERIES.send_recover_own, &[Param::Text(owner)])
-            .await?;
-        count(&rows, "lost")
+        let sql = D::QUERIES.send_recover_own;
+        self.count(sql, &[Param::Text(owner)], "lost").await
     }
 
     async fn release_claims(&self, owner: &str) -> StoreResult<u64> {
-        let rows = self
-            .query(D::QUERIES.send_release_claims, &[Param::Text(owner)])
-            .await?;
-        count(&rows, "released")
+        let sql = D::QUERIES.send_release_claims;
+        self.count(sql, &[Param::Text(owner)], "released").await
     }
 
     async fn expire_lost_sends(&self) -> StoreResult<u64> {
-        let rows = self.query(D::QUERIES.send_expire_lost, &[]).await?;
-        count(&rows, "lost")
+        self.count(D::QUERIES.send_expire_lost, &[], "lost").await
     }
 
     async fn claim_outgoing(
@@ -603,56 +592,42 @@ impl<D: Driver> NotifyDb for Notify<D> {
         paused: &[Channel],
     ) -> StoreResult<Vec<(OutgoingMessage, bool)>> {
         let paused: Vec<&str> = paused.iter().map(|c| c.as_str()).collect();
-        let rows = self
-            .query(
-                D::QUERIES.send_claim,
-                &[
-                    Param::Text(owner),
-                    Param::Interval(lease),
-                    Param::I64(i64::from(limit)),
-                    Param::Texts(&paused),
-                ],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let message = OutgoingMessage {
-                    message_id: row.i64("message_id")?,
-                    tenant: row.text("tenant")?,
-                    schedule_id: row.i64("schedule_id")?,
-                    channel: row.channel("channel")?,
-                    recipient: row.text("recipient")?,
-                    recipient_name: row.opt_text("recipient_name")?,
-                    subject: row.opt_text("subject")?,
-                    body_html: row.opt_text("body_html")?,
-                    body_text: row.text("body_text")?,
-                    counted_attempts: row.i32("counted_attempts")?,
-                };
-                Ok((message, row.bool("suppressed")?))
-            })
-            .collect()
+        let params = [
+            Param::Text(owner),
+            Param::Interval(lease),
+            Param::I64(i64::from(limit)),
+            Param::Texts(&paused),
+        ];
+        self.rows(D::QUERIES.send_claim, &params, |row| {
+            let message = OutgoingMessage {
+                message_id: row.i64("message_id")?,
+                tenant: row.text("tenant")?,
+                schedule_id: row.i64("schedule_id")?,
+                channel: row.channel("channel")?,
+                recipient: row.text("recipient")?,
+                recipient_name: row.opt_text("recipient_name")?,
+                subject: row.opt_text("subject")?,
+                body_html: row.opt_text("body_html")?,
+                body_text: row.text("body_text")?,
+                counted_attempts: row.i32("counted_attempts")?,
+            };
+            Ok((message, row.bool("suppressed")?))
+        })
+        .await
     }
 
     async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()> {
-        self.query(
-            D::QUERIES.send_suppress,
-            &[Param::I64(message_id), Param::Text(owner)],
-        )
-        .await?;
-        Ok(())
+        let params = [Param::I64(message_id), Param::Text(owner)];
+        self.run(D::QUERIES.send_suppress, &params).await
     }
 
     async fn defer(&self, message_id: i64, owner: &str, wait: Duration) -> StoreResult<()> {
-        self.query(
-            D::QUERIES.send_defer,
-            &[
-                Param::I64(message_id),
-                Param::Text(owner),
-                Param::Interval(wait),
-            ],
-        )
-        .await?;
-        Ok(())
+        let params = [
+            Param::I64(message_id),
+            Param::Text(owner),
+            Param::Interval(wait),
+        ];
+        self.run(D::QUERIES.send_defer, &params).await
     }
 
     async fn begin_attempts(
@@ -661,31 +636,24 @@ impl<D: Driver> NotifyDb for Notify<D> {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Vec<(i64, i32)>> {
-        let rows = self
-            .query(
-                D::QUERIES.send_begin_attempts,
-                &[
-                    Param::Ids(message_ids),
-                    Param::Text(owner),
-                    Param::Interval(lease),
-                ],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.i64("message_id")?, row.i32("attempt")?)))
-            .collect()
+        let params = [
+            Param::Ids(message_ids),
+            Param::Text(owner),
+            Param::Interval(lease),
+        ];
+        self.rows(D::QUERIES.send_begin_attempts, &params, |row| {
+            Ok((row.i64("message_id")?, row.i32("attempt")?))
+        })
+        .await
     }
 
     async fn finish_attempts(&self, finished: &[(i64, i32, AttemptOutcome)]) -> StoreResult<()> {
         if finished.is_empty() {
             return Ok(());
         }
-        self.query(
-            D::QUERIES.send_finish_attempts,
-            &[Param::Json(&outcome_batch(finished))],
-        )
-        .await?;
-        Ok(())
+        let batch = outcome_batch(finished);
+        self.run(D::QUERIES.send_finish_attempts, &[Param::Json(&batch)])
+            .await
     }
 }
 

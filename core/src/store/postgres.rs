@@ -57,8 +57,8 @@ struct Connection {
     statements: HashMap<String, Statement>,
 }
 
-/// Statements a connection keeps prepared: the queries of this module, and three per watched
-/// table and merge function.
+/// Statements a connection keeps prepared: the fixed queries (the source's, the notification
+/// database's), and three per watched table and merge function.
 const STATEMENTS_MAX: usize = 256;
 
 impl Connection {
