@@ -1202,6 +1202,20 @@ mod tests {
         assert!(pool_error(RunError::User(io_error())).is_unavailable());
     }
 
+    #[test]
+    fn durations_bind_as_int_milliseconds_and_lists_as_json() {
+        let converted = |param| match Converted::of(&param) {
+            Converted::Millis(millis) => json!(millis),
+            Converted::Json(list) => json!(list),
+            Converted::Same => Value::Null,
+        };
+        let lease = Duration::from_millis(1500);
+        assert_eq!(converted(Param::Interval(lease)), json!(1500));
+        assert_eq!(converted(Param::Ids(&[7, 42])), json!("[7,42]"));
+        assert_eq!(converted(Param::Texts(&["sms"])), json!("[\"sms\"]"));
+        assert_eq!(converted(Param::Text("sms")), Value::Null);
+    }
+
     fn days_since(year: i32, date: NaiveDate) -> i64 {
         date.signed_duration_since(NaiveDate::from_ymd_opt(year, 1, 1).unwrap())
             .num_days()

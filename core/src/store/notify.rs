@@ -738,6 +738,23 @@ mod tests {
     }
 
     #[test]
+    fn the_outcome_batch_is_what_both_engines_read() {
+        let failed = AttemptOutcome::Failed {
+            http_status: Some(400),
+            error: "bad address".into(),
+        };
+        let batch: Value = serde_json::from_str(&outcome_batch(&[(5, 2, failed)])).unwrap();
+        let mut keys: Vec<String> = batch[0].as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        let mssql = batch_columns(MSSQL.send_finish_attempts, "OPENJSON(@P1) WITH (\n", ");");
+        let postgres = batch_columns(POSTGRES.send_finish_attempts, "AS o(", ")\n");
+        assert_eq!(keys, mssql);
+        assert_eq!(keys, postgres);
+        assert_eq!(batch[0]["status"], json!("failed"));
+        assert_eq!(batch[0]["retry_ms"], json!(0));
+    }
+
+    #[test]
     fn row_positions_go_as_a_json_array_of_identities() {
         let rows = [
             RowPosition {
