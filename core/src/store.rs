@@ -1,11 +1,14 @@
 //! The storage seam: everything the pipeline asks of a database, engine-agnostic.
 //!
 //! `SourceDb` is the source's read replica (read-only: nothing of ours is written there);
-//! `NotifyDb` is the dedicated notification database. Each engine implements both in one
-//! module of queries kept in `sql/<engine>/queries/*.sql`; the services see only these traits.
+//! `NotifyDb` is the dedicated notification database. Each engine implements `SourceDb` in its
+//! module; `NotifyDb` is written once ([`notify`]) over a small driver each engine module
+//! provides. Queries are kept in `sql/<engine>/queries/*.sql`, the same names in both; the
+//! services see only these traits.
 
 pub mod detection;
 pub mod mssql;
+mod notify;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -278,8 +281,12 @@ pub async fn connect_source(
 /// Connects to the notification database with the engine its settings name.
 pub async fn connect_notify(settings: &DatabaseSettings) -> StoreResult<Arc<dyn NotifyDb>> {
     match settings.engine {
-        Engine::Postgres => Ok(Arc::new(postgres::PgNotify::connect(settings).await?)),
-        Engine::Mssql => Ok(Arc::new(mssql::MsNotify::connect(settings).await?)),
+        Engine::Postgres => Ok(Arc::new(notify::Notify::new(
+            postgres::PgDriver::connect(settings).await?,
+        ))),
+        Engine::Mssql => Ok(Arc::new(notify::Notify::new(
+            mssql::MsDriver::connect(settings).await?,
+        ))),
     }
 }
 

@@ -30,13 +30,10 @@
 //!
 //! Detection, `cdc` mode: see [`cdc`].
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use bb8::{ManageConnection, Pool, PooledConnection, RunError};
-use chrono::{
-    DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SubsecRound, Timelike, Utc,
-};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use futures::TryStreamExt;
 use secrecy::ExposeSecret;
 use tiberius::QueryItem;
@@ -48,17 +45,13 @@ use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::detection::{self, PageRow, Pager};
+use super::notify::{self, Driver, Param, Queries, Record};
 use super::{
-    AttemptColumns, CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit,
-    NotifyDb, SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, at_position, fill,
-    parse_channel, payload_text, storable,
+    CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, SourceDb,
+    StoreError, StoreResult, TableQueries, VersionCheck, at_position, fill,
 };
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, env_var_for};
-use crate::model::{
-    AttemptOutcome, ChangedRow, Changes, Channel, LateFinder, Mark, MergeFunction, MessageKey,
-    MessageStatus, NewMessage, OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule,
-    SourceTable, Template,
-};
+use crate::model::{ChangedRow, Changes, Mark, MergeFunction, RowPosition, SourceTable};
 
 macro_rules! query {
     ($name:literal) => {
@@ -230,11 +223,6 @@ fn pool_error(error: RunError<tiberius::error::Error>) -> StoreError {
     }
 }
 
-/// For `DATEADD(millisecond, …)`, which takes an int: spans beyond ~24 days are capped.
-fn millis(duration: Duration) -> i32 {
-    i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
-}
-
 /// The queries both roles run, over one pool.
 struct Db {
     pool: Pool<Manager>,
@@ -274,18 +262,6 @@ impl Db {
     /// The rows of the first result set.
     async fn query(&self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<Vec<Row>> {
         self.session().await?.query(sql, params).await
-    }
-
-    /// The rows affected, as the server counts them (informational: the queries whose
-    /// outcome depends on a count return rows instead).
-    async fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<u64> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
-        conn.clean = false;
-        let affected = within(self.timeout, conn.client.execute(sql, params))
-            .await?
-            .total();
-        conn.clean = true;
-        Ok(affected)
     }
 }
 
@@ -1070,516 +1046,113 @@ impl SourceDb for MsSource {
     }
 }
 
-/// The notification database.
-pub struct MsNotify {
+/// The notification database's driver ([`Notify`](super::notify::Notify)): each statement
+/// on a pooled session, within `statement_timeout`.
+pub(crate) struct MsDriver {
     db: Db,
 }
 
-impl MsNotify {
+impl MsDriver {
     pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Self> {
         let config = client_config(settings, "notify.password")?;
-        Ok(MsNotify {
+        Ok(MsDriver {
             db: Db::connect(settings, config).await?,
         })
     }
 }
 
-fn schedule_from(row: &Row) -> StoreResult<Schedule> {
-    Ok(Schedule {
-        id: required(row, "schedule_id")?,
-        tenant: text(row, "tenant")?,
-        name: text(row, "name")?,
-        channel: parse_channel(required(row, "channel")?)?,
-        source: SourceTable {
-            schema: text(row, "source_schema")?,
-            table: text(row, "source_table")?,
-            key_column: text(row, "key_column")?,
-            change_column: text(row, "change_column")?,
-        },
-        merge: MergeFunction {
-            schema: text(row, "merge_schema")?,
-            name: text(row, "merge_function")?,
-        },
-        template_name: text(row, "template_name")?,
-        active: required(row, "active")?,
-        error: opt_text(row, "error")?,
-    })
+/// What a parameter becomes before SQL Server takes it: durations as int milliseconds (for
+/// `DATEADD`), lists as JSON arrays (for OPENJSON).
+enum Converted {
+    Millis(i32),
+    Json(String),
+    Same,
 }
 
-/// Widths of `message`'s bounded columns (`sql/mssql/notify/030-messages.sql`), in UTF-16
-/// code units as nvarchar counts them.
-const TENANT_CHARS: usize = 128;
-const SOURCE_KEY_CHARS: usize = 400;
-const CHANGE_VERSION_CHARS: usize = 64;
-const RECIPIENT_CHARS: usize = 320;
-const LOCALE_CHARS: usize = 35;
-
-fn chars(text: &str) -> usize {
-    text.encode_utf16().count()
-}
-
-/// An identity that does not fit `message` cannot be stored at all: refused, rather than
-/// silently truncated by OPENJSON into another message's identity.
-fn check_identity(key: &MessageKey) -> StoreResult<()> {
-    for (column, value, width) in [
-        ("tenant", &key.tenant, TENANT_CHARS),
-        ("source_key", &key.source_key, SOURCE_KEY_CHARS),
-        ("change_version", &key.change_version, CHANGE_VERSION_CHARS),
-    ] {
-        if chars(value) > width {
-            return Err(refused(format!(
-                "{column} {value:?} is longer than the {width} characters the queue holds"
-            )));
+impl Converted {
+    fn of(param: &Param<'_>) -> Self {
+        match param {
+            Param::Interval(duration) => Converted::Millis(notify::millis(*duration)),
+            Param::Ids(ids) => Converted::Json(serde_json::to_string(ids).expect("ids serialize")),
+            Param::Texts(texts) => {
+                Converted::Json(serde_json::to_string(texts).expect("texts serialize"))
+            }
+            _ => Converted::Same,
         }
     }
-    Ok(())
 }
 
-/// A rendering whose recipient or locale does not fit its column is `render_failed` with
-/// the reason (a merge procedure's output is not ours to trust), never truncated and never
-/// a statement the database refuses on every retry.
-fn fitted(rendering: &Rendering) -> Cow<'_, Rendering> {
-    let too_long = [
-        ("recipient", &rendering.recipient, RECIPIENT_CHARS),
-        ("locale", &rendering.locale, LOCALE_CHARS),
-    ]
-    .into_iter()
-    .find_map(|(column, value, width)| {
-        value
-            .as_deref()
-            .filter(|value| chars(value) > width)
-            .map(|_| format!("the merge procedure's {column} is longer than {width} characters"))
-    });
-    match too_long {
-        Some(error) => Cow::Owned(Rendering::without_content(
-            MessageStatus::RenderFailed,
-            error,
-        )),
-        None => Cow::Borrowed(rendering),
-    }
-}
+impl Driver for MsDriver {
+    type Row = Row;
 
-/// The JSON array `messages_insert.sql` reads with OPENJSON: `NewMessage`s as serde writes
-/// them (the same document the PostgreSQL engine sends), each made to fit the table, and
-/// `detected_at` to the microsecond: serde writes up to nine fractional digits, SQL Server
-/// reads at most seven.
-fn message_batch(messages: &[NewMessage]) -> StoreResult<String> {
-    let fitted: Vec<NewMessage> = messages
-        .iter()
-        .map(|message| {
-            check_identity(&message.key)?;
-            Ok(NewMessage {
-                key: message.key.clone(),
-                channel: message.channel,
-                rendering: fitted(&message.rendering).into_owned(),
-                retry_in_secs: message.retry_in_secs,
-                event_partition: message.event_partition,
-                event_offset: message.event_offset,
-                detected_at: message.detected_at.trunc_subsecs(6),
-            })
-        })
-        .collect::<StoreResult<_>>()?;
-    Ok(serde_json::to_string(&fitted).expect("messages always serialize"))
-}
+    const QUERIES: &'static Queries = &notify::MSSQL;
 
-/// A `detector_watermark` row's mark; `None` until the detector has started the schedule.
-fn mark_from(row: &Row) -> StoreResult<Option<Mark>> {
-    let Some(hold_back) = value(row, "hold_back")? else {
-        return Ok(None);
-    };
-    let frontier = opt_text(row, "change_value")?
-        .zip(opt_text(row, "key_value")?)
-        .map(|(change, key)| RowPosition { change, key });
-    Ok(Some(Mark {
-        hold_back,
-        frontier,
-        position: opt_text(row, "position")?,
-        watching_since: value(row, "watching_since")?,
-        definition: opt_text(row, "source_definition")?,
-    }))
-}
-
-/// Row positions as the JSON array `messages_unqueued.sql` and `late_changes_record.sql`
-/// read with OPENJSON.
-fn identities(rows: &[RowPosition]) -> String {
-    #[derive(serde::Serialize)]
-    struct Identity<'a> {
-        source_key: &'a str,
-        change_version: &'a str,
-    }
-    let identities: Vec<Identity<'_>> = rows
-        .iter()
-        .map(|row| Identity {
-            source_key: &row.key,
-            change_version: &row.change,
-        })
-        .collect();
-    serde_json::to_string(&identities).expect("identities always serialize")
-}
-
-#[async_trait::async_trait]
-impl NotifyDb for MsNotify {
-    async fn active_schedules(&self) -> StoreResult<Vec<Schedule>> {
-        let rows = self.db.query(query!("schedules_active"), &[]).await?;
-        rows.iter().map(schedule_from).collect()
-    }
-
-    async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>> {
-        let rows = self
-            .db
-            .query(query!("schedule_by_id"), &[&schedule_id])
-            .await?;
-        rows.first().map(schedule_from).transpose()
-    }
-
-    async fn record_schedule_check(
-        &self,
-        schedule_id: i64,
-        error: Option<&str>,
-    ) -> StoreResult<()> {
-        self.db
-            .execute(query!("schedule_record_check"), &[&schedule_id, &error])
-            .await?;
-        Ok(())
-    }
-
-    async fn template(
-        &self,
-        tenant: &str,
-        name: &str,
-        locale: &str,
-    ) -> StoreResult<Option<Template>> {
-        let rows = self
-            .db
-            .query(query!("template_for_locale"), &[&tenant, &name, &locale])
-            .await?;
-        rows.first()
-            .map(|row| {
-                Ok(Template {
-                    id: required(row, "template_id")?,
-                    locale: text(row, "locale")?,
-                    subject: opt_text(row, "subject")?,
-                    body_html: opt_text(row, "body_html")?,
-                    body_text: text(row, "body_text")?,
-                    updated_at: required(row, "updated_at")?,
-                })
-            })
-            .transpose()
-    }
-
-    async fn schedule_named(&self, tenant: &str, name: &str) -> StoreResult<Option<Schedule>> {
-        let rows = self
-            .db
-            .query(query!("schedule_named"), &[&tenant, &name])
-            .await?;
-        rows.first().map(schedule_from).transpose()
-    }
-
-    async fn claim_schedules(
-        &self,
-        owner: &str,
-        ttl: Duration,
-        schedule_ids: &[i64],
-    ) -> StoreResult<Vec<(i64, Option<Mark>)>> {
-        let ids = serde_json::to_string(schedule_ids).expect("ids always serialize");
-        let rows = self
-            .db
-            .query(
-                query!("detector_claim_schedules"),
-                &[&owner, &millis(ttl), &ids],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| Ok((required(row, "schedule_id")?, mark_from(row)?)))
-            .collect()
-    }
-
-    async fn advance_mark(&self, owner: &str, schedule_id: i64, to: &Mark) -> StoreResult<bool> {
-        let frontier = to.frontier.as_ref();
-        let moved = self
-            .db
-            .query(
-                query!("detector_advance_mark"),
-                &[
-                    &owner,
-                    &schedule_id,
-                    &to.hold_back,
-                    &frontier.map(|f| f.change.as_str()),
-                    &frontier.map(|f| f.key.as_str()),
-                    &to.position.as_deref(),
-                    &to.watching_since,
-                    &to.definition.as_deref(),
-                ],
-            )
-            .await?;
-        Ok(moved.len() == 1)
-    }
-
-    async fn mark(&self, schedule_id: i64) -> StoreResult<Option<Mark>> {
-        let rows = self
-            .db
-            .query(query!("detector_mark"), &[&schedule_id])
-            .await?;
-        match rows.first() {
-            Some(row) => mark_from(row),
-            None => Ok(None),
-        }
-    }
-
-    async fn unqueued(
-        &self,
-        tenant: &str,
-        schedule_id: i64,
-        rows: &[RowPosition],
-    ) -> StoreResult<Vec<RowPosition>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let missing = self
-            .db
-            .query(
-                query!("messages_unqueued"),
-                &[&tenant, &schedule_id, &identities(rows)],
-            )
-            .await?;
-        missing
+    async fn query(&self, sql: &'static str, params: &[Param<'_>]) -> StoreResult<Vec<Row>> {
+        let converted: Vec<Converted> = params.iter().map(Converted::of).collect();
+        let params: Vec<&dyn ToSql> = params
             .iter()
-            .map(|row| {
-                Ok(RowPosition {
-                    key: text(row, "source_key")?,
-                    change: text(row, "change_version")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn record_late_changes(
-        &self,
-        schedule_id: i64,
-        rows: &[RowPosition],
-        found_by: LateFinder,
-    ) -> StoreResult<u64> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let recorded = self
-            .db
-            .query(
-                query!("late_changes_record"),
-                &[&schedule_id, &identities(rows), &found_by.as_str()],
-            )
-            .await?;
-        count(&recorded, "recorded")
-    }
-
-    async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64> {
-        if messages.is_empty() {
-            return Ok(0);
-        }
-        let batch = message_batch(messages)?;
-        self.db.execute(query!("messages_insert"), &[&batch]).await
-    }
-
-    async fn reject_event(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        payload: Option<&[u8]>,
-        error: &str,
-    ) -> StoreResult<()> {
-        self.db
-            .execute(
-                query!("event_reject"),
-                &[
-                    &topic,
-                    &partition,
-                    &offset,
-                    &payload_text(payload),
-                    &payload,
-                    &storable(error).as_ref(),
-                ],
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn claim_render_retries(
-        &self,
-        owner: &str,
-        lease: Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<RenderRetry>> {
-        let rows = self
-            .db
-            .query(
-                query!("render_claim_retries"),
-                &[&owner, &millis(lease), &i64::from(limit)],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RenderRetry {
-                    message_id: required(row, "message_id")?,
-                    key: MessageKey {
-                        tenant: text(row, "tenant")?,
-                        schedule_id: required(row, "schedule_id")?,
-                        source_key: text(row, "source_key")?,
-                        change_version: text(row, "change_version")?,
-                    },
-                    channel: parse_channel(required(row, "channel")?)?,
-                    render_attempts: required(row, "render_attempts")?,
-                    detected_at: required(row, "detected_at")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn finish_render_retry(
-        &self,
-        message_id: i64,
-        owner: &str,
-        rendering: &Rendering,
-        retry_in: Duration,
-    ) -> StoreResult<()> {
-        let rendering = fitted(rendering);
-        self.db
-            .execute(
-                query!("render_finish_retry"),
-                &[
-                    &message_id,
-                    &owner,
-                    &rendering.status.as_str(),
-                    &rendering.recipient,
-                    &rendering.recipient_name,
-                    &rendering.locale,
-                    &rendering.subject,
-                    &rendering.body_html,
-                    &rendering.body_text,
-                    &rendering.error,
-                    &millis(retry_in),
-                    &rendering.replica_behind,
-                ],
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64> {
-        let rows = self.db.query(query!("send_recover_own"), &[&owner]).await?;
-        count(&rows, "lost")
-    }
-
-    async fn release_claims(&self, owner: &str) -> StoreResult<u64> {
-        self.db
-            .execute(query!("send_release_claims"), &[&owner])
-            .await
-    }
-
-    async fn expire_lost_sends(&self) -> StoreResult<u64> {
-        let rows = self.db.query(query!("send_expire_lost"), &[]).await?;
-        count(&rows, "lost")
-    }
-
-    async fn claim_outgoing(
-        &self,
-        owner: &str,
-        lease: Duration,
-        limit: u32,
-        paused: &[Channel],
-    ) -> StoreResult<Vec<(OutgoingMessage, bool)>> {
-        let paused: Vec<&str> = paused.iter().map(|c| c.as_str()).collect();
-        let paused = serde_json::to_string(&paused).expect("channels always serialize");
-        let rows = self
-            .db
-            .query(
-                query!("send_claim"),
-                &[&owner, &millis(lease), &i64::from(limit), &paused],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let message = OutgoingMessage {
-                    message_id: required(row, "message_id")?,
-                    tenant: text(row, "tenant")?,
-                    schedule_id: required(row, "schedule_id")?,
-                    channel: parse_channel(required(row, "channel")?)?,
-                    recipient: text(row, "recipient")?,
-                    recipient_name: opt_text(row, "recipient_name")?,
-                    subject: opt_text(row, "subject")?,
-                    body_html: opt_text(row, "body_html")?,
-                    body_text: text(row, "body_text")?,
-                    counted_attempts: required(row, "counted_attempts")?,
-                };
-                Ok((message, required(row, "suppressed")?))
-            })
-            .collect()
-    }
-
-    async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()> {
-        self.db
-            .execute(query!("send_suppress"), &[&message_id, &owner])
-            .await?;
-        Ok(())
-    }
-
-    async fn defer(&self, message_id: i64, owner: &str, wait: Duration) -> StoreResult<()> {
-        self.db
-            .execute(query!("send_defer"), &[&message_id, &owner, &millis(wait)])
-            .await?;
-        Ok(())
-    }
-
-    async fn begin_attempts(
-        &self,
-        message_ids: &[i64],
-        owner: &str,
-        lease: Duration,
-    ) -> StoreResult<Vec<(i64, i32)>> {
-        let ids = serde_json::to_string(message_ids).expect("ids always serialize");
-        let rows = self
-            .db
-            .query(
-                query!("send_begin_attempts"),
-                &[&ids, &owner, &millis(lease)],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| Ok((required(row, "message_id")?, required(row, "attempt")?)))
-            .collect()
-    }
-
-    async fn finish_attempts(&self, finished: &[(i64, i32, AttemptOutcome)]) -> StoreResult<()> {
-        let rows: Vec<serde_json::Value> = finished
-            .iter()
-            .map(|(message_id, attempt, outcome)| {
-                let c = AttemptColumns::of(outcome);
-                serde_json::json!({
-                    "message_id": message_id,
-                    "attempt": attempt,
-                    "status": c.status.as_str(),
-                    "outcome": c.outcome,
-                    "http_status": c.http_status,
-                    "provider_message_id": c.provider_message_id,
-                    "error": c.error,
-                    "retry_ms": millis(c.retry_in),
-                    "uncounted": c.uncounted,
-                })
+            .zip(&converted)
+            .map(|(param, converted)| -> &dyn ToSql {
+                match (param, converted) {
+                    (_, Converted::Millis(millis)) => millis,
+                    (_, Converted::Json(list)) => list,
+                    (Param::Text(text) | Param::Json(text), _) => text,
+                    (Param::OptText(text), _) => text,
+                    (Param::I32(value), _) => value,
+                    (Param::I64(value), _) => value,
+                    (Param::Bool(value), _) => value,
+                    (Param::Time(time), _) => time,
+                    (Param::OptTime(time), _) => time,
+                    (Param::OptBytes(bytes), _) => bytes,
+                    (Param::Interval(_) | Param::Ids(_) | Param::Texts(_), Converted::Same) => {
+                        unreachable!("converted above")
+                    }
+                }
             })
             .collect();
-        let rows = serde_json::Value::Array(rows).to_string();
-        self.db
-            .execute(query!("send_finish_attempts"), &[&rows])
-            .await?;
-        Ok(())
+        self.db.query(sql, &params).await
     }
 }
 
-/// The count a query returns in its first row, in `column` (bigint).
-fn count(rows: &[Row], column: &str) -> StoreResult<u64> {
-    match rows.first() {
-        Some(row) => Ok(u64::try_from(required::<i64>(row, column)?).unwrap_or(0)),
-        None => Ok(0),
+/// A column read as `T`; `None` if NULL. A missing column or another type is refused with
+/// the column's name.
+fn cell<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> StoreResult<Option<T>> {
+    row.try_get(column)
+        .map_err(|error| notify::column_error(column, error))
+}
+
+/// A column the query always fills.
+fn filled<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> StoreResult<T> {
+    cell(row, column)?.ok_or_else(|| notify::column_error(column, "NULL"))
+}
+
+impl Record for Row {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(filled::<&str>(self, column)?.to_owned())
+    }
+
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+        Ok(cell::<&str>(self, column)?.map(str::to_owned))
+    }
+
+    fn i32(&self, column: &str) -> StoreResult<i32> {
+        filled(self, column)
+    }
+
+    fn i64(&self, column: &str) -> StoreResult<i64> {
+        filled(self, column)
+    }
+
+    fn bool(&self, column: &str) -> StoreResult<bool> {
+        filled(self, column)
+    }
+
+    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>> {
+        filled(self, column)
+    }
+
+    fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        cell(self, column)
     }
 }
 
@@ -1593,7 +1166,6 @@ mod tests {
     use tiberius::xml::XmlData;
 
     use super::*;
-    use crate::model::Channel;
 
     fn io_error() -> tiberius::error::Error {
         tiberius::error::Error::Io {
@@ -1652,10 +1224,17 @@ mod tests {
     }
 
     #[test]
-    fn durations_bind_as_int_milliseconds() {
-        assert_eq!(millis(Duration::from_millis(1500)), 1500);
-        assert_eq!(millis(Duration::ZERO), 0);
-        assert_eq!(millis(Duration::from_secs(60 * 24 * 3600)), i32::MAX);
+    fn durations_bind_as_int_milliseconds_and_lists_as_json() {
+        let converted = |param| match Converted::of(&param) {
+            Converted::Millis(millis) => json!(millis),
+            Converted::Json(list) => json!(list),
+            Converted::Same => Value::Null,
+        };
+        let lease = Duration::from_millis(1500);
+        assert_eq!(converted(Param::Interval(lease)), json!(1500));
+        assert_eq!(converted(Param::Ids(&[7, 42])), json!("[7,42]"));
+        assert_eq!(converted(Param::Texts(&["sms"])), json!("[\"sms\"]"));
+        assert_eq!(converted(Param::Text("sms")), Value::Null);
     }
 
     fn days_since(year: i32, date: NaiveDate) -> i64 {
@@ -2052,112 +1631,5 @@ SELECT TOP (@P6)
         );
         assert_eq!(proven_line(None, lookback).unwrap(), None);
         assert!(proven_line(Some(at(0)), Duration::MAX).is_err());
-    }
-
-    fn new_message(recipient: &str) -> NewMessage {
-        NewMessage {
-            key: MessageKey {
-                tenant: "acme".into(),
-                schedule_id: 7,
-                source_key: "42".into(),
-                change_version: "2026-12-01T09:30:00.1234567".into(),
-            },
-            channel: Channel::Email,
-            rendering: Rendering {
-                status: MessageStatus::Queued,
-                recipient: Some(recipient.into()),
-                recipient_name: Some("Ada Lovelace".into()),
-                locale: Some("en".into()),
-                subject: Some("Welcome".into()),
-                body_html: Some("<p>Hi</p>".into()),
-                body_text: Some("Hi".into()),
-                error: None,
-                replica_behind: false,
-            },
-            retry_in_secs: 1.5,
-            event_partition: Some(3),
-            event_offset: Some(99),
-            detected_at: DateTime::from_timestamp(1_800_000_000, 123_456_789).unwrap(),
-        }
-    }
-
-    /// The column names of the OPENJSON … WITH (…) in `messages_insert.sql`.
-    fn openjson_columns() -> Vec<String> {
-        let sql = query!("messages_insert");
-        let start = sql.find("WITH (\n").expect("an OPENJSON WITH clause") + "WITH (\n".len();
-        let end = start
-            + sql[start..]
-                .find(") AS m")
-                .expect("the end of the WITH clause");
-        sql[start..end]
-            .split(',')
-            .map(|item| item.split_whitespace().next().unwrap().to_owned())
-            .collect()
-    }
-
-    #[test]
-    fn the_message_batch_is_what_openjson_reads() {
-        let batch = message_batch(&[new_message("ada@example.com")]).unwrap();
-        let Value::Array(rows) = serde_json::from_str::<Value>(&batch).unwrap() else {
-            panic!("not an array: {batch}");
-        };
-        let Value::Object(row) = &rows[0] else {
-            panic!("not an object: {batch}");
-        };
-        let mut keys: Vec<&String> = row.keys().collect();
-        let mut columns = openjson_columns();
-        keys.sort();
-        columns.sort();
-        assert_eq!(keys, columns.iter().collect::<Vec<_>>());
-        assert_eq!(row["status"], json!("queued"));
-        assert_eq!(row["channel"], json!("email"));
-        assert_eq!(row["schedule_id"], json!(7));
-        assert_eq!(row["retry_in_secs"], json!(1.5));
-        assert_eq!(row["error"], Value::Null);
-        // At most seven fractional digits parse as datetimeoffset(7); serde writes nine.
-        assert_eq!(row["detected_at"], json!("2027-01-15T08:00:00.123456Z"));
-    }
-
-    #[test]
-    fn row_positions_go_as_a_json_array_of_identities() {
-        let rows = [
-            RowPosition {
-                change: "2027-01-15T08:00:00".into(),
-                key: "42".into(),
-            },
-            RowPosition {
-                change: "2027-01-15T08:00:00.5".into(),
-                key: "O'Brien \"Jr\"".into(),
-            },
-        ];
-        let batch: Value = serde_json::from_str(&identities(&rows)).unwrap();
-        assert_eq!(
-            batch,
-            json!([
-                {"source_key": "42", "change_version": "2027-01-15T08:00:00"},
-                {"source_key": "O'Brien \"Jr\"", "change_version": "2027-01-15T08:00:00.5"},
-            ])
-        );
-    }
-
-    #[test]
-    fn what_does_not_fit_the_queue_is_failed_or_refused_never_truncated() {
-        let long = format!("{}@example.com", "a".repeat(320));
-        let batch = message_batch(&[new_message(&long)]).unwrap();
-        let rows: Value = serde_json::from_str(&batch).unwrap();
-        assert_eq!(rows[0]["status"], json!("render_failed"));
-        assert_eq!(rows[0]["recipient"], Value::Null);
-        assert!(
-            rows[0]["error"].as_str().unwrap().contains("320"),
-            "{batch}"
-        );
-        let mut rendering = new_message("ada@example.com").rendering;
-        assert!(matches!(fitted(&rendering), Cow::Borrowed(_)));
-        rendering.locale = Some("x".repeat(36));
-        assert_eq!(fitted(&rendering).status, MessageStatus::RenderFailed);
-
-        let mut message = new_message("ada@example.com");
-        message.key.source_key = "k".repeat(401);
-        assert!(!message_batch(&[message]).unwrap_err().is_unavailable());
     }
 }

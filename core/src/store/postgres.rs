@@ -20,17 +20,13 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement};
 
 use super::detection::{self, PageRow, Pager};
+use super::notify::{self, Driver, Param, Queries, Record};
 use super::{
-    AttemptColumns, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, NotifyDb,
-    SourceDb, StoreError, StoreResult, TableQueries, VersionCheck, at_position, fill,
-    parse_channel, payload_text, storable,
+    Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, SourceDb, StoreError,
+    StoreResult, TableQueries, VersionCheck, at_position, fill,
 };
 use crate::config::{DatabaseSettings, DetectorSettings};
-use crate::model::{
-    AttemptOutcome, ChangedRow, Changes, Channel, LateFinder, Mark, MergeFunction, MessageKey,
-    NewMessage, OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable,
-    Template,
-};
+use crate::model::{ChangedRow, Changes, Mark, MergeFunction, RowPosition, SourceTable};
 use crate::telemetry::error_chain;
 use horizon::Epochs;
 
@@ -61,8 +57,8 @@ struct Connection {
     statements: HashMap<String, Statement>,
 }
 
-/// Statements a connection keeps prepared: the queries of this module, and three per watched
-/// table and merge function.
+/// Statements a connection keeps prepared: the fixed queries (the source's, the notification
+/// database's), and three per watched table and merge function.
 const STATEMENTS_MAX: usize = 256;
 
 impl Connection {
@@ -195,19 +191,6 @@ impl Cell for Row {
     }
 }
 
-/// The count a query returns in its first row (bigint); 0 without a row.
-fn count(rows: &[Row]) -> StoreResult<u64> {
-    let count = match rows.first() {
-        Some(row) => row.cell::<i64>(0)?,
-        None => 0,
-    };
-    Ok(count as u64)
-}
-
-fn secs(duration: Duration) -> f64 {
-    duration.as_secs_f64()
-}
-
 /// The queries both roles run, over one pool.
 struct Db {
     pool: PgPool,
@@ -231,14 +214,6 @@ impl Db {
         let mut conn = self.pool.get().await.map_err(pool_error)?;
         within(&mut conn, timeout, sql, async |client, statement| {
             client.query(statement, params).await
-        })
-        .await
-    }
-
-    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
-        within(&mut conn, self.timeout, sql, async |client, statement| {
-            client.execute(statement, params).await
         })
         .await
     }
@@ -652,416 +627,83 @@ impl SourceDb for PgSource {
     }
 }
 
-/// The notification database.
-pub struct PgNotify {
+/// The notification database's driver ([`Notify`](super::notify::Notify)): each statement
+/// through the connection's prepared statements, within the statement timeout.
+pub(crate) struct PgDriver {
     db: Db,
 }
 
-impl PgNotify {
+impl PgDriver {
     pub async fn connect(settings: &DatabaseSettings) -> StoreResult<Self> {
-        Ok(PgNotify {
+        Ok(PgDriver {
             db: connect(settings, "-c TimeZone=UTC").await?,
         })
     }
 }
 
-/// A `detector_watermark` row's mark; `None` until the detector has started the schedule.
-fn mark_from(row: &Row) -> StoreResult<Option<Mark>> {
-    let Some(hold_back) = row.cell::<Option<DateTime<Utc>>>("hold_back")? else {
-        return Ok(None);
-    };
-    let change: Option<String> = row.cell("change_value")?;
-    let key: Option<String> = row.cell("key_value")?;
-    Ok(Some(Mark {
-        hold_back,
-        frontier: change
-            .zip(key)
-            .map(|(change, key)| RowPosition { change, key }),
-        position: row.cell("position")?,
-        watching_since: row.cell("watching_since")?,
-        definition: row.cell("source_definition")?,
-    }))
-}
+impl Driver for PgDriver {
+    type Row = Row;
 
-/// Row positions as two arrays, keys and change values, for `unnest`.
-fn columns(rows: &[RowPosition]) -> (Vec<&str>, Vec<&str>) {
-    rows.iter()
-        .map(|row| (row.key.as_str(), row.change.as_str()))
-        .unzip()
-}
+    const QUERIES: &'static Queries = &notify::POSTGRES;
 
-fn schedule_from(row: &Row) -> StoreResult<Schedule> {
-    Ok(Schedule {
-        id: row.cell("schedule_id")?,
-        tenant: row.cell("tenant")?,
-        name: row.cell("name")?,
-        channel: parse_channel(row.cell("channel")?)?,
-        source: SourceTable {
-            schema: row.cell("source_schema")?,
-            table: row.cell("source_table")?,
-            key_column: row.cell("key_column")?,
-            change_column: row.cell("change_column")?,
-        },
-        merge: MergeFunction {
-            schema: row.cell("merge_schema")?,
-            name: row.cell("merge_function")?,
-        },
-        template_name: row.cell("template_name")?,
-        active: row.cell("active")?,
-        error: row.cell("error")?,
-    })
-}
-
-#[async_trait::async_trait]
-impl NotifyDb for PgNotify {
-    async fn active_schedules(&self) -> StoreResult<Vec<Schedule>> {
-        let rows = self.db.query(query!("schedules_active"), &[]).await?;
-        rows.iter().map(schedule_from).collect()
-    }
-
-    async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>> {
-        let rows = self
-            .db
-            .query(query!("schedule_by_id"), &[&schedule_id])
-            .await?;
-        rows.first().map(schedule_from).transpose()
-    }
-
-    async fn record_schedule_check(
-        &self,
-        schedule_id: i64,
-        error: Option<&str>,
-    ) -> StoreResult<()> {
-        self.db
-            .execute(query!("schedule_record_check"), &[&schedule_id, &error])
-            .await?;
-        Ok(())
-    }
-
-    async fn template(
-        &self,
-        tenant: &str,
-        name: &str,
-        locale: &str,
-    ) -> StoreResult<Option<Template>> {
-        let rows = self
-            .db
-            .query(query!("template_for_locale"), &[&tenant, &name, &locale])
-            .await?;
-        rows.first()
-            .map(|row| {
-                Ok(Template {
-                    id: row.cell("template_id")?,
-                    locale: row.cell("locale")?,
-                    subject: row.cell("subject")?,
-                    body_html: row.cell("body_html")?,
-                    body_text: row.cell("body_text")?,
-                    updated_at: row.cell("updated_at")?,
-                })
-            })
-            .transpose()
-    }
-
-    async fn schedule_named(&self, tenant: &str, name: &str) -> StoreResult<Option<Schedule>> {
-        let rows = self
-            .db
-            .query(query!("schedule_named"), &[&tenant, &name])
-            .await?;
-        rows.first().map(schedule_from).transpose()
-    }
-
-    async fn claim_schedules(
-        &self,
-        owner: &str,
-        ttl: Duration,
-        schedule_ids: &[i64],
-    ) -> StoreResult<Vec<(i64, Option<Mark>)>> {
-        let rows = self
-            .db
-            .query(
-                query!("detector_claim_schedules"),
-                &[&owner, &secs(ttl), &schedule_ids],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.cell("schedule_id")?, mark_from(row)?)))
-            .collect()
-    }
-
-    async fn advance_mark(&self, owner: &str, schedule_id: i64, to: &Mark) -> StoreResult<bool> {
-        let frontier = to.frontier.as_ref();
-        let updated = self
-            .db
-            .execute(
-                query!("detector_advance_mark"),
-                &[
-                    &owner,
-                    &schedule_id,
-                    &to.hold_back,
-                    &frontier.map(|f| &f.change),
-                    &frontier.map(|f| &f.key),
-                    &to.position,
-                    &to.watching_since,
-                    &to.definition,
-                ],
-            )
-            .await?;
-        Ok(updated == 1)
-    }
-
-    async fn mark(&self, schedule_id: i64) -> StoreResult<Option<Mark>> {
-        let rows = self
-            .db
-            .query(query!("detector_mark"), &[&schedule_id])
-            .await?;
-        Ok(rows.first().map(mark_from).transpose()?.flatten())
-    }
-
-    async fn unqueued(
-        &self,
-        tenant: &str,
-        schedule_id: i64,
-        rows: &[RowPosition],
-    ) -> StoreResult<Vec<RowPosition>> {
-        let (keys, changes) = columns(rows);
-        let missing = self
-            .db
-            .query(
-                query!("messages_unqueued"),
-                &[&tenant, &schedule_id, &keys, &changes],
-            )
-            .await?;
-        missing
+    async fn query(&self, sql: &'static str, params: &[Param<'_>]) -> StoreResult<Vec<Row>> {
+        // Durations as seconds (`make_interval(secs => …)`), lists as arrays.
+        let seconds: Vec<f64> = params
             .iter()
-            .map(|row| {
-                Ok(RowPosition {
-                    key: row.cell("source_key")?,
-                    change: row.cell("change_version")?,
-                })
+            .map(|param| match param {
+                Param::Interval(duration) => duration.as_secs_f64(),
+                _ => 0.0,
             })
-            .collect()
-    }
-
-    async fn record_late_changes(
-        &self,
-        schedule_id: i64,
-        rows: &[RowPosition],
-        found_by: LateFinder,
-    ) -> StoreResult<u64> {
-        let (keys, changes) = columns(rows);
-        self.db
-            .execute(
-                query!("late_changes_record"),
-                &[&schedule_id, &keys, &changes, &found_by.as_str()],
-            )
-            .await
-    }
-
-    async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64> {
-        if messages.is_empty() {
-            return Ok(0);
-        }
-        let batch = serde_json::to_value(messages).expect("messages always serialize");
-        self.db.execute(query!("messages_insert"), &[&batch]).await
-    }
-
-    async fn reject_event(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        payload: Option<&[u8]>,
-        error: &str,
-    ) -> StoreResult<()> {
-        self.db
-            .execute(
-                query!("event_reject"),
-                &[
-                    &topic,
-                    &partition,
-                    &offset,
-                    &payload_text(payload),
-                    &payload,
-                    &storable(error).as_ref(),
-                ],
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn claim_render_retries(
-        &self,
-        owner: &str,
-        lease: Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<RenderRetry>> {
-        let rows = self
-            .db
-            .query(
-                query!("render_claim_retries"),
-                &[&owner, &secs(lease), &i64::from(limit)],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RenderRetry {
-                    message_id: row.cell("message_id")?,
-                    key: MessageKey {
-                        tenant: row.cell("tenant")?,
-                        schedule_id: row.cell("schedule_id")?,
-                        source_key: row.cell("source_key")?,
-                        change_version: row.cell("change_version")?,
-                    },
-                    channel: parse_channel(row.cell("channel")?)?,
-                    render_attempts: row.cell("render_attempts")?,
-                    detected_at: row.cell("detected_at")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn finish_render_retry(
-        &self,
-        message_id: i64,
-        owner: &str,
-        rendering: &Rendering,
-        retry_in: Duration,
-    ) -> StoreResult<()> {
-        self.db
-            .execute(
-                query!("render_finish_retry"),
-                &[
-                    &message_id,
-                    &owner,
-                    &rendering.status.as_str(),
-                    &rendering.recipient,
-                    &rendering.recipient_name,
-                    &rendering.locale,
-                    &rendering.subject,
-                    &rendering.body_html,
-                    &rendering.body_text,
-                    &rendering.error,
-                    &secs(retry_in),
-                    &rendering.replica_behind,
-                ],
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64> {
-        let rows = self.db.query(query!("send_recover_own"), &[&owner]).await?;
-        count(&rows)
-    }
-
-    async fn release_claims(&self, owner: &str) -> StoreResult<u64> {
-        self.db
-            .execute(query!("send_release_claims"), &[&owner])
-            .await
-    }
-
-    async fn expire_lost_sends(&self) -> StoreResult<u64> {
-        let rows = self.db.query(query!("send_expire_lost"), &[]).await?;
-        count(&rows)
-    }
-
-    async fn claim_outgoing(
-        &self,
-        owner: &str,
-        lease: Duration,
-        limit: u32,
-        paused: &[Channel],
-    ) -> StoreResult<Vec<(OutgoingMessage, bool)>> {
-        let paused: Vec<&str> = paused.iter().map(|c| c.as_str()).collect();
-        let rows = self
-            .db
-            .query(
-                query!("send_claim"),
-                &[&owner, &secs(lease), &i64::from(limit), &paused],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let message = OutgoingMessage {
-                    message_id: row.cell("message_id")?,
-                    tenant: row.cell("tenant")?,
-                    schedule_id: row.cell("schedule_id")?,
-                    channel: parse_channel(row.cell("channel")?)?,
-                    recipient: row.cell("recipient")?,
-                    recipient_name: row.cell("recipient_name")?,
-                    subject: row.cell("subject")?,
-                    body_html: row.cell("body_html")?,
-                    body_text: row.cell("body_text")?,
-                    counted_attempts: row.cell("counted_attempts")?,
-                };
-                Ok((message, row.cell("suppressed")?))
-            })
-            .collect()
-    }
-
-    async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()> {
-        self.db
-            .execute(query!("send_suppress"), &[&message_id, &owner])
-            .await?;
-        Ok(())
-    }
-
-    async fn defer(&self, message_id: i64, owner: &str, wait: Duration) -> StoreResult<()> {
-        self.db
-            .execute(query!("send_defer"), &[&message_id, &owner, &secs(wait)])
-            .await?;
-        Ok(())
-    }
-
-    async fn begin_attempts(
-        &self,
-        message_ids: &[i64],
-        owner: &str,
-        lease: Duration,
-    ) -> StoreResult<Vec<(i64, i32)>> {
-        let rows = self
-            .db
-            .query(
-                query!("send_begin_attempts"),
-                &[&message_ids, &owner, &secs(lease)],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.cell("message_id")?, row.cell("attempt")?)))
-            .collect()
-    }
-
-    async fn finish_attempts(&self, finished: &[(i64, i32, AttemptOutcome)]) -> StoreResult<()> {
-        let columns: Vec<_> = finished
-            .iter()
-            .map(|(_, _, outcome)| AttemptColumns::of(outcome))
             .collect();
-        let ids: Vec<i64> = finished.iter().map(|(id, _, _)| *id).collect();
-        let attempts: Vec<i32> = finished.iter().map(|(_, attempt, _)| *attempt).collect();
-        let statuses: Vec<&str> = columns.iter().map(|c| c.status.as_str()).collect();
-        let outcomes: Vec<&str> = columns.iter().map(|c| c.outcome).collect();
-        let http: Vec<Option<i32>> = columns.iter().map(|c| c.http_status).collect();
-        let provider_ids: Vec<Option<&str>> =
-            columns.iter().map(|c| c.provider_message_id).collect();
-        let errors: Vec<Option<&str>> = columns.iter().map(|c| c.error).collect();
-        let retry: Vec<f64> = columns.iter().map(|c| secs(c.retry_in)).collect();
-        let uncounted: Vec<i32> = columns.iter().map(|c| c.uncounted).collect();
-        self.db
-            .execute(
-                query!("send_finish_attempts"),
-                &[
-                    &ids,
-                    &attempts,
-                    &statuses,
-                    &outcomes,
-                    &http,
-                    &provider_ids,
-                    &errors,
-                    &retry,
-                    &uncounted,
-                ],
-            )
-            .await?;
-        Ok(())
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .zip(&seconds)
+            .map(|(param, seconds)| -> &(dyn ToSql + Sync) {
+                match param {
+                    Param::Text(text) | Param::Json(text) => text,
+                    Param::OptText(text) => text,
+                    Param::I32(value) => value,
+                    Param::I64(value) => value,
+                    Param::Bool(value) => value,
+                    Param::Time(time) => time,
+                    Param::OptTime(time) => time,
+                    Param::OptBytes(bytes) => bytes,
+                    Param::Interval(_) => seconds,
+                    Param::Ids(ids) => ids,
+                    Param::Texts(texts) => texts,
+                }
+            })
+            .collect();
+        self.db.query(sql, &params).await
+    }
+}
+
+impl Record for Row {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        self.cell(column)
+    }
+
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+        self.cell(column)
+    }
+
+    fn i32(&self, column: &str) -> StoreResult<i32> {
+        self.cell(column)
+    }
+
+    fn i64(&self, column: &str) -> StoreResult<i64> {
+        self.cell(column)
+    }
+
+    fn bool(&self, column: &str) -> StoreResult<bool> {
+        self.cell(column)
+    }
+
+    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>> {
+        self.cell(column)
+    }
+
+    fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        self.cell(column)
     }
 }

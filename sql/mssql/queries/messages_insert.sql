@@ -6,7 +6,8 @@
 -- so no value is ever cut to fit by OPENJSON's conversion. DATEADD takes an int: retry
 -- delays are capped at 2,000,000 seconds. detected_at arrives as ISO 8601 in UTC (`Z`, at
 -- most 6 fractional digits) and is stored as UTC. Waiting for a replica behind the change
--- (replica_behind) is not a render attempt.
+-- (replica_behind) is not a render attempt. Returns how many were new (a row, not a row
+-- count: counts depend on NOCOUNT).
 WITH batch AS (
     SELECT m.*,
            ROW_NUMBER() OVER (PARTITION BY m.tenant, m.schedule_id, m.source_key, m.change_version
@@ -41,3 +42,5 @@ SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.sta
                       AND q.schedule_id = b.schedule_id
                       AND q.source_key = b.source_key
                       AND q.change_version = b.change_version);
+
+SELECT CAST(@@ROWCOUNT AS bigint) AS inserted;

@@ -1,20 +1,20 @@
--- Record how attempts ended, one row per attempt: message $1, attempt $2, message status
--- $3, attempt outcome $4, HTTP status $5, provider message id $6, error $7, next attempt in
--- $8 seconds, $9 = 1 when the attempt is not counted against max_attempts.
--- A late answer for a message already declared in doubt still records the truth.
+-- Record how attempts ended ($1: a JSON array, one object per attempt: message_id,
+-- attempt, message status, attempt outcome, http_status, provider_message_id, error,
+-- retry_ms until the next attempt, uncounted = 1 when the attempt is not counted against
+-- max_attempts). A late answer for a message already declared in doubt still records the
+-- truth.
 WITH o AS (
     SELECT *
-      FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
-                  $7::text[], $8::float8[], $9::int[])
-           AS o(message_id, attempt, status, outcome, http_status, provider_message_id, error,
-                retry_secs, uncounted)
+      FROM jsonb_to_recordset($1::text::jsonb)
+           AS o(message_id bigint, attempt int, status text, outcome text, http_status int,
+                provider_message_id text, error text, retry_ms int, uncounted int)
 ), m AS (
     UPDATE message
        SET status = o.status,
            provider_message_id = coalesce(o.provider_message_id, message.provider_message_id),
            last_error = o.error,
            sent_at = CASE WHEN o.status = 'sent' THEN now() END,
-           next_attempt_at = now() + make_interval(secs => o.retry_secs),
+           next_attempt_at = now() + o.retry_ms * interval '1 millisecond',
            uncounted_attempts = uncounted_attempts + o.uncounted,
            lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
       FROM o

@@ -13,4 +13,4 @@ WITH lost AS (
       FROM lost
      WHERE a.message_id = lost.message_id AND a.attempt = lost.send_attempts
 )
-SELECT count(*) FROM lost
+SELECT count(*) AS lost FROM lost
