@@ -434,10 +434,11 @@ fn sample_email(n: i64) -> OutgoingMessage {
 // The pipeline.
 
 struct Pipeline {
-    /// Burst: messages per second from the first commit to the last acceptance.
+    /// The burst, from its first commit to its last acceptance: seconds, messages/s.
     seconds: f64,
     rate: f64,
-    /// Statements (or transactions) per message during the burst.
+    /// What the counters counted during the burst, "statements" (or "transactions"), and
+    /// how many per message on each database.
     counted: &'static str,
     notify_per_message: f64,
     source_per_message: f64,
@@ -694,8 +695,8 @@ struct Usage {
     peak_rss_kib: u64,
 }
 
-/// Every service process's usage, and this one's (the fake provider, the load and the
-/// checks), by name.
+/// Every service process's usage, and this one's (the fake provider, the load, the checks,
+/// and earlier the raw stages), by name.
 fn usage_of(stack: &Stack, processes: &[(Service, usize)]) -> anyhow::Result<Vec<(String, Usage)>> {
     let mut all = Vec::new();
     for &(service, instance) in processes {
@@ -709,7 +710,7 @@ fn usage_of(stack: &Stack, processes: &[(Service, usize)]) -> anyhow::Result<Vec
         all.push((name, usage(&pid.to_string())?));
     }
     all.push((
-        "bench process (fake provider, load, checks)".into(),
+        "bench process (fake provider, load, checks; its peak RSS includes the raw stages)".into(),
         usage("self")?,
     ));
     Ok(all)
@@ -753,7 +754,8 @@ impl Counter {
             .is_ok();
         if !statements {
             eprintln!(
-                "pg_stat_statements is not loaded (scripts/postgres.sh loads it): counting \
+                "pg_stat_statements is not loaded here (scripts/postgres.sh loads it when it \
+                 starts the cluster: scripts/postgres.sh stop; scripts/postgres.sh): counting \
                  transactions instead of statements"
             );
         }
