@@ -25,6 +25,7 @@ DEV_SETTINGS=(
     "fsync=off"
     "synchronous_commit=off"
     "full_page_writes=off"
+    "shared_preload_libraries=pg_stat_statements"   # statements per message (scripts/bench.sh)
 )
 
 # Run a command as the postgres OS user (we are usually root).
@@ -139,6 +140,9 @@ else
     psql_admin -c "create database $HERALD_ROLE owner $HERALD_ROLE"
     log "created database $HERALD_ROLE"
 fi
+
+# 6. statement counts, read by scripts/bench.sh (the standbys get the extension by WAL)
+psql_admin -c "create extension if not exists pg_stat_statements"
 
 log "ready (password: $HERALD_PASSWORD)"
 echo "postgres://$HERALD_ROLE@$PG_HOST:$PG_PORT"

@@ -68,16 +68,24 @@ create_cluster() {
 # The standby's own settings, in its conf.d (the copied postgresql.auto.conf is the
 # primary's, and `lag` rewrites it). No hot_standby_feedback, PostgreSQL's default: the
 # primary vacuums and freezes as it would with no standby, and a standby query that gets in
-# replay's way is cancelled (readers here retry).
+# replay's way is cancelled (readers here retry). pg_stat_statements, as on the primary, for
+# the statement counts of scripts/bench.sh (a change to it restarts the standby).
 standby_settings() {
     local conf="/etc/postgresql/$PG_VERSION/$CLUSTER/conf.d/herald-standby.conf"
     local want
-    want="$(printf 'hot_standby = on\nhot_standby_feedback = off\nport = %s\n' "$REPLICA_PORT")"
+    want="$(printf "hot_standby = on\nhot_standby_feedback = off\nport = %s\nshared_preload_libraries = 'pg_stat_statements'\n" "$REPLICA_PORT")"
     if [[ "$(cat "$conf" 2>/dev/null)" != "$want" ]]; then
         mkdir -p "$(dirname "$conf")"
         printf '%s\n' "$want" >"$conf"
         chown postgres:postgres "$conf" 2>/dev/null || true
-        if cluster_running; then pg_ctlcluster "$PG_VERSION" "$CLUSTER" reload; fi
+        if cluster_running; then
+            # A library to preload takes a restart; the rest a reload.
+            if [[ "$(standby -c "SHOW shared_preload_libraries" 2>/dev/null)" != pg_stat_statements ]]; then
+                pg_ctlcluster "$PG_VERSION" "$CLUSTER" restart
+            else
+                pg_ctlcluster "$PG_VERSION" "$CLUSTER" reload
+            fi
+        fi
     fi
 }
 

@@ -44,6 +44,10 @@ struct Args {
         hide_default_value = true
     )]
     twilio_auth_token: String,
+    /// Answer every provider request this many milliseconds after it arrived (requests wait
+    /// side by side, not in turn).
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
     /// Fault(s) queued at start: a JSON object or array, as for `POST /_fake/faults` (repeatable).
     #[arg(long = "fault", value_name = "JSON", value_parser = parse_fault_arg)]
     faults: Vec<FaultList>,
@@ -76,6 +80,7 @@ async fn main() -> std::io::Result<()> {
         sendgrid_api_key: args.sendgrid_api_key,
         twilio_account_sid: args.twilio_account_sid,
         twilio_auth_token: args.twilio_auth_token,
+        latency: std::time::Duration::from_millis(args.latency_ms),
         faults: args.faults.into_iter().flat_map(|l| l.0).collect(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -84,7 +89,7 @@ async fn main() -> std::io::Result<()> {
     writeln!(stdout, "fake-provider listening on http://{addr}")?;
     stdout.flush()?;
     drop(stdout);
-    tracing::info!(%addr, account_sid = %config.twilio_account_sid, faults = config.faults.len(), "started");
+    tracing::info!(%addr, account_sid = %config.twilio_account_sid, latency_ms = args.latency_ms, faults = config.faults.len(), "started");
     fake_provider::serve(listener, config, shutdown_signal()).await;
     Ok(())
 }

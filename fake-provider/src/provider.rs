@@ -104,6 +104,9 @@ async fn process<P: Provider>(
     body: Bytes,
 ) -> Option<Response> {
     let (seq, received_at) = app.store.arrive();
+    if !app.config.latency.is_zero() {
+        tokio::time::sleep(app.config.latency).await;
+    }
     let parsed = P::parse(&body);
     let summary = parsed.as_ref().map(P::summarize).unwrap_or_default();
     let fault = access
@@ -152,6 +155,7 @@ async fn process<P: Provider>(
     app.store.insert(Received {
         seq,
         received_at,
+        answered_at: chrono::Utc::now(),
         channel: P::CHANNEL,
         status,
         accepted: provider_message_id.is_some(),

@@ -30,12 +30,16 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// SendGrid accepts requests up to 30 MB.
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
-/// Credentials the fake providers accept, and faults queued from the start.
+/// Credentials the fake providers accept, how long they take to answer, and faults queued
+/// from the start.
 #[derive(Clone)]
 pub struct Config {
     pub sendgrid_api_key: String,
     pub twilio_account_sid: String,
     pub twilio_auth_token: String,
+    /// Every provider request is answered this long after it arrived (real SendGrid and
+    /// Twilio take 100–300 ms); a `slow` fault adds to it. Requests wait side by side.
+    pub latency: Duration,
     pub faults: Vec<Fault>,
 }
 
@@ -45,6 +49,7 @@ impl Default for Config {
             sendgrid_api_key: "SG.fake-key".into(),
             twilio_account_sid: "ACf4ce0000000000000000000000000000".into(),
             twilio_auth_token: "fake-token".into(),
+            latency: Duration::ZERO,
             faults: Vec::new(),
         }
     }
@@ -57,6 +62,7 @@ impl fmt::Debug for Config {
             .field("sendgrid_api_key", &"<redacted>")
             .field("twilio_account_sid", &self.twilio_account_sid)
             .field("twilio_auth_token", &"<redacted>")
+            .field("latency", &self.latency)
             .field("faults", &self.faults)
             .finish()
     }

@@ -26,6 +26,9 @@ pub struct Received {
     /// When the request arrived (serialized as RFC 3339 with milliseconds).
     #[serde(serialize_with = "rfc3339_millis")]
     pub received_at: DateTime<Utc>,
+    /// When the answer was ready: after the configured latency and any `slow` fault.
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub answered_at: DateTime<Utc>,
     pub channel: Channel,
     /// HTTP status sent back, or `None` when the connection was dropped.
     pub status: Option<u16>,
@@ -48,6 +51,12 @@ pub struct Received {
     pub error: Option<String>,
     /// The request body: JSON as sent, form fields as a JSON object, or the text of an unparsable body.
     pub raw: Value,
+}
+
+impl Received {
+    fn matches(&self, channel: Option<Channel>, accepted: Option<bool>) -> bool {
+        channel.is_none_or(|c| self.channel == c) && accepted.is_none_or(|a| self.accepted == a)
+    }
 }
 
 fn rfc3339_millis<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -82,10 +91,18 @@ impl Store {
         let records = self.records.lock().expect("store lock poisoned");
         records
             .iter()
-            .filter(|r| channel.is_none_or(|c| r.channel == c))
-            .filter(|r| accepted.is_none_or(|a| r.accepted == a))
+            .filter(|r| r.matches(channel, accepted))
             .cloned()
             .collect()
+    }
+
+    /// How many records [`list`](Self::list) would return, without copying them.
+    pub fn count(&self, channel: Option<Channel>, accepted: Option<bool>) -> usize {
+        let records = self.records.lock().expect("store lock poisoned");
+        records
+            .iter()
+            .filter(|r| r.matches(channel, accepted))
+            .count()
     }
 
     pub fn clear(&self) {

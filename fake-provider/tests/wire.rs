@@ -763,3 +763,46 @@ async fn in_process_handle() {
     );
     fake.shutdown().await;
 }
+
+#[tokio::test]
+async fn latency_delays_every_answer_without_serializing_requests() {
+    const LATENCY: Duration = Duration::from_millis(200);
+    const REQUESTS: usize = 200;
+    let fake = fake_provider::FakeProvider::start(Config {
+        latency: LATENCY,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let http = Client::new();
+    let started = Instant::now();
+    let calls: Vec<_> = (0..REQUESTS)
+        .map(|_| {
+            let request = http
+                .post(format!("{}/v3/mail/send", fake.url()))
+                .bearer_auth(KEY)
+                .json(&valid_email());
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let status = request.send().await.unwrap().status();
+                (status, sent.elapsed())
+            })
+        })
+        .collect();
+    for call in calls {
+        let (status, took) = call.await.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert!(took >= LATENCY, "answered after {took:?}");
+    }
+    // One after the other they would take REQUESTS × LATENCY (40 s).
+    let all = started.elapsed();
+    assert!(all < LATENCY * 10, "{REQUESTS} requests took {all:?}");
+    let records = fake.store().list(None, Some(true));
+    assert_eq!(records.len(), REQUESTS);
+    assert_eq!(fake.store().count(None, Some(true)), REQUESTS);
+    for record in records {
+        let waited = (record.answered_at - record.received_at).to_std().unwrap();
+        assert!(waited >= LATENCY, "{waited:?}");
+    }
+    fake.shutdown().await;
+}

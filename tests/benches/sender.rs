@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use fake_provider::{Fault, FaultKind};
-use herald_tests::{Engine, Service, Stack};
+use fake_provider::Config as ProviderConfig;
+use herald_tests::{Engine, Service, Stack, provider_config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -28,27 +28,14 @@ async fn main() -> anyhow::Result<()> {
 
 /// Queues `messages` emails, starts the sender, and times it until all are sent.
 async fn drain(messages: i64, latency_ms: u64) -> anyhow::Result<(f64, f64)> {
-    let mut stack = Stack::new(Engine::Postgres, &format!("bench_sender_{latency_ms}")).await?;
+    let provider = ProviderConfig {
+        latency: Duration::from_millis(latency_ms),
+        ..provider_config()
+    };
+    let name = format!("bench_sender_{latency_ms}");
+    let mut stack = Stack::with_provider(Engine::Postgres, &name, provider).await?;
     stack.load_welcome_schedule().await?;
-    if latency_ms > 0 {
-        stack.provider.faults().push([Fault {
-            for_ms: Some(3_600_000),
-            ..Fault::new(FaultKind::Slow {
-                delay_ms: latency_ms,
-            })
-        }]);
-    }
-    stack
-        .notify
-        .execute(
-            "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
-                                  status, recipient, subject, body_text)
-             SELECT 'acme', 1, n::text, '1', 'email', 'queued', 'to' || n || '@example.com',
-                    'Hello', 'Hello there'
-               FROM generate_series(1, $1::bigint) AS n",
-            &[messages.into()],
-        )
-        .await?;
+    stack.queue_ready_emails(messages).await?;
     let started = Instant::now();
     stack.start(Service::Sender).await?;
     loop {

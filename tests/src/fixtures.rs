@@ -185,6 +185,22 @@ impl Stack {
         Ok(())
     }
 
+    /// Queues `count` rendered emails of the first schedule, ready to send, to
+    /// `to<n>@example.com` (PostgreSQL).
+    pub async fn queue_ready_emails(&self, count: i64) -> anyhow::Result<()> {
+        self.notify
+            .execute(
+                "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
+                                      status, recipient, subject, body_text)
+                 SELECT 'acme', 1, n::text, '1', 'email', 'queued', 'to' || n || '@example.com',
+                        'Hello', 'Hello there'
+                   FROM generate_series(1, $1::bigint) AS n",
+                &[count.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// How many messages the queue holds with `status`.
     pub async fn messages_with_status(&self, status: &str) -> anyhow::Result<i64> {
         self.notify

@@ -213,6 +213,7 @@ pub fn provider_config() -> ProviderConfig {
         sendgrid_api_key: SENDGRID_KEY.into(),
         twilio_account_sid: TWILIO_SID.into(),
         twilio_auth_token: TWILIO_TOKEN.into(),
+        latency: Duration::ZERO,
         faults: Vec::new(),
     }
 }
@@ -324,6 +325,11 @@ impl Stack {
         self.services.kill(service, instance).await
     }
 
+    /// The process id of instance `instance` of `service`, while it runs.
+    pub fn pid(&self, service: Service, instance: usize) -> Option<u32> {
+        self.services.pid(service, instance)
+    }
+
     /// What instance `instance` of `service` logged so far (across restarts).
     pub fn instance_log(&self, service: Service, instance: usize) -> String {
         self.services.log(service, instance)
@@ -421,6 +427,11 @@ impl Stack {
         self.provider.store().list(None, Some(true))
     }
 
+    /// How many messages the fake provider took (without copying them).
+    pub fn accepted_count(&self) -> usize {
+        self.provider.store().count(None, Some(true))
+    }
+
     /// Waits until the provider has accepted `count` messages; fails with the services' logs
     /// and the queue's state if that takes longer than `within`.
     pub async fn wait_for_accepted(
@@ -428,13 +439,12 @@ impl Stack {
         count: usize,
         within: Duration,
     ) -> anyhow::Result<Vec<Received>> {
-        let accepted = wait_until(within, || async {
-            let accepted = self.accepted();
-            Ok((accepted.len() >= count).then_some(accepted))
+        let reached = wait_until(within, || async {
+            Ok((self.accepted_count() >= count).then_some(()))
         })
         .await;
-        match accepted {
-            Ok(accepted) => Ok(accepted),
+        match reached {
+            Ok(()) => Ok(self.accepted()),
             Err(_) => bail!(
                 "the provider accepted {} of {count} messages within {within:?}\n{}",
                 self.accepted().len(),

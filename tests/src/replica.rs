@@ -34,7 +34,8 @@ impl Replica {
         )
     }
 
-    async fn connect(self, database: &str) -> anyhow::Result<tokio_postgres::Client> {
+    /// Connects to `database` on this standby.
+    pub async fn connect(self, database: &str) -> anyhow::Result<tokio_postgres::Client> {
         let (host, port) = self.address();
         crate::connect_at(&host, port, database, "scripts/replica.sh").await
     }

@@ -24,7 +24,8 @@ pub enum Service {
 impl Service {
     pub const ALL: [Service; 3] = [Service::Detector, Service::Renderer, Service::Sender];
 
-    fn binary(self) -> &'static str {
+    /// Its binary's name.
+    pub fn binary(self) -> &'static str {
         match self {
             Service::Detector => "change-detector",
             Service::Renderer => "renderer",
@@ -163,6 +164,11 @@ impl Services {
             .with_context(|| format!("starting {}", binary.display()))?;
         self.running.insert((service, instance), child);
         Ok(())
+    }
+
+    /// The process id of a running instance.
+    pub(crate) fn pid(&self, service: Service, instance: usize) -> Option<u32> {
+        self.running.get(&(service, instance)).and_then(Child::id)
     }
 
     pub(crate) async fn kill(&mut self, service: Service, instance: usize) -> anyhow::Result<()> {
