@@ -7,7 +7,8 @@
 //! - Messages are marked `sending` (`begin_attempts`, one statement per claim) immediately
 //!   before their provider calls, and a call is made only if that mark was written while
 //!   the claim was still ours. Outcomes of calls that ended together are recorded in one
-//!   statement, before their slots are refilled. A crash, a lost lease or an outcome that
+//!   statement, before their slots are refilled. Calls, the next claim and the recording of
+//!   ended calls run side by side: no stage waits for another's round trip. A crash, a lost lease or an outcome that
 //!   cannot be recorded leaves a message `sending`, which becomes `in_doubt`: never resent
 //!   automatically.
 //! - Transient refusals retry with exponential backoff and jitter, never before the
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use herald_core::backoff;
@@ -51,6 +53,9 @@ type Begun = (OutgoingMessage, i32, Option<u64>);
 
 /// A call that ended: message id, attempt number, outcome.
 type Ended = (i64, i32, AttemptOutcome);
+
+/// A claim in progress: the messages marked `sending`, and whether it took all it asked for.
+type Claiming<'a> = BoxFuture<'a, StoreResult<(Vec<Begun>, bool)>>;
 
 /// A claim is made once this share of the window is free (or the window is empty), so one
 /// statement claims many messages.
@@ -82,47 +87,66 @@ impl Sender {
         tracing::info!(instance_id = %self.settings.instance_id, "sender started");
         let window = self.settings.max_in_flight.max(1);
         let refill_at = (window / REFILL_SHARE).max(1);
+        // Three stages run side by side, so none waits for another's round trip: the calls
+        // in flight, at most one claim, and at most one statement recording ended calls.
         let mut calls = FuturesUnordered::new();
+        let mut claiming: Option<Claiming<'_>> = None;
+        let mut ended: Vec<Ended> = Vec::new();
+        let mut recording: Option<(BoxFuture<'_, ()>, usize)> = None;
         let mut next_claim = Instant::now();
         let mut last_expiry: Option<Instant> = None;
         let mut failures = 0;
         loop {
             let stopping = cancel.is_cancelled();
-            if stopping && calls.is_empty() {
+            // A slot is taken from the claim until its outcome is recorded.
+            let taken = calls.len() + ended.len() + recording.as_ref().map_or(0, |(_, n)| *n);
+            if stopping && taken == 0 && claiming.is_none() {
                 break;
             }
-            let free = window - calls.len();
-            let may_claim = !stopping && (free >= refill_at || calls.is_empty());
+            let free = window - taken;
+            let may_claim = !stopping && claiming.is_none() && (free >= refill_at || taken == 0);
             if may_claim && Instant::now() >= next_claim {
-                match self.claim_and_begin(free, &mut last_expiry).await {
-                    Ok((begun, claimed_all)) => {
-                        failures = 0;
-                        calls.extend(
-                            begun.into_iter().map(|(message, attempt, probe)| {
-                                self.call(message, attempt, probe)
-                            }),
-                        );
-                        if !claimed_all {
-                            next_claim = Instant::now() + self.settings.poll_interval;
-                        }
-                    }
-                    Err(error) => {
-                        failures += 1;
-                        let retry_in = self.store_backoff(failures);
-                        log_store_error(&error, retry_in, "send loop");
-                        next_claim = Instant::now() + retry_in;
-                    }
+                let expire = last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY);
+                if expire {
+                    last_expiry = Some(Instant::now());
                 }
-                continue;
+                claiming = Some(Box::pin(self.claim_and_begin(free, expire)));
+            }
+            if recording.is_none() && !ended.is_empty() {
+                let batch = std::mem::take(&mut ended);
+                let count = batch.len();
+                recording = Some((Box::pin(self.record(batch)), count));
             }
             tokio::select! {
                 Some(first) = calls.next() => {
                     // Every call that has ended by now, recorded in one statement.
-                    let mut ended = vec![first];
+                    ended.push(first);
                     while let Some(Some(more)) = calls.next().now_or_never() {
                         ended.push(more);
                     }
-                    self.record(&ended).await;
+                }
+                claimed = async { claiming.as_mut().expect("a claim").await }, if claiming.is_some() => {
+                    claiming = None;
+                    match claimed {
+                        Ok((begun, claimed_all)) => {
+                            failures = 0;
+                            calls.extend(begun.into_iter().map(|(message, attempt, probe)| {
+                                self.call(message, attempt, probe)
+                            }));
+                            if !claimed_all {
+                                next_claim = Instant::now() + self.settings.poll_interval;
+                            }
+                        }
+                        Err(error) => {
+                            failures += 1;
+                            let retry_in = self.store_backoff(failures);
+                            log_store_error(&error, retry_in, "send loop");
+                            next_claim = Instant::now() + retry_in;
+                        }
+                    }
+                }
+                () = async { (&mut recording.as_mut().expect("a record").0).await }, if recording.is_some() => {
+                    recording = None;
                 }
                 () = tokio::time::sleep_until(next_claim), if may_claim => {}
                 () = cancel.cancelled(), if !stopping => {}
@@ -176,18 +200,14 @@ impl Sender {
         Ok(in_doubt)
     }
 
-    /// Claims up to `free` due messages and marks those to be sent now `sending`; returns
+    /// Claims up to `free` due messages (first looking for lost sends, if `expire`) and marks
+    /// those to be sent now `sending`; returns
     /// them with their attempt numbers and probe tickets, and whether the claim took as many
     /// as it asked for.
-    async fn claim_and_begin(
-        &self,
-        free: usize,
-        last_expiry: &mut Option<Instant>,
-    ) -> StoreResult<(Vec<Begun>, bool)> {
+    async fn claim_and_begin(&self, free: usize, expire: bool) -> StoreResult<(Vec<Begun>, bool)> {
         let settings = &self.settings;
         let owner = &settings.instance_id;
-        if last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
-            *last_expiry = Some(Instant::now());
+        if expire {
             let in_doubt = self.store.expire_lost_sends().await?;
             if in_doubt > 0 {
                 tracing::warn!(
@@ -303,10 +323,10 @@ impl Sender {
 
     /// Records how calls ended, retrying while the database is unavailable. If it cannot,
     /// the messages stay `sending` and go `in_doubt` when their lease runs out: never resent.
-    async fn record(&self, ended: &[Ended]) {
+    async fn record(&self, ended: Vec<Ended>) {
         let mut tries = 1;
         loop {
-            let error = match self.store.finish_attempts(ended).await {
+            let error = match self.store.finish_attempts(&ended).await {
                 Ok(()) => return,
                 Err(error) => error,
             };
