@@ -134,7 +134,7 @@ impl Sender {
                                 self.call(message, attempt, probe)
                             }));
                             if !claimed_all {
-                                next_claim = Instant::now() + self.settings.poll_interval;
+                                next_claim = Instant::now() + idle_poll(self.settings.poll_interval);
                             }
                         }
                         Err(error) => {
@@ -404,6 +404,12 @@ fn attempt_outcome(
             error: format!("not sent, not counted: {reason}"),
         },
     }
+}
+
+/// When an idle sender looks again: `poll_interval` ± half, so that several senders do not
+/// poll in step (the first one after each burst taking all of it).
+fn idle_poll(poll_interval: Duration) -> Duration {
+    poll_interval.mul_f64(0.5 + rand::random::<f64>())
 }
 
 /// Exponential backoff with jitter, and never before the provider's reset time.

@@ -142,7 +142,7 @@ pub async fn unnamed_senders_never_settle_each_others_calls(engine: Engine) -> a
     let mut stack = Stack::new(engine, "two_senders").await?;
     stack.load_welcome_schedule().await?;
     let mut slow = Fault::new(FaultKind::Slow { delay_ms: 300 });
-    slow.times = CHANGES as u32;
+    slow.times = 10 * CHANGES as u32;
     stack.provider.faults().push([slow]);
     // No name set: each sender is named after its host and process.
     stack.set(Service::Sender, "HERALD__SENDER__INSTANCE_ID", "");
@@ -152,16 +152,21 @@ pub async fn unnamed_senders_never_settle_each_others_calls(engine: Engine) -> a
     stack.start_instance(Service::Sender, 2).await?;
     stack.wait_until_watching(1).await?;
 
+    let mut inserted = 0;
     let mut killed_name = None;
     for i in 0..CHANGES {
-        let email = format!("person{i}@example.com");
-        stack.insert_contact_to(&email).await?;
+        stack
+            .insert_contact_to(&format!("person{i}@example.com"))
+            .await?;
+        inserted += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
         if i == CHANGES / 2 {
             let second = sender_name(&stack.instance_log(Service::Sender, 2))
                 .context("the second sender logs its name")?;
-            // Kill it inside a provider call, and start it again.
-            wait_until(SOON, || async {
+            // Kill it inside a provider call (changes keep coming until it is in one), and
+            // start it again.
+            let deadline = tokio::time::Instant::now() + SOON;
+            loop {
                 let sending = stack
                     .notify
                     .count(
@@ -169,9 +174,19 @@ pub async fn unnamed_senders_never_settle_each_others_calls(engine: Engine) -> a
                         &[second.as_str().into()],
                     )
                     .await?;
-                Ok((sending > 0).then_some(()))
-            })
-            .await?;
+                if sending > 0 {
+                    break;
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "the second sender was never inside a call"
+                );
+                stack
+                    .insert_contact_to(&format!("more{inserted}@example.com"))
+                    .await?;
+                inserted += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             stack.kill_instance(Service::Sender, 2).await?;
             stack.start_instance(Service::Sender, 2).await?;
             killed_name = Some(second);
@@ -181,7 +196,7 @@ pub async fn unnamed_senders_never_settle_each_others_calls(engine: Engine) -> a
     stack
         .wait_for_count(
             "SELECT count(*) FROM message WHERE status IN ('sent', 'in_doubt')",
-            CHANGES as i64,
+            inserted,
             SOON,
         )
         .await?;
