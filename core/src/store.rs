@@ -263,6 +263,45 @@ pub trait NotifyDb: Send + Sync + 'static {
     async fn finish_attempts(&self, finished: &[(i64, i32, AttemptOutcome)]) -> StoreResult<()>;
 }
 
+/// A row's columns read without panicking: a column missing, NULL where a value is expected
+/// or of another type than the code expects (the schema changed under a running service) is
+/// a refused statement naming the column.
+pub(crate) trait Record {
+    fn text(&self, column: &str) -> StoreResult<String>;
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>>;
+    fn i32(&self, column: &str) -> StoreResult<i32>;
+    fn i64(&self, column: &str) -> StoreResult<i64>;
+    fn bool(&self, column: &str) -> StoreResult<bool>;
+    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>>;
+    fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>>;
+
+    fn channel(&self, column: &str) -> StoreResult<Channel> {
+        parse_channel(&self.text(column)?)
+    }
+}
+
+/// The refusal for a column that does not read as the code expects.
+pub(crate) fn column_error(column: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Refused(format!("column {column}: {error}").into())
+}
+
+/// A version-check batch's answer (`compare_versions.sql`'s `position`, `change_value` and
+/// `ordering` columns), as one entry per event of the batch.
+pub(crate) fn version_checks(
+    rows: &[impl Record],
+    events: usize,
+) -> StoreResult<Vec<Option<VersionCheck>>> {
+    let mut checks = vec![None; events];
+    for row in rows {
+        let check = VersionCheck {
+            current: row.opt_text("change_value")?,
+            ordering: row.i32("ordering")?.cmp(&0),
+        };
+        at_position(&mut checks, row.i32("position")?)?.get_or_insert(check);
+    }
+    Ok(checks)
+}
+
 /// Connects to the source replica with the engine its settings name. `mode` is how the
 /// detector reads changes; other readers (the renderer, audits) read in `Poll` mode, whose
 /// queries need no more than the watched tables.
@@ -321,6 +360,16 @@ pub(crate) struct NameLimit {
 }
 
 impl NameLimit {
+    /// A watched table's names.
+    pub fn check_table(&self, table: &SourceTable) -> Result<(), Invalid> {
+        self.check(&[
+            ("schema", &table.schema),
+            ("table", &table.table),
+            ("key column", &table.key_column),
+            ("change column", &table.change_column),
+        ])
+    }
+
     pub fn check(&self, names: &[(&str, &str)]) -> Result<(), Invalid> {
         for (what, name) in names {
             let length = (self.length)(name);

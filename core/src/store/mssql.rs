@@ -45,10 +45,10 @@ use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::detection::{self, PageRow, Pager};
-use super::notify::{self, Driver, Param, Queries, Record};
+use super::notify::{self, Driver, Param, Queries};
 use super::{
-    CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, SourceDb,
-    StoreError, StoreResult, TableQueries, VersionCheck, at_position, fill,
+    CaptureQueries, Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, Record, SourceDb,
+    StoreError, StoreResult, TableQueries, VersionCheck, column_error, fill, version_checks,
 };
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, env_var_for};
 use crate::model::{ChangedRow, Changes, Mark, MergeFunction, RowPosition, SourceTable};
@@ -336,22 +336,16 @@ fn refused(error: impl Into<super::BoxError>) -> StoreError {
     StoreError::Refused(error.into())
 }
 
-/// A column's value, `None` if NULL.
+/// A column read as `T`; `None` if NULL. A missing column or another type is refused with
+/// the column's name.
 fn value<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> StoreResult<Option<T>> {
-    row.try_get(column).map_err(refused)
+    row.try_get(column)
+        .map_err(|error| column_error(column, error))
 }
 
 /// A column the query always fills.
 fn required<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> StoreResult<T> {
     value(row, column)?.ok_or_else(|| refused(format!("column {column} is NULL")))
-}
-
-fn opt_text(row: &Row, column: &str) -> StoreResult<Option<String>> {
-    Ok(value::<&str>(row, column)?.map(str::to_owned))
-}
-
-fn text(row: &Row, column: &str) -> StoreResult<String> {
-    Ok(required::<&str>(row, column)?.to_owned())
 }
 
 /// The source's read replica.
@@ -588,8 +582,8 @@ impl CaptureInstance {
             }))
         };
         Ok(CaptureInstance {
-            name: text(row, "capture_instance")?,
-            change_table: opt_text(row, "change_table")?,
+            name: row.text("capture_instance")?,
+            change_table: row.opt_text("change_table")?,
             key: column("key")?,
             change: column("change")?,
         })
@@ -667,8 +661,8 @@ fn proven_line(
 
 fn changed_row(row: &Row) -> StoreResult<ChangedRow> {
     Ok(ChangedRow {
-        key: text(row, "key_value")?,
-        change: text(row, "change_value")?,
+        key: row.text("key_value")?,
+        change: row.text("change_value")?,
         at: required(row, "change_at")?,
     })
 }
@@ -850,12 +844,7 @@ impl SourceDb for MsSource {
         &self,
         source: &SourceTable,
     ) -> StoreResult<Result<TableQueries, Invalid>> {
-        if let Err(invalid) = NAMES.check(&[
-            ("schema", &source.schema),
-            ("table", &source.table),
-            ("key column", &source.key_column),
-            ("change column", &source.change_column),
-        ]) {
+        if let Err(invalid) = NAMES.check_table(source) {
             return Ok(Err(invalid));
         }
         let rows = self
@@ -885,8 +874,8 @@ impl SourceDb for MsSource {
             return Ok(Ok(queries));
         }
         let table_id: i32 = required(row, "table_id")?;
-        let key_name = text(row, "key_name")?;
-        let change_name = text(row, "change_name")?;
+        let key_name = row.text("key_name")?;
+        let change_name = row.text("change_name")?;
         let found = self
             .db
             .query(
@@ -1013,15 +1002,7 @@ impl SourceDb for MsSource {
             .collect();
         let batch = serde_json::to_string(&batch).expect("events always serialize");
         let rows = self.db.query(&table.compare_versions, &[&batch]).await?;
-        let mut checks = vec![None; events.len()];
-        for row in &rows {
-            let check = VersionCheck {
-                current: opt_text(row, "change_value")?,
-                ordering: required::<i32>(row, "ordering")?.cmp(&0),
-            };
-            at_position(&mut checks, required(row, "position")?)?.get_or_insert(check);
-        }
-        Ok(checks)
+        version_checks(&rows, events.len())
     }
 
     /// One `EXEC` per key, in turn on one session: a procedure's result sets cannot be told
@@ -1114,45 +1095,33 @@ impl Driver for MsDriver {
     }
 }
 
-/// A column read as `T`; `None` if NULL. A missing column or another type is refused with
-/// the column's name.
-fn cell<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> StoreResult<Option<T>> {
-    row.try_get(column)
-        .map_err(|error| notify::column_error(column, error))
-}
-
-/// A column the query always fills.
-fn filled<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> StoreResult<T> {
-    cell(row, column)?.ok_or_else(|| notify::column_error(column, "NULL"))
-}
-
 impl Record for Row {
     fn text(&self, column: &str) -> StoreResult<String> {
-        Ok(filled::<&str>(self, column)?.to_owned())
+        Ok(required::<&str>(self, column)?.to_owned())
     }
 
     fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
-        Ok(cell::<&str>(self, column)?.map(str::to_owned))
+        Ok(value::<&str>(self, column)?.map(str::to_owned))
     }
 
     fn i32(&self, column: &str) -> StoreResult<i32> {
-        filled(self, column)
+        required(self, column)
     }
 
     fn i64(&self, column: &str) -> StoreResult<i64> {
-        filled(self, column)
+        required(self, column)
     }
 
     fn bool(&self, column: &str) -> StoreResult<bool> {
-        filled(self, column)
+        required(self, column)
     }
 
     fn time(&self, column: &str) -> StoreResult<DateTime<Utc>> {
-        filled(self, column)
+        required(self, column)
     }
 
     fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        cell(self, column)
+        value(self, column)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::storable;
-use super::{AttemptColumns, NotifyDb, StoreError, StoreResult, parse_channel, payload_text};
+use super::{AttemptColumns, NotifyDb, Record, StoreError, StoreResult, payload_text};
 use crate::model::{
     AttemptOutcome, Channel, LateFinder, Mark, MergeFunction, MessageKey, MessageStatus,
     NewMessage, OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable,
@@ -42,28 +42,6 @@ pub(crate) enum Param<'a> {
     Texts(&'a [&'a str]),
     /// A JSON document, bound as text on both engines.
     Json(&'a str),
-}
-
-/// A row's columns read without panicking: a column missing, NULL where a value is expected
-/// or of another type than the code expects (the schema changed under a running service) is
-/// a refused statement naming the column.
-pub(crate) trait Record {
-    fn text(&self, column: &str) -> StoreResult<String>;
-    fn opt_text(&self, column: &str) -> StoreResult<Option<String>>;
-    fn i32(&self, column: &str) -> StoreResult<i32>;
-    fn i64(&self, column: &str) -> StoreResult<i64>;
-    fn bool(&self, column: &str) -> StoreResult<bool>;
-    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>>;
-    fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>>;
-
-    fn channel(&self, column: &str) -> StoreResult<Channel> {
-        parse_channel(&self.text(column)?)
-    }
-}
-
-/// The refusal for a column that does not read as the code expects.
-pub(crate) fn column_error(column: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Refused(format!("column {column}: {error}").into())
 }
 
 /// One engine's way to run the notification database's queries.

@@ -20,10 +20,10 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement};
 
 use super::detection::{self, PageRow, Pager};
-use super::notify::{self, Driver, Param, Queries, Record};
+use super::notify::{self, Driver, Param, Queries};
 use super::{
-    Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, SourceDb, StoreError,
-    StoreResult, TableQueries, VersionCheck, at_position, fill,
+    Invalid, LogConnectionErrors, MergeCall, MergeRow, NameLimit, Record, SourceDb, StoreError,
+    StoreResult, TableQueries, VersionCheck, at_position, fill, version_checks,
 };
 use crate::config::{DatabaseSettings, DetectorSettings};
 use crate::model::{ChangedRow, Changes, Mark, MergeFunction, RowPosition, SourceTable};
@@ -339,12 +339,7 @@ impl SourceDb for PgSource {
         &self,
         source: &SourceTable,
     ) -> StoreResult<Result<TableQueries, Invalid>> {
-        if let Err(invalid) = NAMES.check(&[
-            ("schema", &source.schema),
-            ("table", &source.table),
-            ("key column", &source.key_column),
-            ("change column", &source.change_column),
-        ]) {
+        if let Err(invalid) = NAMES.check_table(source) {
             return Ok(Err(invalid));
         }
         let rows = self
@@ -590,15 +585,7 @@ impl SourceDb for PgSource {
             .db
             .query(&table.compare_versions, &[&keys, &versions])
             .await?;
-        let mut checks = vec![None; events.len()];
-        for row in &rows {
-            let check = VersionCheck {
-                current: row.cell("change_value")?,
-                ordering: row.cell::<i32>("ordering")?.cmp(&0),
-            };
-            at_position(&mut checks, row.cell("position")?)?.get_or_insert(check);
-        }
-        Ok(checks)
+        version_checks(&rows, events.len())
     }
 
     async fn merge(

@@ -24,9 +24,10 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use tiberius::Row;
 
-use super::{Session, refused, required, text, value};
+use super::{Session, refused, required, value};
 use crate::config::DetectorSettings;
 use crate::model::{ChangedRow, Changes, Mark};
+use crate::store::Record;
 use crate::store::detection::PAGES_PER_PASS;
 use crate::store::{CaptureQueries, StoreResult};
 
@@ -364,8 +365,8 @@ fn capture_row(row: &Row) -> StoreResult<CaptureRow> {
             operation: required(row, "operation")?,
         },
         row: ChangedRow {
-            key: text(row, "key_value")?,
-            change: text(row, "change_value")?,
+            key: row.text("key_value")?,
+            change: row.text("change_value")?,
             at: required(row, "change_at")?,
         },
     })
