@@ -94,12 +94,6 @@ impl Renderer {
         &self.settings
     }
 
-    /// Renders one change; see [`Renderer::render_all`].
-    pub async fn render(&self, change: &Change) -> StoreResult<Rendering> {
-        let mut rendered = self.render_all(std::slice::from_ref(change)).await?;
-        Ok(rendered.pop().expect("one rendering per change"))
-    }
-
     /// Renders each change, in order. The changes of one schedule share their round trips to
     /// the replica: one version check for them all, and one merge statement where the engine
     /// batches merge calls (else the calls run `merge_concurrency` at a time). Errs only when
