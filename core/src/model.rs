@@ -312,6 +312,18 @@ pub struct OutgoingMessage {
     pub counted_attempts: i32,
 }
 
+/// A message a sender took from the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claimed {
+    /// Marked `sending`, its call due now as attempt number `attempt`.
+    Sending {
+        message: OutgoingMessage,
+        attempt: i32,
+    },
+    /// Marked `suppressed`: its recipient is on the suppression list.
+    Suppressed { message_id: i64 },
+}
+
 /// How one provider call ended, as recorded on the message and its attempt row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptOutcome {

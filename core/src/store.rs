@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, Engine};
 use crate::model::{
-    AttemptOutcome, ChangedRow, Changes, Channel, LateFinder, Mark, MergeFunction, MessageStatus,
-    NewMessage, OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable,
+    AttemptOutcome, ChangedRow, Changes, Channel, Claimed, LateFinder, Mark, MergeFunction,
+    MessageStatus, NewMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable,
     Template,
 };
 
@@ -233,32 +233,18 @@ pub trait NotifyDb: Send + Sync + 'static {
     /// At a sender's start: its own messages caught in a provider call are `in_doubt`.
     /// Returns how many went `in_doubt`.
     async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64>;
-    /// Its claims not yet begun go back to the queue (at a sender's start and clean stop).
-    async fn release_claims(&self, owner: &str) -> StoreResult<u64>;
     /// Messages whose sender's lease ran out during a provider call become `in_doubt`.
     async fn expire_lost_sends(&self) -> StoreResult<u64>;
-    /// Claims due `queued` messages for `owner` until `lease` runs out.
-    /// Leases up to `limit` due messages to `owner`, none on the `paused` channels, each with
-    /// whether its recipient is suppressed.
+    /// Takes up to `limit` due `queued` messages on `channels` for `owner` and starts their
+    /// calls in the same statement: each is marked `sending` with its attempt row, under a
+    /// lease that covers the call; one whose recipient is suppressed is marked `suppressed`.
     async fn claim_outgoing(
         &self,
         owner: &str,
         lease: Duration,
         limit: u32,
-        paused: &[Channel],
-    ) -> StoreResult<Vec<(OutgoingMessage, bool)>>;
-    /// Marks a claimed message `suppressed`.
-    async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()>;
-    /// Puts a claimed message not yet begun back in the queue, due after `wait`.
-    async fn defer(&self, message_id: i64, owner: &str, wait: Duration) -> StoreResult<()>;
-    /// Marks claimed messages `sending` and opens their attempt rows, extending the lease to
-    /// cover the calls. Returns `(message id, attempt number)` for those still claimed.
-    async fn begin_attempts(
-        &self,
-        message_ids: &[i64],
-        owner: &str,
-        lease: Duration,
-    ) -> StoreResult<Vec<(i64, i32)>>;
+        channels: &[Channel],
+    ) -> StoreResult<Vec<Claimed>>;
     /// Records how attempts ended: `(message id, attempt number, outcome)`.
     async fn finish_attempts(&self, finished: &[(i64, i32, AttemptOutcome)]) -> StoreResult<()>;
 }

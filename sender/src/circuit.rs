@@ -1,7 +1,7 @@
 //! One circuit per provider: after it refuses our credentials (or they are not set), nothing
-//! more is sent to it until a single probe gets any other answer. Messages that come up
-//! meanwhile go back to the queue untouched, and the refused calls are not counted, so no
-//! message spends its attempts while an operator fixes a key.
+//! more is sent to it until a single probe gets any other answer. Its channel's messages stay
+//! in the queue meanwhile, untouched, and the refused calls are not counted, so no message
+//! spends its attempts while an operator fixes a key.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,7 @@ use crate::provider::Delivery;
 
 /// The longest pause between probes.
 const PAUSE_MAX: Duration = Duration::from_secs(60);
-/// While a probe is out, other messages wait this long (or the pause, if shorter).
+/// While a probe is out, calls refused meanwhile wait this long (or the pause, if shorter).
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// What a message on a channel may do now.
@@ -24,8 +24,8 @@ pub enum Permit {
     /// Send: it is the one call that finds out whether the credentials work again; its
     /// ticket goes back with its result.
     Probe(u64),
-    /// Go back to the queue for this long.
-    Wait(Duration),
+    /// Stay in the queue.
+    Wait,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,19 +67,14 @@ impl Circuits {
                 *state = State::Probing { pause, ticket };
                 Permit::Probe(ticket)
             }
-            State::Open { until, .. } => Permit::Wait(until - now),
-            State::Probing { pause, .. } => Permit::Wait(pause.min(PROBE_WAIT)),
+            State::Open { .. } => Permit::Wait,
+            State::Probing { .. } => Permit::Wait,
         }
     }
 
-    /// Whether messages on `channel` would only be sent back to the queue now (so they need
-    /// not be claimed).
-    pub fn paused(&self, channel: Channel) -> bool {
-        match *self.state(channel) {
-            State::Closed => false,
-            State::Open { until, .. } => Instant::now() < until,
-            State::Probing { .. } => true,
-        }
+    /// Whether `channel`'s provider takes calls (no permit needed).
+    pub fn closed(&self, channel: Channel) -> bool {
+        *self.state(channel) == State::Closed
     }
 
     /// Probe `ticket` was granted but never made: the next message probes instead.
@@ -219,8 +214,8 @@ mod tests {
             Some(first)
         );
         assert_eq!(circuits.permit(Channel::Sms), Permit::Send, "other channel");
-        assert!(circuits.paused(Channel::Email) && !circuits.paused(Channel::Sms));
-        assert_eq!(circuits.permit(Channel::Email), Permit::Wait(first));
+        assert!(!circuits.closed(Channel::Email) && circuits.closed(Channel::Sms));
+        assert_eq!(circuits.permit(Channel::Email), Permit::Wait);
         // Calls already in flight when it opened wait out the same pause.
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(
@@ -229,11 +224,10 @@ mod tests {
         );
 
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(!circuits.paused(Channel::Email), "due for a probe");
         let ticket = probe(circuits.permit(Channel::Email));
         // While the probe is out, others wait a second at most, and are not claimed.
-        assert_eq!(circuits.permit(Channel::Email), Permit::Wait(PROBE_WAIT));
-        assert!(circuits.paused(Channel::Email));
+        assert_eq!(circuits.permit(Channel::Email), Permit::Wait);
+        assert!(!circuits.closed(Channel::Email));
         // A late refusal of an earlier call does not count as the probe's.
         assert_eq!(
             circuits.record(Channel::Email, &refused(), None),
@@ -278,7 +272,7 @@ mod tests {
         let ticket = probe(circuits.permit(Channel::Sms));
         // Only the probe's own ticket gives the probe back.
         circuits.probe_not_made(Channel::Sms, ticket + 100);
-        assert_eq!(circuits.permit(Channel::Sms), Permit::Wait(PROBE_WAIT));
+        assert_eq!(circuits.permit(Channel::Sms), Permit::Wait);
         circuits.probe_not_made(Channel::Sms, ticket);
         probe(circuits.permit(Channel::Sms));
     }

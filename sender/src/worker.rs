@@ -3,14 +3,14 @@
 //!
 //! Guarantees:
 //! - At start, this instance's calls left unfinished by an earlier run are declared
-//!   `in_doubt` before anything is claimed; its other claims are released.
-//! - Messages are marked `sending` (`begin_attempts`, one statement per claim) immediately
-//!   before their provider calls, and a call is made only if that mark was written while
-//!   the claim was still ours. Outcomes of calls that ended together are recorded in one
+//!   `in_doubt` before anything is claimed.
+//! - A claim marks its messages `sending`, each with its attempt row, in the statement that
+//!   takes them from the queue, and their calls leave as soon as it returns: no message is
+//!   claimed but not begun. Outcomes of calls that ended together are recorded in one
 //!   statement, before their slots are refilled. Calls, the next claim and the recording of
-//!   ended calls run side by side: no stage waits for another's round trip. A crash, a lost lease or an outcome that
-//!   cannot be recorded leaves a message `sending`, which becomes `in_doubt`: never resent
-//!   automatically.
+//!   ended calls run side by side: no stage waits for another's round trip. A crash, a lost
+//!   lease or an outcome that cannot be recorded leaves a message `sending`, which becomes
+//!   `in_doubt`: never resent automatically.
 //! - Transient refusals retry with exponential backoff and jitter, never before the
 //!   provider's rate-limit reset, and end `failed` after `max_attempts`; permanent refusals end
 //!   `failed` at once, with the provider's reason.
@@ -19,7 +19,6 @@
 //! - On cancellation nothing new is claimed or started; calls in flight (each bounded by
 //!   `http_timeout`) finish and their outcomes are recorded.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use herald_core::backoff;
 use herald_core::config::SenderSettings;
-use herald_core::model::{AttemptOutcome, Channel, OutgoingMessage};
+use herald_core::model::{AttemptOutcome, Channel, Claimed, OutgoingMessage};
 use herald_core::store::{NotifyDb, StoreError, StoreResult};
 use herald_core::telemetry::error_chain;
 use tokio::time::Instant;
@@ -152,13 +151,7 @@ impl Sender {
                 () = cancel.cancelled(), if !stopping => {}
             }
         }
-        match self.store.release_claims(&self.settings.instance_id).await {
-            Ok(released) => tracing::info!(released, "sender stopped"),
-            Err(error) => tracing::warn!(
-                error = %error_chain(&error),
-                "sender stopped; its unstarted claims wait for their lease to run out"
-            ),
-        }
+        tracing::info!("sender stopped");
     }
 
     /// Retries until it works; false if cancelled first.
@@ -168,7 +161,7 @@ impl Sender {
         loop {
             let recovered = tokio::select! {
                 () = cancel.cancelled() => return false,
-                recovered = self.recover_and_release(owner) => recovered,
+                recovered = self.store.recover_own_claims(owner) => recovered,
             };
             match recovered {
                 Ok(0) => return true,
@@ -193,20 +186,12 @@ impl Sender {
         }
     }
 
-    /// This instance's `sending` messages go `in_doubt`, then its other claims are released.
-    async fn recover_and_release(&self, owner: &str) -> StoreResult<u64> {
-        let in_doubt = self.store.recover_own_claims(owner).await?;
-        self.store.release_claims(owner).await?;
-        Ok(in_doubt)
-    }
-
-    /// Claims up to `free` due messages (first looking for lost sends, if `expire`) and marks
-    /// those to be sent now `sending`; returns
-    /// them with their attempt numbers and probe tickets, and whether the claim took as many
-    /// as it asked for.
+    /// Claims up to `free` due messages (first looking for lost sends, if `expire`) on the
+    /// channels whose provider takes calls, marked `sending` by the claim itself; a paused
+    /// provider, once its pause is over, gets one message of its channel as the probe.
+    /// Returns the calls to make, with their attempt numbers and probe tickets, and whether
+    /// the claim took as many as it asked for.
     async fn claim_and_begin(&self, free: usize, expire: bool) -> StoreResult<(Vec<Begun>, bool)> {
-        let settings = &self.settings;
-        let owner = &settings.instance_id;
         if expire {
             let in_doubt = self.store.expire_lost_sends().await?;
             if in_doubt > 0 {
@@ -216,88 +201,66 @@ impl Sender {
                 );
             }
         }
-        let limit = u32::try_from(free).unwrap_or(u32::MAX);
-        let paused: Vec<Channel> = [Channel::Email, Channel::Sms]
+        let (open, paused): (Vec<Channel>, Vec<Channel>) = [Channel::Email, Channel::Sms]
             .into_iter()
-            .filter(|&channel| self.circuits.paused(channel))
-            .collect();
-        let claimed = self
-            .store
-            .claim_outgoing(owner, settings.lease, limit, &paused)
-            .await?;
-        let claimed_all = claimed.len() == free;
-        let mut to_send = Vec::with_capacity(claimed.len());
-        for (message, suppressed) in claimed {
-            if suppressed {
-                self.suppress(&message).await;
-                continue;
-            }
-            match self.circuits.permit(message.channel) {
-                Permit::Send => to_send.push((message, None)),
-                Permit::Probe(ticket) => to_send.push((message, Some(ticket))),
-                Permit::Wait(wait) => self.defer(&message, wait).await,
-            }
-        }
-        if to_send.is_empty() {
-            return Ok((Vec::new(), claimed_all));
-        }
-        let ids: Vec<i64> = to_send.iter().map(|(m, _)| m.message_id).collect();
-        let begun = self.store.begin_attempts(&ids, owner, settings.lease).await;
-        let attempts: HashMap<i64, i32> = match &begun {
-            Ok(begun) => begun.iter().copied().collect(),
-            Err(_) => HashMap::new(),
-        };
-        let mut calls = Vec::with_capacity(attempts.len());
-        for (message, probe) in to_send {
-            let Some(&attempt) = attempts.get(&message.message_id) else {
-                if let Some(ticket) = probe {
-                    self.circuits.probe_not_made(message.channel, ticket);
-                }
-                if begun.is_ok() {
-                    tracing::info!(
-                        message_id = message.message_id,
-                        "claim lost to another sender: not sent"
-                    );
-                }
-                continue;
-            };
-            calls.push((message, attempt, probe));
-        }
-        begun?;
-        Ok((calls, claimed_all))
-    }
-
-    async fn suppress(&self, message: &OutgoingMessage) {
-        match self
-            .store
-            .suppress(message.message_id, &self.settings.instance_id)
-            .await
-        {
-            Ok(()) => tracing::info!(
-                message_id = message.message_id,
-                "recipient is suppressed: not sent"
-            ),
-            Err(error) => tracing::warn!(
-                message_id = message.message_id,
-                error = %error_chain(&error),
-                "could not mark the message suppressed; it will be claimed again"
-            ),
-        }
-    }
-
-    /// Back to the queue while its provider is paused.
-    async fn defer(&self, message: &OutgoingMessage, wait: Duration) {
-        let deferred = self
-            .store
-            .defer(message.message_id, &self.settings.instance_id, wait)
-            .await;
-        if let Err(error) = deferred {
-            tracing::warn!(
-                message_id = message.message_id,
-                error = %error_chain(&error),
-                "provider paused; the message waits for its claim to run out"
+            .partition(|&channel| self.circuits.closed(channel));
+        let mut begun: Vec<Begun> = Vec::with_capacity(free);
+        let mut claimed_all = false;
+        if !open.is_empty() {
+            let (claimed, taken) = self.claim(free, &open).await?;
+            claimed_all = taken == free;
+            begun.extend(
+                claimed
+                    .into_iter()
+                    .map(|(message, attempt)| (message, attempt, None)),
             );
         }
+        for channel in paused {
+            let Permit::Probe(ticket) = self.circuits.permit(channel) else {
+                continue;
+            };
+            match self.claim(1, &[channel]).await {
+                Ok((probe, _)) => match probe.into_iter().next() {
+                    Some((message, attempt)) => begun.push((message, attempt, Some(ticket))),
+                    None => self.circuits.probe_not_made(channel, ticket),
+                },
+                Err(error) => {
+                    self.circuits.probe_not_made(channel, ticket);
+                    // Calls already begun are made whatever happens here.
+                    if begun.is_empty() {
+                        return Err(error);
+                    }
+                    tracing::warn!(%channel, error = %error_chain(&error), "could not claim the probe");
+                }
+            }
+        }
+        Ok((begun, claimed_all))
+    }
+
+    /// One claim of up to `limit` messages on `channels`: those to send now, with their
+    /// attempt numbers, and how many it took in all (suppressed ones too).
+    async fn claim(
+        &self,
+        limit: usize,
+        channels: &[Channel],
+    ) -> StoreResult<(Vec<(OutgoingMessage, i32)>, usize)> {
+        let settings = &self.settings;
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let claimed = self
+            .store
+            .claim_outgoing(&settings.instance_id, settings.lease, limit, channels)
+            .await?;
+        let taken = claimed.len();
+        let mut sending = Vec::with_capacity(taken);
+        for claim in claimed {
+            match claim {
+                Claimed::Sending { message, attempt } => sending.push((message, attempt)),
+                Claimed::Suppressed { message_id } => {
+                    tracing::info!(message_id, "recipient is suppressed: not sent");
+                }
+            }
+        }
+        Ok((sending, taken))
     }
 
     /// One provider call for a message already marked `sending`, and how it ended (the run

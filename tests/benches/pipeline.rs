@@ -3,8 +3,8 @@
 //!
 //! 1. Raw stages, each alone: the broker (produce, then consume, with the services' own
 //!    client settings, `kafka::producer_config` / `consumer_config`); the notification
-//!    database (the sender's statement cycle per claim, `claim_outgoing` → `begin_attempts` →
-//!    `finish_attempts`, a window of `max_in_flight` at a time, through `NotifyDb`); HTTP to
+//!    database (the sender's statement cycle per claim, `claim_outgoing`, which marks its
+//!    messages `sending`, → `finish_attempts`, a window of `max_in_flight` at a time, through `NotifyDb`); HTTP to
 //!    the fake provider (the sender's own client and SendGrid request, `max_in_flight` calls
 //!    in flight), at the configured provider latency and at 0.
 //! 2. The pipeline: the detector, K renderers and K senders on local defaults
@@ -36,7 +36,7 @@ use fake_provider::{Config as ProviderConfig, FakeProvider, Received};
 use herald_core::config::Settings;
 use herald_core::event::ChangeEvent;
 use herald_core::kafka;
-use herald_core::model::{AttemptOutcome, Channel, OutgoingMessage};
+use herald_core::model::{AttemptOutcome, Channel, Claimed, OutgoingMessage};
 use herald_core::store::connect_notify;
 use herald_tests::{
     Db, Engine, Replica, SENDGRID_KEY, Service, Stack, TWILIO_TOKEN, provider_config, repo_root,
@@ -344,14 +344,18 @@ async fn notify_cycle(
     let started = Instant::now();
     let mut sent = 0;
     loop {
-        let claimed = db.claim_outgoing(owner, lease, window as u32, &[]).await?;
+        let claimed = db
+            .claim_outgoing(owner, lease, window as u32, &[Channel::Email])
+            .await?;
         if claimed.is_empty() {
             break;
         }
-        let ids: Vec<i64> = claimed.iter().map(|(m, _)| m.message_id).collect();
-        let begun = db.begin_attempts(&ids, owner, lease).await?;
-        let finished: Vec<(i64, i32, AttemptOutcome)> = begun
+        let finished: Vec<(i64, i32, AttemptOutcome)> = claimed
             .into_iter()
+            .filter_map(|claim| match claim {
+                Claimed::Sending { message, attempt } => Some((message.message_id, attempt)),
+                Claimed::Suppressed { .. } => None,
+            })
             .map(|(id, attempt)| {
                 let outcome = AttemptOutcome::Sent {
                     http_status: 202,

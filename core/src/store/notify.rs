@@ -17,7 +17,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use super::storable;
 use super::{AttemptColumns, NotifyDb, Record, StoreError, StoreResult, payload_text};
 use crate::model::{
-    AttemptOutcome, Channel, LateFinder, Mark, MergeFunction, MessageKey, MessageStatus,
+    AttemptOutcome, Channel, Claimed, LateFinder, Mark, MergeFunction, MessageKey, MessageStatus,
     NewMessage, OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable,
     Template,
 };
@@ -97,12 +97,8 @@ queries!(
     render_claim_retries,
     render_finish_retry,
     send_recover_own,
-    send_release_claims,
     send_expire_lost,
     send_claim,
-    send_suppress,
-    send_defer,
-    send_begin_attempts,
     send_finish_attempts,
 );
 
@@ -553,11 +549,6 @@ impl<D: Driver> NotifyDb for Notify<D> {
         self.count(sql, &[Param::Text(owner)], "lost").await
     }
 
-    async fn release_claims(&self, owner: &str) -> StoreResult<u64> {
-        let sql = D::QUERIES.send_release_claims;
-        self.count(sql, &[Param::Text(owner)], "released").await
-    }
-
     async fn expire_lost_sends(&self) -> StoreResult<u64> {
         self.count(D::QUERIES.send_expire_lost, &[], "lost").await
     }
@@ -567,18 +558,22 @@ impl<D: Driver> NotifyDb for Notify<D> {
         owner: &str,
         lease: Duration,
         limit: u32,
-        paused: &[Channel],
-    ) -> StoreResult<Vec<(OutgoingMessage, bool)>> {
-        let paused: Vec<&str> = paused.iter().map(|c| c.as_str()).collect();
+        channels: &[Channel],
+    ) -> StoreResult<Vec<Claimed>> {
+        let channels: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
         let params = [
             Param::Text(owner),
             Param::Interval(lease),
             Param::I64(i64::from(limit)),
-            Param::Texts(&paused),
+            Param::Texts(&channels),
         ];
         self.rows(D::QUERIES.send_claim, &params, |row| {
+            let message_id = row.i64("message_id")?;
+            if row.bool("suppressed")? {
+                return Ok(Claimed::Suppressed { message_id });
+            }
             let message = OutgoingMessage {
-                message_id: row.i64("message_id")?,
+                message_id,
                 tenant: row.text("tenant")?,
                 schedule_id: row.i64("schedule_id")?,
                 channel: row.channel("channel")?,
@@ -589,38 +584,8 @@ impl<D: Driver> NotifyDb for Notify<D> {
                 body_text: row.text("body_text")?,
                 counted_attempts: row.i32("counted_attempts")?,
             };
-            Ok((message, row.bool("suppressed")?))
-        })
-        .await
-    }
-
-    async fn suppress(&self, message_id: i64, owner: &str) -> StoreResult<()> {
-        let params = [Param::I64(message_id), Param::Text(owner)];
-        self.run(D::QUERIES.send_suppress, &params).await
-    }
-
-    async fn defer(&self, message_id: i64, owner: &str, wait: Duration) -> StoreResult<()> {
-        let params = [
-            Param::I64(message_id),
-            Param::Text(owner),
-            Param::Interval(wait),
-        ];
-        self.run(D::QUERIES.send_defer, &params).await
-    }
-
-    async fn begin_attempts(
-        &self,
-        message_ids: &[i64],
-        owner: &str,
-        lease: Duration,
-    ) -> StoreResult<Vec<(i64, i32)>> {
-        let params = [
-            Param::Ids(message_ids),
-            Param::Text(owner),
-            Param::Interval(lease),
-        ];
-        self.rows(D::QUERIES.send_begin_attempts, &params, |row| {
-            Ok((row.i64("message_id")?, row.i32("attempt")?))
+            let attempt = row.i32("attempt")?;
+            Ok(Claimed::Sending { message, attempt })
         })
         .await
     }

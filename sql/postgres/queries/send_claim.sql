@@ -1,22 +1,42 @@
--- Lease ($1 owner, $2 seconds) up to $3 due queued messages, none on channels $4 (their
--- provider is paused), with whether the recipient is suppressed.
-UPDATE message m
-   SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2::float8)
- WHERE m.message_id IN (
-           SELECT message_id
-             FROM message
-            WHERE status = 'queued'
-              AND next_attempt_at <= now()
-              AND channel <> ALL($4::text[])
-              AND (lease_expires_at IS NULL OR lease_expires_at < now())
-            ORDER BY next_attempt_at
-            LIMIT $3
-              FOR UPDATE SKIP LOCKED)
-RETURNING m.message_id, m.tenant, m.schedule_id, m.channel, m.recipient, m.recipient_name,
-          m.subject, m.body_html, m.body_text,
-          m.send_attempts - m.uncounted_attempts AS counted_attempts,
-          EXISTS (SELECT 1
-                    FROM suppression s
-                   WHERE s.tenant = m.tenant
-                     AND s.channel = m.channel
-                     AND lower(s.address) = lower(m.recipient)) AS suppressed
+-- Sender $1 takes up to $3 due queued messages on channels $4 and starts their provider
+-- calls: each goes `sending` with its attempt row, under a lease of $2 seconds that covers
+-- the call; one whose recipient is on the suppression list goes `suppressed` instead. One
+-- statement, so no message is ever claimed but not begun. Returns both, `sending` ones
+-- with their attempt number and the attempts counted before it.
+WITH due AS (
+    SELECT message_id,
+           EXISTS (SELECT 1
+                     FROM suppression s
+                    WHERE s.tenant = message.tenant
+                      AND s.channel = message.channel
+                      AND lower(s.address) = lower(message.recipient)) AS suppressed
+      FROM message
+     WHERE status = 'queued'
+       AND next_attempt_at <= now()
+       AND channel = ANY($4::text[])
+       -- a claim made by a sender of an earlier version, not begun
+       AND (lease_expires_at IS NULL OR lease_expires_at < now())
+     ORDER BY next_attempt_at
+     LIMIT $3
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE message m
+       SET status = CASE WHEN due.suppressed THEN 'suppressed' ELSE 'sending' END,
+           send_attempts = m.send_attempts + CASE WHEN due.suppressed THEN 0 ELSE 1 END,
+           last_error = CASE WHEN due.suppressed
+                             THEN 'the recipient is on the suppression list' END,
+           lease_owner = CASE WHEN due.suppressed THEN NULL ELSE $1 END,
+           lease_expires_at = CASE WHEN due.suppressed THEN NULL
+                                   ELSE now() + make_interval(secs => $2::float8) END,
+           updated_at = now()
+      FROM due
+     WHERE m.message_id = due.message_id
+    RETURNING m.message_id, m.tenant, m.schedule_id, m.channel, m.recipient, m.recipient_name,
+              m.subject, m.body_html, m.body_text, due.suppressed,
+              m.send_attempts AS attempt,
+              m.send_attempts - m.uncounted_attempts - 1 AS counted_attempts
+), attempts AS (
+    INSERT INTO delivery_attempt (message_id, attempt, sender)
+    SELECT message_id, attempt, $1 FROM claimed WHERE NOT suppressed
+)
+SELECT * FROM claimed
