@@ -34,6 +34,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::emit::Emitter;
+use crate::metrics::{DetectorMetrics, Pass};
 use crate::schedules::{ScheduleBook, Watched};
 use crate::sweep::Sweep;
 
@@ -72,6 +73,7 @@ pub struct Detector {
     held_back: HashSet<i64>,
     /// The schedules this detector holds, for the sweep.
     held: watch::Sender<Vec<Watched>>,
+    metrics: Arc<DetectorMetrics>,
 }
 
 impl Detector {
@@ -80,8 +82,10 @@ impl Detector {
         notify: Arc<dyn NotifyDb>,
         kafka: KafkaSettings,
         settings: DetectorSettings,
+        metrics: Arc<DetectorMetrics>,
     ) -> Result<Self, KafkaError> {
         Ok(Detector {
+            metrics,
             emitter: Emitter::new(kafka.clone())?,
             source,
             notify,
@@ -102,6 +106,7 @@ impl Detector {
             notify: self.notify.clone(),
             kafka: self.kafka.clone(),
             settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
         };
         let sweeping = tokio::spawn(sweep.run(self.held.subscribe(), cancel.clone()));
         let mut ticker = tokio::time::interval(self.settings.poll_interval);
@@ -138,6 +143,7 @@ impl Detector {
             .book
             .refresh(self.source.as_ref(), self.notify.as_ref())
             .await?;
+        self.metrics.schedules(self.book.verdicts());
         let ids: Vec<i64> = watched.iter().map(|w| w.schedule.id).collect();
         let held = if ids.is_empty() {
             Vec::new()
@@ -170,6 +176,7 @@ impl Detector {
                     self.book.reject(&watched.schedule, error);
                 }
                 Err(error) => {
+                    self.metrics.emit_failed(&watched.schedule);
                     self.emitter.recreate_if_fatal();
                     tracing::warn!(
                         schedule_id,
@@ -225,6 +232,7 @@ impl Detector {
         next.definition = Some(definition);
         let emitted = self.emitted.entry(schedule.id).or_default();
         let read = rows.len();
+        let newest = rows.iter().map(|row| row.at).max();
         let new: Vec<_> = rows.iter().filter(|row| emitted.is_new(row)).collect();
         self.emitter
             .emit(
@@ -258,6 +266,16 @@ impl Detector {
             tracing::info!(events = new, "changes emitted");
         }
         self.note_hold_back(schedule.id, held_back);
+        self.metrics.pass(
+            schedule,
+            Pass {
+                read,
+                emitted: new,
+                took: started.elapsed(),
+                hold_back: next.hold_back,
+                newest,
+            },
+        );
         Ok(Cycle {
             emitted: new,
             more: !complete,

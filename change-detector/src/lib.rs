@@ -6,5 +6,6 @@
 pub mod audit;
 pub mod detector;
 pub mod emit;
+pub mod metrics;
 pub mod schedules;
 pub mod sweep;

@@ -5,11 +5,15 @@
 //! acknowledged by Kafka before its mark moved, so a restart (or a SIGKILL) re-emits
 //! rather than skips.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use change_detector::detector::Detector;
+use change_detector::metrics::DetectorMetrics;
 use herald_core::config::Settings;
-use herald_core::telemetry::error_chain;
-use herald_core::{kafka, shutdown, store, telemetry};
+use herald_core::kafka::OffsetsReader;
+use herald_core::{kafka, metrics, shutdown, store, telemetry};
+use prometheus_client::registry::Registry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -23,21 +27,32 @@ async fn main() -> anyhow::Result<()> {
     let notify = store::connect_notify(&settings.notify)
         .await
         .context("connecting to the notification database")?;
-    loop {
-        let created = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            created = kafka::ensure_topic(&settings.kafka) => created,
-        };
-        let Err(error) = created else { break };
-        tracing::warn!(error = %error_chain(&error), topic = %settings.kafka.topic, "waiting for Kafka");
-        tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-        }
+    let mut registry = Registry::default();
+    let detector_metrics = DetectorMetrics::new(&mut registry);
+    if let Some(listen) = settings.metrics.detector {
+        let offsets =
+            Arc::new(OffsetsReader::new(&settings.kafka).context("creating a Kafka client")?);
+        let dependencies = vec![
+            metrics::notify_db(notify.clone()),
+            metrics::source_db(source.clone()),
+            metrics::broker(offsets),
+        ];
+        metrics::serve(listen, registry, dependencies, cancel.clone())
+            .await
+            .with_context(|| format!("listening on {listen} (metrics.detector)"))?;
     }
-    Detector::new(source, notify, settings.kafka, settings.detector)
-        .context("creating the Kafka producer")?
-        .run(cancel)
-        .await;
+    if !kafka::wait_for_topic(&settings.kafka, &cancel).await {
+        return Ok(());
+    }
+    Detector::new(
+        source,
+        notify,
+        settings.kafka,
+        settings.detector,
+        detector_metrics,
+    )
+    .context("creating the Kafka producer")?
+    .run(cancel)
+    .await;
     Ok(())
 }

@@ -101,6 +101,13 @@ impl ScheduleBook {
         Ok(watched)
     }
 
+    /// Each active schedule, with whether it is in error.
+    pub fn verdicts(&self) -> impl Iterator<Item = (&Schedule, bool)> {
+        self.verdicts
+            .values()
+            .map(|verdict| (&verdict.schedule, verdict.result.is_err()))
+    }
+
     /// Marks a schedule invalid after its poll was refused, so the error is recorded now and
     /// the catalog is asked again later.
     pub fn reject(&mut self, schedule: &Schedule, error: Invalid) {

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Check, CheckError, SendLateError, due, send_late};
 use crate::emit::Emitter;
+use crate::metrics::DetectorMetrics;
 use crate::schedules::Watched;
 
 /// How long a sweep waits for the renderers to catch up before trying again next time.
@@ -29,6 +30,7 @@ pub struct Sweep {
     pub notify: Arc<dyn NotifyDb>,
     pub kafka: KafkaSettings,
     pub settings: DetectorSettings,
+    pub metrics: Arc<DetectorMetrics>,
 }
 
 impl Sweep {
@@ -110,6 +112,7 @@ impl Sweep {
             LateFinder::Sweep,
         )
         .await?;
+        self.metrics.late(schedule, findings.missing.len());
         for row in &findings.missing {
             tracing::warn!(
                 schedule = %schedule.name,

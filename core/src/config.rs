@@ -7,6 +7,7 @@
 //! log or a `Debug` print.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -55,6 +56,7 @@ pub struct Settings {
     pub renderer: RendererSettings,
     pub sender: SenderSettings,
     pub providers: ProviderSettings,
+    pub metrics: MetricsSettings,
 }
 
 impl Settings {
@@ -379,6 +381,38 @@ pub struct SenderSettings {
     pub backoff_max: Duration,
     #[serde(with = "humantime_serde")]
     pub http_timeout: Duration,
+}
+
+/// Where each service serves `/metrics`, `/healthz` and `/readyz` (empty: not served).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    #[serde(deserialize_with = "listen_address")]
+    pub detector: Option<SocketAddr>,
+    #[serde(deserialize_with = "listen_address")]
+    pub renderer: Option<SocketAddr>,
+    #[serde(deserialize_with = "listen_address")]
+    pub sender: Option<SocketAddr>,
+    /// How often the figures read from the databases and the broker (queue depth, consumer
+    /// lag) are read again: never per scrape, so scraping cannot load them.
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+/// `host:port`, or empty for none.
+fn listen_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a listen address (IP:port, such as 127.0.0.1:9401), nor empty for none"
+        ))
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]

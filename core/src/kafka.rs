@@ -12,7 +12,10 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::KafkaSettings;
+use crate::telemetry::error_chain;
 
 fn base_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -77,6 +80,24 @@ pub async fn ensure_topic(settings: &KafkaSettings) -> Result<(), KafkaError> {
     Ok(())
 }
 
+/// Creates the change topic unless it exists, waiting for the broker as long as it takes;
+/// false if cancelled first. Both the detector and the renderers do this at start, so a
+/// renderer never subscribes to a topic that does not exist yet.
+pub async fn wait_for_topic(settings: &KafkaSettings, cancel: &CancellationToken) -> bool {
+    loop {
+        let created = tokio::select! {
+            () = cancel.cancelled() => return false,
+            created = ensure_topic(settings) => created,
+        };
+        let Err(error) = created else { return true };
+        tracing::warn!(error = %error_chain(&error), topic = %settings.topic, "waiting for Kafka");
+        tokio::select! {
+            () = cancel.cancelled() => return false,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
 /// Offsets per partition of the change topic.
 pub type Offsets = BTreeMap<i32, i64>;
 
@@ -117,6 +138,17 @@ impl OffsetsReader {
                 Ok((partition, high))
             })
             .collect()
+    }
+
+    /// Answers if a broker does, with the change topic's metadata (for `/readyz`).
+    pub fn ping(&self, timeout: Duration) -> KafkaResult<()> {
+        self.client
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map(drop)
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// Where the topic ends and where the renderers' group resumes, per partition.

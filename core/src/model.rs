@@ -312,6 +312,19 @@ pub struct OutgoingMessage {
     pub counted_attempts: i32,
 }
 
+/// The open part of the queue for one tenant, schedule and status (`render_retry`,
+/// `queued`, `sending`, `in_doubt`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueDepth {
+    pub tenant: String,
+    /// The schedule's name (its id if the schedule is gone).
+    pub schedule: String,
+    pub status: String,
+    pub messages: i64,
+    /// How long ago the oldest of them was created.
+    pub oldest_seconds: f64,
+}
+
 /// A message a sender took from the queue.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claimed {
@@ -321,7 +334,7 @@ pub enum Claimed {
         attempt: i32,
     },
     /// Marked `suppressed`: its recipient is on the suppression list.
-    Suppressed { message_id: i64 },
+    Suppressed { message_id: i64, channel: Channel },
 }
 
 /// How one provider call ended, as recorded on the message and its attempt row.

@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, Engine};
 use crate::model::{
     AttemptOutcome, ChangedRow, Changes, Channel, Claimed, LateFinder, Mark, MergeFunction,
-    MessageStatus, NewMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable,
-    Template,
+    MessageStatus, NewMessage, QueueDepth, RenderRetry, Rendering, RowPosition, Schedule,
+    SourceTable, Template,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -101,8 +101,13 @@ pub struct MergeCall {
 /// address the message; everything else is a merge field.
 pub type MergeRow = serde_json::Map<String, serde_json::Value>;
 
+/// The statement that shows a database answers, the same on both engines.
+pub(crate) const PING: &str = "SELECT 1 AS ok";
+
 #[async_trait::async_trait]
 pub trait SourceDb: Send + Sync + 'static {
+    /// Answers if the database does (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
     /// Checks that the table and both columns exist and are usable; builds the poll queries.
     async fn resolve_table(
         &self,
@@ -156,6 +161,8 @@ pub trait SourceDb: Send + Sync + 'static {
 
 #[async_trait::async_trait]
 pub trait NotifyDb: Send + Sync + 'static {
+    /// Answers if the database does (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
     // Schedules and templates.
     async fn active_schedules(&self) -> StoreResult<Vec<Schedule>>;
     async fn schedule(&self, schedule_id: i64) -> StoreResult<Option<Schedule>>;
@@ -233,6 +240,8 @@ pub trait NotifyDb: Send + Sync + 'static {
     /// At a sender's start: its own messages caught in a provider call are `in_doubt`.
     /// Returns how many went `in_doubt`.
     async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64>;
+    /// The open part of the queue, per tenant, schedule and status.
+    async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>>;
     /// Messages whose sender's lease ran out during a provider call become `in_doubt`.
     async fn expire_lost_sends(&self) -> StoreResult<u64>;
     /// Takes up to `limit` due `queued` messages on `channels` for `owner` and starts their
@@ -258,6 +267,7 @@ pub(crate) trait Record {
     fn i32(&self, column: &str) -> StoreResult<i32>;
     fn i64(&self, column: &str) -> StoreResult<i64>;
     fn bool(&self, column: &str) -> StoreResult<bool>;
+    fn f64(&self, column: &str) -> StoreResult<f64>;
     fn time(&self, column: &str) -> StoreResult<DateTime<Utc>>;
     fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>>;
 

@@ -243,6 +243,7 @@ async fn reject(renderer: &Renderer, message: &OwnedMessage, reason: &str) -> St
             "change event could not be kept in rejected_event: it is only on the topic"
         ),
     }
+    renderer.metrics().rejected();
     Ok(())
 }
 

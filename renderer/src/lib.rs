@@ -4,6 +4,7 @@
 
 pub mod consumer;
 pub mod group_watch;
+pub mod metrics;
 pub mod render;
 pub mod retries;
 pub mod templates;

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use herald_core::config::{DetectionMode, Settings};
-use herald_core::{shutdown, store, telemetry};
+use herald_core::kafka::OffsetsReader;
+use herald_core::{kafka, metrics, shutdown, store, telemetry};
+use prometheus_client::registry::Registry;
+use renderer::metrics::RendererMetrics;
 use renderer::render::Renderer;
 use renderer::{consumer, group_watch, retries};
 
@@ -25,9 +28,39 @@ async fn main() -> anyhow::Result<()> {
     let notify = store::connect_notify(&settings.notify)
         .await
         .context("connecting to the notification database")?;
+    let mut registry = Registry::default();
+    let renderer_metrics = RendererMetrics::new(&mut registry);
+    if let Some(listen) = settings.metrics.renderer {
+        let offsets =
+            Arc::new(OffsetsReader::new(&settings.kafka).context("creating a Kafka client")?);
+        let dependencies = vec![
+            metrics::notify_db(notify.clone()),
+            metrics::source_db(source.clone()),
+            metrics::broker(offsets.clone()),
+        ];
+        metrics::serve(listen, registry, dependencies, cancel.clone())
+            .await
+            .with_context(|| format!("listening on {listen} (metrics.renderer)"))?;
+        tokio::spawn({
+            let (watcher, every, cancel) = (
+                renderer_metrics.clone(),
+                settings.metrics.refresh,
+                cancel.clone(),
+            );
+            async move { watcher.watch_lag(offsets, every, cancel).await }
+        });
+    }
+    if !kafka::wait_for_topic(&settings.kafka, &cancel).await {
+        return Ok(());
+    }
     let events =
         Arc::new(consumer::subscribe(&settings.kafka).context("subscribing to change events")?);
-    let renderer = Arc::new(Renderer::new(source, notify, settings.renderer));
+    let renderer = Arc::new(Renderer::new(
+        source,
+        notify,
+        settings.renderer,
+        renderer_metrics,
+    ));
 
     tracing::info!(topic = %settings.kafka.topic, group = %settings.kafka.consumer_group, "renderer running");
     let retrying = tokio::spawn(retries::run(renderer.clone(), cancel.clone()));

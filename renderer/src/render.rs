@@ -21,6 +21,7 @@ use herald_core::store::{
 };
 use herald_core::telemetry::error_chain;
 
+use crate::metrics::RendererMetrics;
 use crate::templates::TemplateCache;
 
 /// How long a schedule or template read from the notification database is reused: an
@@ -44,6 +45,7 @@ pub struct Renderer {
     templates: Recent<(String, String, String), Option<Template>>,
     merge_calls: Mutex<HashMap<MergeFunction, MergeCall>>,
     tables: Mutex<HashMap<SourceTable, TableQueries>>,
+    metrics: Arc<RendererMetrics>,
 }
 
 /// A change to render: its message's identity, and what its event said.
@@ -73,8 +75,10 @@ impl Renderer {
         source: Arc<dyn SourceDb>,
         notify: Arc<dyn NotifyDb>,
         settings: RendererSettings,
+        metrics: Arc<RendererMetrics>,
     ) -> Self {
         Renderer {
+            metrics,
             source,
             notify,
             settings,
@@ -94,11 +98,16 @@ impl Renderer {
         &self.settings
     }
 
+    pub fn metrics(&self) -> &RendererMetrics {
+        &self.metrics
+    }
+
     /// Renders each change, in order. The changes of one schedule share their round trips to
     /// the replica: one version check for them all, and one merge statement where the engine
     /// batches merge calls (else the calls run `merge_concurrency` at a time). Errs only when
     /// a database is unavailable: nothing is recorded, and the caller retries the batch.
     pub async fn render_all(&self, changes: &[Change]) -> StoreResult<Vec<Rendering>> {
+        let started = Instant::now();
         let mut by_schedule: HashMap<i64, Vec<usize>> = HashMap::new();
         for (index, change) in changes.iter().enumerate() {
             by_schedule
@@ -116,6 +125,7 @@ impl Renderer {
         for (index, outcome) in groups.into_iter().flatten() {
             rendered[index] = Some(self.conclude(&changes[index], outcome));
         }
+        self.metrics.batch_took(started.elapsed());
         Ok(rendered
             .into_iter()
             .map(|rendering| rendering.expect("every change rendered"))
@@ -135,6 +145,7 @@ impl Renderer {
             Err(failure) => failure.into_rendering(),
         };
         let key = &change.key;
+        self.metrics.rendered(&key.tenant, rendering.status);
         match rendering.status {
             MessageStatus::Queued => {
                 tracing::debug!(tenant = %key.tenant, schedule_id = key.schedule_id, source_key = %key.source_key, "rendered")
@@ -323,7 +334,10 @@ impl Renderer {
         };
         let timeout = self.settings.merge_timeout;
         if call.batched && keys.len() > 1 {
-            match self.source.merge(&call, keys, timeout).await {
+            let started = Instant::now();
+            let merged = self.source.merge(&call, keys, timeout).await;
+            self.metrics.merge_took(started.elapsed());
+            match merged {
                 Ok(merged) => {
                     return Ok(keys
                         .iter()
@@ -355,7 +369,10 @@ impl Renderer {
         key: &str,
     ) -> StoreResult<Result<MergeRow, Failure>> {
         let timeout = self.settings.merge_timeout;
-        match self.source.merge(call, &[key], timeout).await {
+        let started = Instant::now();
+        let merged = self.source.merge(call, &[key], timeout).await;
+        self.metrics.merge_took(started.elapsed());
+        match merged {
             Ok(mut merged) => Ok(one_row(merged.pop().unwrap_or_default(), key)),
             // Cancelled: this message waits, the others go on.
             Err(error) if error.is_timeout() => Ok(Err(Failure::Transient(format!(

@@ -3,5 +3,6 @@
 //! before its provider call, so a call whose end is unknown leaves it `in_doubt`, never resent.
 
 pub mod circuit;
+pub mod metrics;
 pub mod provider;
 pub mod worker;

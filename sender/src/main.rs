@@ -7,7 +7,10 @@
 
 use anyhow::Context;
 use herald_core::config::Settings;
+use herald_core::metrics;
 use herald_core::{shutdown, store, telemetry};
+use prometheus_client::registry::Registry;
+use sender::metrics::SenderMetrics;
 use sender::provider::Providers;
 use sender::worker::Sender;
 
@@ -21,7 +24,24 @@ async fn main() -> anyhow::Result<()> {
         .context("connecting to the notification database")?;
     let providers = Providers::new(&settings.providers, settings.sender.http_timeout)
         .context("setting up the providers")?;
-    Sender::new(store, providers, settings.sender)
+    let mut registry = Registry::default();
+    let sender_metrics = SenderMetrics::new(&mut registry);
+    if let Some(listen) = settings.metrics.sender {
+        let dependencies = vec![metrics::notify_db(store.clone())];
+        metrics::serve(listen, registry, dependencies, cancel.clone())
+            .await
+            .with_context(|| format!("listening on {listen} (metrics.sender)"))?;
+        let (watcher, store, every) = (
+            sender_metrics.clone(),
+            store.clone(),
+            settings.metrics.refresh,
+        );
+        tokio::spawn({
+            let cancel = cancel.clone();
+            async move { watcher.watch_queue(store, every, cancel).await }
+        });
+    }
+    Sender::new(store, providers, settings.sender, sender_metrics)
         .run(cancel)
         .await;
     Ok(())

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::circuit::{Circuits, Permit};
+use crate::metrics::SenderMetrics;
 use crate::provider::{Delivery, Providers};
 
 /// How often messages whose sender lost its lease mid-call are looked for, at most.
@@ -65,16 +66,23 @@ pub struct Sender {
     providers: Providers,
     circuits: Circuits,
     settings: SenderSettings,
+    metrics: Arc<SenderMetrics>,
 }
 
 impl Sender {
     /// `settings.lease` exceeds `settings.http_timeout` (checked when settings load).
-    pub fn new(store: Arc<dyn NotifyDb>, providers: Providers, settings: SenderSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn NotifyDb>,
+        providers: Providers,
+        settings: SenderSettings,
+        metrics: Arc<SenderMetrics>,
+    ) -> Self {
         Self {
             store,
             providers,
             circuits: Circuits::new(settings.backoff_base, settings.backoff_max),
             settings,
+            metrics,
         }
     }
 
@@ -99,6 +107,7 @@ impl Sender {
             let stopping = cancel.is_cancelled();
             // A slot is taken from the claim until its outcome is recorded.
             let taken = calls.len() + ended.len() + recording.as_ref().map_or(0, |(_, n)| *n);
+            self.metrics.in_flight(calls.len());
             if stopping && taken == 0 && claiming.is_none() {
                 break;
             }
@@ -204,6 +213,9 @@ impl Sender {
         let (open, paused): (Vec<Channel>, Vec<Channel>) = [Channel::Email, Channel::Sms]
             .into_iter()
             .partition(|&channel| self.circuits.closed(channel));
+        for channel in [Channel::Email, Channel::Sms] {
+            self.metrics.paused(channel, paused.contains(&channel));
+        }
         let mut begun: Vec<Begun> = Vec::with_capacity(free);
         let mut claimed_all = false;
         if !open.is_empty() {
@@ -255,7 +267,11 @@ impl Sender {
         for claim in claimed {
             match claim {
                 Claimed::Sending { message, attempt } => sending.push((message, attempt)),
-                Claimed::Suppressed { message_id } => {
+                Claimed::Suppressed {
+                    message_id,
+                    channel,
+                } => {
+                    self.metrics.suppressed(channel);
                     tracing::info!(message_id, "recipient is suppressed: not sent");
                 }
             }
@@ -274,12 +290,15 @@ impl Sender {
     ))]
     async fn call(&self, message: OutgoingMessage, attempt: i32, probe: Option<u64>) -> Ended {
         let channel = message.channel;
+        let started = Instant::now();
         let delivery = self.providers.send(&message).await;
+        let took = started.elapsed();
         let paused_for = self.circuits.record(channel, &delivery, probe);
         let counted = message.counted_attempts + 1;
         let retries_spent =
             matches!(delivery, Delivery::Retry { .. }) && counted >= self.settings.max_attempts;
         let outcome = attempt_outcome(delivery, counted, paused_for, &self.settings);
+        self.metrics.call(channel, &outcome, took);
         log_outcome(&outcome, retries_spent);
         (message.message_id, attempt, outcome)
     }

@@ -478,6 +478,10 @@ async fn pipeline(options: &Options) -> anyhow::Result<Pipeline> {
     for service in Service::ALL {
         stack.set(service, "HERALD_ENV", SERVICE_ENV);
         stack.set(service, "HERALD__KAFKA__PARTITIONS", "6");
+        // Metrics served as on local defaults, on a port of each instance's own.
+        for key in ["DETECTOR", "RENDERER", "SENDER"] {
+            stack.set(service, &format!("HERALD__METRICS__{key}"), "127.0.0.1:0");
+        }
     }
     // Named `<service>-<host>-<pid>`, so that instances never share a name.
     stack.set(Service::Renderer, "HERALD__RENDERER__INSTANCE_ID", "");

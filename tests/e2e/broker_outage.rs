@@ -7,10 +7,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use change_detector::detector::Detector;
+use change_detector::metrics::DetectorMetrics;
 use herald_core::config::{DetectorSettings, KafkaSettings};
 use herald_core::event::ChangeEvent;
 use herald_core::store;
 use herald_tests::{Contact, Engine, Row, Stack};
+use prometheus_client::registry::Registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Message};
@@ -49,7 +51,8 @@ pub async fn the_mark_waits_for_kafka_to_acknowledge(engine: Engine) -> anyhow::
     };
     let source = store::connect_source(&stack.database_settings("src")?, settings.mode).await?;
     let notify = store::connect_notify(&stack.database_settings("ntf")?).await?;
-    let mut detector = Detector::new(source, notify, kafka, settings)?;
+    let metrics = DetectorMetrics::new(&mut Registry::default());
+    let mut detector = Detector::new(source, notify, kafka, settings, metrics)?;
 
     assert_eq!(
         detector.step().await?.emitted,

@@ -10,6 +10,7 @@ mod broker_outage;
 mod crash;
 mod delivery;
 mod exact;
+mod observe;
 mod pipeline;
 mod replay;
 mod schedules;
@@ -79,6 +80,7 @@ on_every_engine! {
     bad_input::a_merge_function_changed_under_the_renderer_is_a_recorded_failure,
     broker_outage::the_mark_waits_for_kafka_to_acknowledge,
     exact::late_commits_and_a_long_import_are_each_notified_once,
+    observe::metrics_match_the_database_and_the_broker,
 }
 
 on_postgres! {

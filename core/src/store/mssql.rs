@@ -840,6 +840,10 @@ async fn poll(
 
 #[async_trait::async_trait]
 impl SourceDb for MsSource {
+    async fn ping(&self) -> StoreResult<()> {
+        self.db.query(super::PING, &[]).await.map(drop)
+    }
+
     async fn resolve_table(
         &self,
         source: &SourceTable,
@@ -1113,6 +1117,10 @@ impl Record for Row {
     }
 
     fn bool(&self, column: &str) -> StoreResult<bool> {
+        required(self, column)
+    }
+
+    fn f64(&self, column: &str) -> StoreResult<f64> {
         required(self, column)
     }
 

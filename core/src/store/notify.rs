@@ -18,8 +18,8 @@ use super::storable;
 use super::{AttemptColumns, NotifyDb, Record, StoreError, StoreResult, payload_text};
 use crate::model::{
     AttemptOutcome, Channel, Claimed, LateFinder, Mark, MergeFunction, MessageKey, MessageStatus,
-    NewMessage, OutgoingMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable,
-    Template,
+    NewMessage, OutgoingMessage, QueueDepth, RenderRetry, Rendering, RowPosition, Schedule,
+    SourceTable, Template,
 };
 
 /// A query parameter, as the shared code means it; each driver binds it its engine's way.
@@ -100,6 +100,7 @@ queries!(
     send_expire_lost,
     send_claim,
     send_finish_attempts,
+    queue_depth,
 );
 
 /// For SQL Server's `DATEADD(millisecond, …)`, which takes an int: spans beyond ~24 days
@@ -323,6 +324,10 @@ fn outcome_batch(finished: &[(i64, i32, AttemptOutcome)]) -> String {
 
 #[async_trait::async_trait]
 impl<D: Driver> NotifyDb for Notify<D> {
+    async fn ping(&self) -> StoreResult<()> {
+        self.driver.query(super::PING, &[]).await.map(drop)
+    }
+
     async fn active_schedules(&self) -> StoreResult<Vec<Schedule>> {
         let sql = D::QUERIES.schedules_active;
         self.rows(sql, &[], schedule_from).await
@@ -549,6 +554,19 @@ impl<D: Driver> NotifyDb for Notify<D> {
         self.count(sql, &[Param::Text(owner)], "lost").await
     }
 
+    async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {
+        self.rows(D::QUERIES.queue_depth, &[], |row| {
+            Ok(QueueDepth {
+                tenant: row.text("tenant")?,
+                schedule: row.text("schedule")?,
+                status: row.text("status")?,
+                messages: row.i64("messages")?,
+                oldest_seconds: row.f64("oldest_seconds")?,
+            })
+        })
+        .await
+    }
+
     async fn expire_lost_sends(&self) -> StoreResult<u64> {
         self.count(D::QUERIES.send_expire_lost, &[], "lost").await
     }
@@ -569,14 +587,18 @@ impl<D: Driver> NotifyDb for Notify<D> {
         ];
         self.rows(D::QUERIES.send_claim, &params, |row| {
             let message_id = row.i64("message_id")?;
+            let channel = row.channel("channel")?;
             if row.bool("suppressed")? {
-                return Ok(Claimed::Suppressed { message_id });
+                return Ok(Claimed::Suppressed {
+                    message_id,
+                    channel,
+                });
             }
             let message = OutgoingMessage {
                 message_id,
                 tenant: row.text("tenant")?,
                 schedule_id: row.i64("schedule_id")?,
-                channel: row.channel("channel")?,
+                channel,
                 recipient: row.text("recipient")?,
                 recipient_name: row.opt_text("recipient_name")?,
                 subject: row.opt_text("subject")?,

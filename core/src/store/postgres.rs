@@ -335,6 +335,10 @@ fn changed_row(row: &Row) -> StoreResult<ChangedRow> {
 
 #[async_trait::async_trait]
 impl SourceDb for PgSource {
+    async fn ping(&self) -> StoreResult<()> {
+        self.db.query(super::PING, &[]).await.map(drop)
+    }
+
     async fn resolve_table(
         &self,
         source: &SourceTable,
@@ -683,6 +687,10 @@ impl Record for Row {
     }
 
     fn bool(&self, column: &str) -> StoreResult<bool> {
+        self.cell(column)
+    }
+
+    fn f64(&self, column: &str) -> StoreResult<f64> {
         self.cell(column)
     }
 

@@ -88,6 +88,8 @@ IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.messa
     CREATE INDEX message_render_due ON dbo.message (next_attempt_at) WHERE status = N'render_retry';
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_in_flight')
     CREATE INDEX message_in_flight ON dbo.message (lease_expires_at) WHERE status = N'sending';
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_in_doubt')
+    CREATE INDEX message_in_doubt ON dbo.message (created_at) WHERE status = N'in_doubt';
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_by_recipient')
     CREATE INDEX message_by_recipient ON dbo.message (tenant, recipient, created_at);
 GO

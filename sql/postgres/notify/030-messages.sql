@@ -53,6 +53,7 @@ ALTER TABLE message ADD COLUMN IF NOT EXISTS uncounted_attempts integer NOT NULL
 CREATE INDEX IF NOT EXISTS message_send_due ON message (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS message_render_due ON message (next_attempt_at) WHERE status = 'render_retry';
 CREATE INDEX IF NOT EXISTS message_in_flight ON message (lease_expires_at) WHERE status = 'sending';
+CREATE INDEX IF NOT EXISTS message_in_doubt ON message (created_at) WHERE status = 'in_doubt';
 CREATE INDEX IF NOT EXISTS message_by_recipient ON message (tenant, recipient, created_at);
 
 -- Events that cannot become a message (not JSON, missing fields, a newer format, an

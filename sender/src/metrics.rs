@@ -1,0 +1,191 @@
+//! The sender's metrics: provider calls by outcome and their latency, calls in flight, paused
+//! providers, and the queue's open part (read every `metrics.refresh`, so scrapes never reach
+//! the database).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::metrics::{Seconds, latency_histogram};
+use herald_core::model::{AttemptOutcome, Channel};
+use herald_core::store::NotifyDb;
+use herald_core::telemetry::error_chain;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    channel: &'static str,
+    provider: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    channel: &'static str,
+    provider: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    tenant: String,
+    schedule: String,
+    status: String,
+}
+
+pub struct SenderMetrics {
+    calls: Family<CallLabels, Counter>,
+    call_seconds: Family<ProviderLabels, Histogram, fn() -> Histogram>,
+    suppressed: Family<ProviderLabels, Counter>,
+    in_flight: Gauge,
+    paused: Family<ProviderLabels, Gauge>,
+    queue_messages: Family<QueueLabels, Gauge>,
+    queue_oldest: Family<QueueLabels, Seconds>,
+}
+
+impl SenderMetrics {
+    pub fn new(registry: &mut Registry) -> Arc<Self> {
+        let metrics = SenderMetrics {
+            calls: Family::default(),
+            call_seconds: Family::new_with_constructor(latency_histogram),
+            suppressed: Family::default(),
+            in_flight: Gauge::default(),
+            paused: Family::default(),
+            queue_messages: Family::default(),
+            queue_oldest: Family::default(),
+        };
+        registry.register(
+            "herald_sender_calls",
+            "Provider calls, by channel, provider and outcome (sent, retry, failed, in_doubt, \
+             paused: credentials refused)",
+            metrics.calls.clone(),
+        );
+        registry.register_with_unit(
+            "herald_sender_call_duration",
+            "How long provider calls took, until their answer or their end",
+            Unit::Seconds,
+            metrics.call_seconds.clone(),
+        );
+        registry.register(
+            "herald_sender_suppressed",
+            "Messages not sent because the recipient is on the suppression list",
+            metrics.suppressed.clone(),
+        );
+        registry.register(
+            "herald_sender_in_flight",
+            "Provider calls in flight now",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "herald_sender_provider_paused",
+            "1 while a provider is paused because it refused the credentials, else 0",
+            metrics.paused.clone(),
+        );
+        registry.register(
+            "herald_queue_messages",
+            "Open messages in the queue, by tenant, schedule and status (render_retry, queued, \
+             sending, in_doubt)",
+            metrics.queue_messages.clone(),
+        );
+        registry.register_with_unit(
+            "herald_queue_oldest_age",
+            "Age of the oldest open message, by tenant, schedule and status",
+            Unit::Seconds,
+            metrics.queue_oldest.clone(),
+        );
+        Arc::new(metrics)
+    }
+
+    /// One provider call that took `took` and ended as `outcome`.
+    pub fn call(&self, channel: Channel, outcome: &AttemptOutcome, took: Duration) {
+        let provider = ProviderLabels::of(channel);
+        self.call_seconds
+            .get_or_create(&provider)
+            .observe(took.as_secs_f64());
+        let outcome = match outcome {
+            AttemptOutcome::Sent { .. } => "sent",
+            AttemptOutcome::Retry { .. } => "retry",
+            AttemptOutcome::Failed { .. } => "failed",
+            AttemptOutcome::InDoubt { .. } => "in_doubt",
+            AttemptOutcome::Paused { .. } => "paused",
+        };
+        self.calls
+            .get_or_create(&CallLabels {
+                channel: provider.channel,
+                provider: provider.provider,
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn suppressed(&self, channel: Channel) {
+        self.suppressed
+            .get_or_create(&ProviderLabels::of(channel))
+            .inc();
+    }
+
+    pub fn in_flight(&self, calls: usize) {
+        self.in_flight.set(i64::try_from(calls).unwrap_or(i64::MAX));
+    }
+
+    pub fn paused(&self, channel: Channel, paused: bool) {
+        self.paused
+            .get_or_create(&ProviderLabels::of(channel))
+            .set(i64::from(paused));
+    }
+
+    /// Reads the queue's open part every `every` until `cancel` fires.
+    pub async fn watch_queue(
+        &self,
+        store: Arc<dyn NotifyDb>,
+        every: Duration,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            match store.queue_depth().await {
+                Ok(depths) => {
+                    // Series of a tenant, schedule and status with nothing open go away.
+                    self.queue_messages.clear();
+                    self.queue_oldest.clear();
+                    for depth in depths {
+                        let labels = QueueLabels {
+                            tenant: depth.tenant,
+                            schedule: depth.schedule,
+                            status: depth.status,
+                        };
+                        self.queue_messages
+                            .get_or_create(&labels)
+                            .set(depth.messages);
+                        self.queue_oldest
+                            .get_or_create(&labels)
+                            .set(depth.oldest_seconds);
+                    }
+                }
+                Err(error) => tracing::warn!(
+                    error = %error_chain(&error),
+                    "could not read the queue's depth for /metrics"
+                ),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+impl ProviderLabels {
+    fn of(channel: Channel) -> Self {
+        ProviderLabels {
+            channel: channel.as_str(),
+            provider: match channel {
+                Channel::Email => "sendgrid",
+                Channel::Sms => "twilio",
+            },
+        }
+    }
+}
