@@ -12,6 +12,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaSettings;
@@ -184,6 +185,112 @@ impl OffsetsReader {
     }
 }
 
+/// One partition of the change topic as `kafka-consumer-groups --describe` shows it: where
+/// the renderers' group stands, where the topic ends, and which member owns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PartitionLag {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    /// `None`: the group has committed nothing on it.
+    pub committed: Option<i64>,
+    pub log_end: i64,
+    pub lag: i64,
+    /// The member assigned the partition, if any (and if the broker describes the group).
+    pub consumer_id: Option<String>,
+    pub client_id: Option<String>,
+    pub host: Option<String>,
+}
+
+/// A member of the renderers' group and the change topic's partitions assigned to it.
+#[derive(Debug, Clone, PartialEq)]
+struct Member {
+    id: String,
+    client_id: String,
+    host: String,
+    partitions: Vec<i32>,
+}
+
+impl OffsetsReader {
+    /// The group's lag per partition of the change topic, with each partition's member.
+    pub fn describe(&self, group: &str, timeout: Duration) -> KafkaResult<Vec<PartitionLag>> {
+        let (end, committed) = self.end_and_committed(timeout)?;
+        let members = self.members(group, timeout)?;
+        Ok(end
+            .iter()
+            .map(|(&partition, &log_end)| {
+                let committed = committed.get(&partition).copied().filter(|&c| c >= 0);
+                let owner = members.iter().find(|m| m.partitions.contains(&partition));
+                PartitionLag {
+                    group: group.to_owned(),
+                    topic: self.topic.clone(),
+                    partition,
+                    committed,
+                    log_end,
+                    lag: (log_end - committed.unwrap_or(0)).max(0),
+                    consumer_id: owner.map(|m| m.id.clone()),
+                    client_id: owner.map(|m| m.client_id.clone()),
+                    host: owner.map(|m| m.host.clone()),
+                }
+            })
+            .collect())
+    }
+
+    /// The group's members with their partitions of the change topic; none if the broker
+    /// does not describe groups.
+    fn members(&self, group: &str, timeout: Duration) -> KafkaResult<Vec<Member>> {
+        let groups = self.client.fetch_group_list(Some(group), timeout)?;
+        Ok(groups
+            .groups()
+            .iter()
+            .filter(|info| info.name() == group)
+            .flat_map(|info| info.members())
+            .map(|member| Member {
+                id: member.id().to_owned(),
+                client_id: member.client_id().to_owned(),
+                host: member.client_host().to_owned(),
+                partitions: member
+                    .assignment()
+                    .map(|bytes| assigned_partitions(bytes, &self.topic))
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+/// The partitions of `topic` in a consumer-protocol assignment (any version: an int16
+/// version, then an array of (topic string, int32 array of partitions), then user data);
+/// none if the bytes are not one.
+fn assigned_partitions(bytes: &[u8], topic: &str) -> Vec<i32> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (bytes.get(..n)?, bytes.get(n..)?);
+        *bytes = rest;
+        Some(head)
+    }
+    fn int16(bytes: &mut &[u8]) -> Option<i16> {
+        Some(i16::from_be_bytes(take(bytes, 2)?.try_into().ok()?))
+    }
+    fn int32(bytes: &mut &[u8]) -> Option<i32> {
+        Some(i32::from_be_bytes(take(bytes, 4)?.try_into().ok()?))
+    }
+    let parse = |mut bytes: &[u8]| -> Option<Vec<i32>> {
+        int16(&mut bytes)?;
+        let mut partitions = Vec::new();
+        for _ in 0..int32(&mut bytes)? {
+            let length = usize::try_from(int16(&mut bytes)?).ok()?;
+            let name = take(&mut bytes, length)?;
+            for _ in 0..int32(&mut bytes)? {
+                let partition = int32(&mut bytes)?;
+                if name == topic.as_bytes() {
+                    partitions.push(partition);
+                }
+            }
+        }
+        Some(partitions)
+    };
+    parse(bytes).unwrap_or_default()
+}
+
 /// Asks `reader` (a blocking client call) off the async threads.
 pub async fn ask<T, F>(reader: &Arc<OffsetsReader>, question: F) -> KafkaResult<T>
 where
@@ -216,6 +323,28 @@ pub fn events_behind(fence: &Offsets, committed: &Offsets) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assignment_names_its_partitions_of_the_topic() {
+        // Version 1; two topics: "changes" [2, 0] and "other" [1]; 3 bytes of user data.
+        let mut bytes = vec![0, 1, 0, 0, 0, 2];
+        for (topic, partitions) in [("changes", &[2_i32, 0][..]), ("other", &[1][..])] {
+            bytes.extend((topic.len() as i16).to_be_bytes());
+            bytes.extend(topic.as_bytes());
+            bytes.extend((partitions.len() as i32).to_be_bytes());
+            for partition in partitions {
+                bytes.extend(partition.to_be_bytes());
+            }
+        }
+        bytes.extend([0, 0, 0, 3, 1, 2, 3]);
+        assert_eq!(assigned_partitions(&bytes, "changes"), [2, 0]);
+        assert_eq!(assigned_partitions(&bytes, "other"), [1]);
+        assert!(assigned_partitions(&bytes, "absent").is_empty());
+        assert!(
+            assigned_partitions(&bytes[..9], "changes").is_empty(),
+            "cut short"
+        );
+    }
 
     #[test]
     fn events_behind_counts_what_is_below_the_fence_and_not_committed() {
