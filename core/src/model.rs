@@ -140,7 +140,7 @@ impl LateFinder {
 
 /// A row's place in a watched table's `(change column, key)` order, in the source's own text
 /// forms.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct RowPosition {
     pub change: String,
     pub key: String,
@@ -205,6 +205,18 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
+    pub const ALL: [MessageStatus; 9] = [
+        MessageStatus::RenderRetry,
+        MessageStatus::RenderFailed,
+        MessageStatus::Skipped,
+        MessageStatus::Queued,
+        MessageStatus::Sending,
+        MessageStatus::Sent,
+        MessageStatus::Failed,
+        MessageStatus::InDoubt,
+        MessageStatus::Suppressed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MessageStatus::RenderRetry => "render_retry",
@@ -217,6 +229,16 @@ impl MessageStatus {
             MessageStatus::InDoubt => "in_doubt",
             MessageStatus::Suppressed => "suppressed",
         }
+    }
+}
+
+impl FromStr for MessageStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MessageStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown message status `{s}`"))
     }
 }
 
