@@ -154,7 +154,9 @@ impl Activity {
 impl ScheduleState {
     pub fn activity(&self) -> Activity {
         let leased = self.detector.is_some()
-            && self.lease_expires_at.is_some_and(|until| until > self.read_at);
+            && self
+                .lease_expires_at
+                .is_some_and(|until| until > self.read_at);
         match () {
             _ if !self.active => Activity::Paused,
             _ if self.error.is_some() => Activity::Error,

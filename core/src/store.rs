@@ -17,14 +17,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, Engine};
-use crate::ops::{
-    ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
-    ScheduleState,
-};
 use crate::model::{
     AttemptOutcome, ChangedRow, Changes, Channel, Claimed, LateFinder, Mark, MergeFunction,
     MessageStatus, NewMessage, RenderRetry, Rendering, RowPosition, Schedule, SourceTable,
     Template,
+};
+use crate::ops::{
+    ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
+    ScheduleState,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -719,7 +719,11 @@ impl<D: Driver> NotifyDb for Notify<D> {
         active: bool,
         by: &Operator,
     ) -> StoreResult<Option<(i64, bool)>> {
-        let action = if active { Action::Resume } else { Action::Pause };
+        let action = if active {
+            Action::Resume
+        } else {
+            Action::Pause
+        };
         let params = [
             Param::Text(tenant),
             Param::Text(name),
@@ -766,11 +770,7 @@ impl<D: Driver> NotifyDb for Notify<D> {
                 message_record_from,
             )
             .await?;
-        records.sort_by_key(|record| {
-            message_ids
-                .iter()
-                .position(|id| *id == record.message_id)
-        });
+        records.sort_by_key(|record| message_ids.iter().position(|id| *id == record.message_id));
         Ok(records)
     }
 
