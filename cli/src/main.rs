@@ -182,24 +182,42 @@ impl Resolution {
 /// Who acts (recorded with the action).
 #[derive(Args)]
 struct By {
-    /// Who acts; default the OS user ($USER, $LOGNAME).
+    /// Who acts; default the OS user ($USER, $LOGNAME, or the process's user name).
     #[arg(long)]
     by: Option<String>,
 }
 
 impl By {
     fn operator(self, reason: Option<String>) -> anyhow::Result<Operator> {
-        let name = self
-            .by
-            .or_else(|| {
-                ["USER", "LOGNAME"]
-                    .iter()
-                    .find_map(|var| std::env::var(var).ok())
-            })
-            .filter(|name| !name.trim().is_empty())
-            .context("who acts? set --by (no $USER or $LOGNAME in the environment)")?;
+        let name = match self.by {
+            Some(name) if name.trim().is_empty() => bail!("--by is empty"),
+            Some(name) => name,
+            None => os_user(),
+        };
         Ok(Operator { name, reason })
     }
+}
+
+/// The OS user: `$USER` or `$LOGNAME`, else the name `/etc/passwd` gives the process's user
+/// (environments such as containers and cron set neither variable), else `uid N`.
+fn os_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(name) = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .find(|name| !name.trim().is_empty())
+    {
+        return name;
+    }
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|process| process.uid()) else {
+        return "unknown".into();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.get(2) == Some(&uid.to_string().as_str()))
+        .map_or_else(|| format!("uid {uid}"), |fields| fields[0].to_owned())
 }
 
 /// Who acts and why, both recorded; why is required.

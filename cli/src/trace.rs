@@ -378,12 +378,14 @@ impl Chain {
         for a in &self.attempts {
             let _ = writeln!(
                 text,
-                "  attempt {} {} by {}: {}, HTTP {}{}{}",
+                "  attempt {} {} by {}: {}{}{}{}",
                 a.attempt,
                 time(a.started_at),
                 a.sender,
                 a.outcome.as_deref().unwrap_or("in flight"),
-                or_dash(a.http_status),
+                a.http_status
+                    .map(|code| format!(", HTTP {code}"))
+                    .unwrap_or_default(),
                 a.provider_message_id
                     .as_deref()
                     .map(|id| format!(", provider id {id}"))

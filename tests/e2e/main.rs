@@ -10,6 +10,7 @@ mod broker_outage;
 mod crash;
 mod delivery;
 mod exact;
+mod operate;
 mod pipeline;
 mod replay;
 mod schedules;
@@ -79,6 +80,9 @@ on_every_engine! {
     bad_input::a_merge_function_changed_under_the_renderer_is_a_recorded_failure,
     broker_outage::the_mark_waits_for_kafka_to_acknowledge,
     exact::late_commits_and_a_long_import_are_each_notified_once,
+    operate::schedules_show_their_state_and_pause_and_resume,
+    operate::in_doubt_messages_are_listed_and_settled_once,
+    operate::trace_by_recipient_finds_the_whole_chain,
 }
 
 on_postgres! {
