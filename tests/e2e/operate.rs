@@ -192,12 +192,12 @@ pub async fn schedules_show_their_state_and_pause_and_resume(engine: Engine) -> 
         "alice",
         "merge function being fixed",
     ]);
-    assert_eq!(operator_actions(&stack).await?, [paused.clone()]);
+    assert_eq!(operator_actions(&stack).await?, std::slice::from_ref(&paused));
     let active_sql = "SELECT count(*) FROM schedule WHERE name = 'appointment-sms' AND active = $1";
     assert_eq!(stack.notify.count(active_sql, &[false.into()]).await?, 1);
     let (code, document) = heraldctl_json(&stack, &pause).await?;
     assert_eq!((code, &document["changed"]), (0, &Value::Bool(false)));
-    assert_eq!(operator_actions(&stack).await?, [paused.clone()]);
+    assert_eq!(operator_actions(&stack).await?, std::slice::from_ref(&paused));
 
     let (_, document) = heraldctl_json(&stack, &["schedules"]).await?;
     let sms = schedule_entry(&document, "appointment-sms");
