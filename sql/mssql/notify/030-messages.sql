@@ -56,7 +56,8 @@ IF OBJECT_ID(N'dbo.message', N'U') IS NULL
         body_text           nvarchar(max) NULL,
         render_attempts     int           NOT NULL CONSTRAINT message_render_attempts_default DEFAULT 0,
         send_attempts       int           NOT NULL CONSTRAINT message_send_attempts_default DEFAULT 0,
-        -- provider calls refused for our credentials: not counted against max_attempts
+        -- provider calls not counted against max_attempts: refused for our credentials, or
+        -- made before an operator requeued the message (heraldctl)
         uncounted_attempts  int           NOT NULL CONSTRAINT message_uncounted_attempts_default DEFAULT 0,
         next_attempt_at     datetime2(7)  NOT NULL CONSTRAINT message_next_attempt_default DEFAULT SYSUTCDATETIME(),
         lease_owner         nvarchar(200) NULL,

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS message (
     body_text           text,
     render_attempts     integer     NOT NULL DEFAULT 0,
     send_attempts       integer     NOT NULL DEFAULT 0,
-    -- provider calls refused for our credentials: not counted against max_attempts
+    -- provider calls not counted against max_attempts: refused for our credentials, or
+    -- made before an operator requeued the message (heraldctl)
     uncounted_attempts  integer     NOT NULL DEFAULT 0,
     next_attempt_at     timestamptz NOT NULL DEFAULT now(),
     lease_owner         text,
