@@ -235,11 +235,26 @@ impl MessageStatus {
 impl FromStr for MessageStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        MessageStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown message status `{s}`"))
+        named(
+            &MessageStatus::ALL,
+            MessageStatus::as_str,
+            s,
+            "message status",
+        )
     }
+}
+
+/// The one of `all` whose stored name is `text`; else an error naming `what` it is not.
+pub(crate) fn named<T: Copy>(
+    all: &[T],
+    name: fn(T) -> &'static str,
+    text: &str,
+    what: &str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|one| name(*one) == text)
+        .ok_or_else(|| format!("unknown {what} `{text}`"))
 }
 
 impl fmt::Display for MessageStatus {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::{Channel, MessageStatus, RowPosition};
+use crate::model::{Channel, MessageStatus, RowPosition, named};
 
 /// An operator's action, as `operator_action.action` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,10 +71,7 @@ impl fmt::Display for Action {
 impl FromStr for Action {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Action::ALL
-            .into_iter()
-            .find(|action| action.as_str() == s)
-            .ok_or_else(|| format!("unknown operator action `{s}`"))
+        named(&Action::ALL, Action::as_str, s, "operator action")
     }
 }
 

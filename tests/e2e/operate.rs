@@ -149,6 +149,27 @@ pub async fn schedules_show_their_state_and_pause_and_resume(engine: Engine) -> 
     assert_eq!(broken["activity"], "error");
     assert_eq!(broken["hold_back"], Value::Null);
 
+    // `audit` in JSON: once the line has passed the contact, its row is checked and queued.
+    let created = stack
+        .source
+        .query_one(
+            "SELECT created_at FROM crm.contact WHERE contact_id = $1",
+            &[contact_id.into()],
+        )
+        .await?
+        .time(0);
+    wait_until(SOON, || async {
+        let line = stack.notify.query_one(hold_back_sql, &[]).await?.time(0);
+        Ok((line > created).then_some(()))
+    })
+    .await?;
+    let audit = ["audit", "--schedule", "acme/welcome-email", "--from", "1h"];
+    let (code, document) = heraldctl_json(&stack, &audit).await?;
+    assert_eq!(code, 0, "{document:#}");
+    assert_eq!(document["schedule_id"], welcome["schedule_id"]);
+    assert_eq!(document["rows_checked"], 1, "{document:#}");
+    assert_eq!(document["missing"], serde_json::json!([]));
+
     let (code, text) = stack.heraldctl(&["schedules"]).await?;
     assert_eq!(code, 1, "{text}");
     assert!(text.starts_with("ID "), "{text}");
@@ -192,12 +213,18 @@ pub async fn schedules_show_their_state_and_pause_and_resume(engine: Engine) -> 
         "alice",
         "merge function being fixed",
     ]);
-    assert_eq!(operator_actions(&stack).await?, std::slice::from_ref(&paused));
+    assert_eq!(
+        operator_actions(&stack).await?,
+        std::slice::from_ref(&paused)
+    );
     let active_sql = "SELECT count(*) FROM schedule WHERE name = 'appointment-sms' AND active = $1";
     assert_eq!(stack.notify.count(active_sql, &[false.into()]).await?, 1);
     let (code, document) = heraldctl_json(&stack, &pause).await?;
     assert_eq!((code, &document["changed"]), (0, &Value::Bool(false)));
-    assert_eq!(operator_actions(&stack).await?, std::slice::from_ref(&paused));
+    assert_eq!(
+        operator_actions(&stack).await?,
+        std::slice::from_ref(&paused)
+    );
 
     let (_, document) = heraldctl_json(&stack, &["schedules"]).await?;
     let sms = schedule_entry(&document, "appointment-sms");
