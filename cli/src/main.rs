@@ -1,35 +1,66 @@
 //! `heraldctl`: the operator's command line.
 //!
-//! `heraldctl audit` answers "did every change of this schedule become a message?" for any
-//! time range: it reads the schedule's rows from the source replica, looks each one's
-//! notification up in the queue (after waiting for the renderers to process what is already
-//! on the topic), and prints what is missing. With `--repair` it emits the missing changes and
-//! records them as late. Exit status: 0 nothing missing (or all repaired), 1 changes missing,
-//! 2 the audit could not run.
+//! - `audit`: did every change of a schedule in a time range become a message? It reads the
+//!   schedule's rows from the source replica, looks each one's notification up in the queue
+//!   (after waiting for the renderers to process what is already on the topic), and prints
+//!   what is missing; with `--repair` it emits the missing changes and records them as late.
+//! - `schedules`: each schedule's state (`paused`, `error`, `starting`, `running`,
+//!   `unowned`), error, frontier, hold-back age, detector and the last operator action.
+//! - `schedule pause|resume TENANT NAME`: makes a schedule inactive (the detector stops
+//!   polling it) or active again.
+//! - `trace MESSAGE-ID | RECIPIENT | TENANT SOURCE-KEY`: for each message, its source row and
+//!   current version, the event's partition and offset, the queue row, every provider call
+//!   with its status code and answer, the provider's message id, and operator actions.
+//! - `in-doubt list`; `in-doubt resolve ID… --sent | --resend | --failed`: settles messages
+//!   the sender lost track of (`--resend` queues them to be sent exactly once more).
+//! - `requeue ID…`: puts `failed` messages back in the queue with a fresh attempt budget.
+//!
+//! Every action is recorded in `operator_action` with who (`--by`, default the OS user) and
+//! why (`--reason`, required for `in-doubt resolve` and `requeue`), and moves only messages
+//! in the right status; the others are refused, each named.
+//!
+//! Every command prints a readable table, or with `--json` one JSON document (serde: the
+//! field names are stable). Exit status: 0 ok; 1 the answer is bad news (audit: changes
+//! missing; `schedules`: an active schedule has an error; `trace`: nothing found; `in-doubt
+//! list`: some messages are in doubt; `resolve` / `requeue`: some named message was refused);
+//! 2 the command could not run (bad arguments, an unknown schedule, a database unreachable).
 //!
 //! Configuration as the services: `config/base.toml` + `config/$HERALD_ENV.toml` +
 //! `HERALD__*` variables.
+
+mod audit;
+mod messages;
+mod output;
+mod schedules;
+mod trace;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use change_detector::audit::{Check, send_late};
-use change_detector::emit::Emitter;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use clap::{Parser, Subcommand};
-use herald_core::config::{DetectionMode, Settings};
-use herald_core::model::{LateFinder, Schedule};
+use clap::{Args, Parser, Subcommand};
+use herald_core::config::Settings;
+use herald_core::model::Schedule;
+use herald_core::ops::{Action, Operator};
 use herald_core::store::{self, NotifyDb};
 use herald_core::telemetry::error_chain;
+
+use crate::output::print;
 
 #[derive(Parser)]
 #[command(
     name = "heraldctl",
     version,
-    about = "Operate a herald notification pipeline"
+    about = "Operate a herald notification pipeline",
+    after_help = "Exit status: 0 ok; 1 the answer is bad news (changes missing, a schedule \
+                  with an error, nothing traced, messages in doubt, a message refused); 2 the \
+                  command could not run (bad arguments, unknown schedule, database unreachable)."
 )]
 struct Cli {
+    /// Print one JSON document instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +86,154 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         catch_up: Duration,
     },
+    /// Lists every schedule: state, error, frontier, hold-back age, detector, last action.
+    Schedules,
+    /// Pauses or resumes a schedule.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Follows messages from the source row to the provider: by message id (digits), by
+    /// recipient, or by tenant and source key.
+    Trace {
+        /// MESSAGE-ID, RECIPIENT, or TENANT SOURCE-KEY.
+        #[arg(required = true, num_args = 1..=2, value_name = "WHAT")]
+        what: Vec<String>,
+        /// Trace at most this many messages (the newest).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Messages the sender lost track of during the provider call: never resent on their own.
+    #[command(subcommand)]
+    InDoubt(InDoubtCommand),
+    /// Puts `failed` messages back in the queue, with a fresh attempt budget.
+    Requeue {
+        #[arg(required = true, value_name = "MESSAGE-ID")]
+        ids: Vec<i64>,
+        #[command(flatten)]
+        why: Why,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Makes the schedule inactive: the detector stops polling it.
+    Pause(ScheduleArgs),
+    /// Makes the schedule active again.
+    Resume(ScheduleArgs),
+}
+
+#[derive(Args)]
+struct ScheduleArgs {
+    tenant: String,
+    name: String,
+    #[command(flatten)]
+    by: By,
+    /// Why (recorded).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum InDoubtCommand {
+    /// Lists the messages in doubt, longest in doubt first.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// List at most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Settles in-doubt messages, after checking with the provider what became of them.
+    Resolve {
+        #[arg(required = true, value_name = "MESSAGE-ID")]
+        ids: Vec<i64>,
+        #[command(flatten)]
+        resolution: Resolution,
+        #[command(flatten)]
+        why: Why,
+    },
+}
+
+/// What became of an in-doubt message.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct Resolution {
+    /// The provider took it: mark it `sent`.
+    #[arg(long)]
+    sent: bool,
+    /// The provider did not take it: queue it to be sent once more.
+    #[arg(long)]
+    resend: bool,
+    /// Give it up: mark it `failed`.
+    #[arg(long)]
+    failed: bool,
+}
+
+impl Resolution {
+    fn action(&self) -> Action {
+        match (self.sent, self.resend) {
+            (true, _) => Action::ResolveSent,
+            (_, true) => Action::ResolveResend,
+            _ => Action::ResolveFailed,
+        }
+    }
+}
+
+/// Who acts (recorded with the action).
+#[derive(Args)]
+struct By {
+    /// Who acts; default the OS user ($USER, $LOGNAME, or the process's user name).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+impl By {
+    fn operator(self, reason: Option<String>) -> anyhow::Result<Operator> {
+        let name = match self.by {
+            Some(name) if name.trim().is_empty() => bail!("--by is empty"),
+            Some(name) => name,
+            None => os_user(),
+        };
+        Ok(Operator { name, reason })
+    }
+}
+
+/// The OS user: `$USER` or `$LOGNAME`, else the name `/etc/passwd` gives the process's user
+/// (environments such as containers and cron set neither variable), else `uid N`.
+fn os_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(name) = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .find(|name| !name.trim().is_empty())
+    {
+        return name;
+    }
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|process| process.uid()) else {
+        return "unknown".into();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.get(2) == Some(&uid.to_string().as_str()))
+        .map_or_else(|| format!("uid {uid}"), |fields| fields[0].to_owned())
+}
+
+/// Who acts and why, both recorded; why is required.
+#[derive(Args)]
+struct Why {
+    #[command(flatten)]
+    by: By,
+    /// Why (recorded with the action).
+    #[arg(long)]
+    reason: String,
+}
+
+impl Why {
+    fn operator(self) -> anyhow::Result<Operator> {
+        self.by.operator(Some(self.reason))
+    }
 }
 
 #[tokio::main]
@@ -71,7 +250,12 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load().context("loading settings")?;
-    match cli.command {
+    let json = cli.json;
+    let notify = store::connect_notify(&settings.notify)
+        .await
+        .context("connecting to the notification database")?;
+    let notify = notify.as_ref();
+    Ok(match cli.command {
         Command::Audit {
             schedule,
             from,
@@ -80,88 +264,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             catch_up,
         } => {
             let to = to.unwrap_or_else(Utc::now);
-            audit(&settings, &schedule, from, to, repair, catch_up).await
+            let report = audit::audit(&settings, notify, &schedule, from, to, repair, catch_up);
+            print(&report.await?, json)
         }
-    }
-}
-
-async fn audit(
-    settings: &Settings,
-    which: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    repair: bool,
-    catch_up: Duration,
-) -> anyhow::Result<ExitCode> {
-    let source = store::connect_source(&settings.source, DetectionMode::Poll)
-        .await
-        .context("connecting to the source replica")?;
-    let notify = store::connect_notify(&settings.notify)
-        .await
-        .context("connecting to the notification database")?;
-    let schedule = find_schedule(notify.as_ref(), which).await?;
-    println!(
-        "audit of schedule {} ({}/{}), changes from {} to {}",
-        schedule.id,
-        schedule.tenant,
-        schedule.name,
-        from.to_rfc3339(),
-        to.to_rfc3339()
-    );
-    let check = Check {
-        source: source.as_ref(),
-        notify: notify.as_ref(),
-        kafka: &settings.kafka,
-        page_size: settings.detector.batch_size,
-        catch_up,
-    };
-    let audit = check.audit(schedule, from, to).await?;
-    if let Some(since) = audit.watching_since.filter(|since| *since > from) {
-        println!(
-            "the detector started this schedule at {}: earlier changes were never due and are not checked",
-            since.to_rfc3339()
-        );
-    }
-    if audit.hold_back < to {
-        println!(
-            "hold-back line {}: later changes are still the detector's to emit and are not checked",
-            audit.hold_back.to_rfc3339()
-        );
-    }
-    if audit.checked.is_none() {
-        println!("nothing to check");
-    }
-    let missing = &audit.findings.missing;
-    println!(
-        "checked {} rows: {} missing",
-        audit.findings.checked,
-        missing.len()
-    );
-    for row in missing {
-        println!("missing  key {}  change {}", row.key, row.change);
-    }
-    if missing.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !repair {
-        return Ok(ExitCode::from(1));
-    }
-    let emitter = Emitter::new(settings.kafka.clone()).context("creating the Kafka producer")?;
-    send_late(
-        &emitter,
-        notify.as_ref(),
-        &audit.schedule,
-        missing,
-        LateFinder::Audit,
-    )
-    .await
-    .context("emitting the missing changes")?;
-    emitter.flush();
-    println!(
-        "repaired: emitted {} missing change(s), recorded in late_change as found by audit",
-        missing.len()
-    );
-    Ok(ExitCode::SUCCESS)
+        Command::Schedules => print(&schedules::schedules(notify).await?, json),
+        Command::Schedule(command) => {
+            let (args, active) = match command {
+                ScheduleCommand::Pause(args) => (args, false),
+                ScheduleCommand::Resume(args) => (args, true),
+            };
+            let by = args.by.operator(args.reason)?;
+            let report = schedules::set_active(notify, &args.tenant, &args.name, active, by);
+            print(&report.await?, json)
+        }
+        Command::Trace { what, limit } => {
+            let target = trace::Target::parse(&what).map_err(anyhow::Error::msg)?;
+            print(&trace::trace(&settings, notify, target, limit).await?, json)
+        }
+        Command::InDoubt(InDoubtCommand::List { tenant, limit }) => print(
+            &messages::in_doubt(notify, tenant.as_deref(), limit).await?,
+            json,
+        ),
+        Command::InDoubt(InDoubtCommand::Resolve {
+            ids,
+            resolution,
+            why,
+        }) => {
+            let report = messages::act(notify, &ids, resolution.action(), why.operator()?);
+            print(&report.await?, json)
+        }
+        Command::Requeue { ids, why } => {
+            let report = messages::act(notify, &ids, Action::Requeue, why.operator()?);
+            print(&report.await?, json)
+        }
+    })
 }
 
 /// A schedule by id, or by `TENANT/NAME`.

@@ -1,6 +1,6 @@
 //! Shared parts of the herald pipeline: settings, telemetry, shutdown, change events, the
-//! pipeline's model types, Kafka client builders, the metrics endpoint and the storage seam with
-//! its engines.
+//! pipeline's model types, what operators read and do, Kafka client builders, the metrics
+//! endpoint and the storage seam with its engines.
 
 pub mod backoff;
 pub mod config;
@@ -8,6 +8,7 @@ pub mod event;
 pub mod kafka;
 pub mod metrics;
 pub mod model;
+pub mod ops;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -140,7 +140,7 @@ impl LateFinder {
 
 /// A row's place in a watched table's `(change column, key)` order, in the source's own text
 /// forms.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct RowPosition {
     pub change: String,
     pub key: String,
@@ -205,6 +205,18 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
+    pub const ALL: [MessageStatus; 9] = [
+        MessageStatus::RenderRetry,
+        MessageStatus::RenderFailed,
+        MessageStatus::Skipped,
+        MessageStatus::Queued,
+        MessageStatus::Sending,
+        MessageStatus::Sent,
+        MessageStatus::Failed,
+        MessageStatus::InDoubt,
+        MessageStatus::Suppressed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MessageStatus::RenderRetry => "render_retry",
@@ -218,6 +230,31 @@ impl MessageStatus {
             MessageStatus::Suppressed => "suppressed",
         }
     }
+}
+
+impl FromStr for MessageStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        named(
+            &MessageStatus::ALL,
+            MessageStatus::as_str,
+            s,
+            "message status",
+        )
+    }
+}
+
+/// The one of `all` whose stored name is `text`; else an error naming `what` it is not.
+pub(crate) fn named<T: Copy>(
+    all: &[T],
+    name: fn(T) -> &'static str,
+    text: &str,
+    what: &str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|one| name(*one) == text)
+        .ok_or_else(|| format!("unknown {what} `{text}`"))
 }
 
 impl fmt::Display for MessageStatus {

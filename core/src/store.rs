@@ -22,6 +22,10 @@ use crate::model::{
     MessageStatus, NewMessage, QueueDepth, RenderRetry, Rendering, RowPosition, Schedule,
     SourceTable, Template,
 };
+use crate::ops::{
+    ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
+    ScheduleState,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -256,6 +260,36 @@ pub trait NotifyDb: Send + Sync + 'static {
     ) -> StoreResult<Vec<Claimed>>;
     /// Records how attempts ended: `(message id, attempt number, outcome)`.
     async fn finish_attempts(&self, finished: &[(i64, i32, AttemptOutcome)]) -> StoreResult<()>;
+
+    // Operators (heraldctl).
+    /// Every schedule, with where its detection stands and the last operator action on it.
+    async fn schedule_states(&self) -> StoreResult<Vec<ScheduleState>>;
+    /// Pauses (`active` false) or resumes a schedule, recording who and why when that changes
+    /// it. Returns its id and whether it was active before; `None`: no such schedule.
+    async fn set_schedule_active(
+        &self,
+        tenant: &str,
+        name: &str,
+        active: bool,
+        by: &Operator,
+    ) -> StoreResult<Option<(i64, bool)>>;
+    /// The first `limit` messages the filter finds, in its order, and how many it finds.
+    async fn find_messages(&self, filter: MessageFilter<'_>, limit: u32) -> StoreResult<Found>;
+    /// These messages (those that exist), in the order given.
+    async fn message_records(&self, message_ids: &[i64]) -> StoreResult<Vec<MessageRecord>>;
+    /// Every provider call of these messages, by message and attempt.
+    async fn attempt_records(&self, message_ids: &[i64]) -> StoreResult<Vec<AttemptRecord>>;
+    /// Every operator action on these messages, in order.
+    async fn message_actions(&self, message_ids: &[i64]) -> StoreResult<Vec<ActionRecord>>;
+    /// An operator's action on messages ([`Action::moves`]): the ones in its status move,
+    /// each recorded with who and why; the others are left alone. One entry per distinct
+    /// id, in the order given.
+    async fn act_on_messages(
+        &self,
+        message_ids: &[i64],
+        action: Action,
+        by: &Operator,
+    ) -> StoreResult<Vec<ActedOn>>;
 }
 
 /// A row's columns read without panicking: a column missing, NULL where a value is expected
@@ -265,7 +299,9 @@ pub(crate) trait Record {
     fn text(&self, column: &str) -> StoreResult<String>;
     fn opt_text(&self, column: &str) -> StoreResult<Option<String>>;
     fn i32(&self, column: &str) -> StoreResult<i32>;
+    fn opt_i32(&self, column: &str) -> StoreResult<Option<i32>>;
     fn i64(&self, column: &str) -> StoreResult<i64>;
+    fn opt_i64(&self, column: &str) -> StoreResult<Option<i64>>;
     fn bool(&self, column: &str) -> StoreResult<bool>;
     fn f64(&self, column: &str) -> StoreResult<f64>;
     fn time(&self, column: &str) -> StoreResult<DateTime<Utc>>;
@@ -273,6 +309,17 @@ pub(crate) trait Record {
 
     fn channel(&self, column: &str) -> StoreResult<Channel> {
         parse_channel(&self.text(column)?)
+    }
+
+    fn opt_status(&self, column: &str) -> StoreResult<Option<MessageStatus>> {
+        self.opt_text(column)?
+            .map(|text| text.parse().map_err(|e: String| column_error(column, e)))
+            .transpose()
+    }
+
+    fn status(&self, column: &str) -> StoreResult<MessageStatus> {
+        self.opt_status(column)?
+            .ok_or_else(|| column_error(column, "NULL"))
     }
 }
 

@@ -1112,6 +1112,14 @@ impl Record for Row {
         required(self, column)
     }
 
+    fn opt_i32(&self, column: &str) -> StoreResult<Option<i32>> {
+        value(self, column)
+    }
+
+    fn opt_i64(&self, column: &str) -> StoreResult<Option<i64>> {
+        value(self, column)
+    }
+
     fn i64(&self, column: &str) -> StoreResult<i64> {
         required(self, column)
     }

@@ -21,6 +21,10 @@ use crate::model::{
     NewMessage, OutgoingMessage, QueueDepth, RenderRetry, Rendering, RowPosition, Schedule,
     SourceTable, Template,
 };
+use crate::ops::{
+    ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
+    ScheduleState,
+};
 
 /// A query parameter, as the shared code means it; each driver binds it its engine's way.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +105,15 @@ queries!(
     send_claim,
     send_finish_attempts,
     queue_depth,
+    ops_schedules,
+    ops_schedule_set_active,
+    ops_find_by_recipient,
+    ops_find_by_source_key,
+    ops_in_doubt_list,
+    ops_messages,
+    ops_attempts,
+    ops_actions,
+    ops_messages_act,
 );
 
 /// For SQL Server's `DATEADD(millisecond, …)`, which takes an int: spans beyond ~24 days
@@ -201,6 +214,101 @@ fn mark_from(row: &impl Record) -> StoreResult<Option<Mark>> {
         watching_since: row.opt_time("watching_since")?,
         definition: row.opt_text("source_definition")?,
     }))
+}
+
+/// An `operator_action` row (`action_schedule_id` for its schedule); `None` where a LEFT
+/// JOIN found none.
+fn action_from(row: &impl Record) -> StoreResult<Option<ActionRecord>> {
+    let Some(action) = row.opt_text("action")? else {
+        return Ok(None);
+    };
+    Ok(Some(ActionRecord {
+        action: action
+            .parse()
+            .map_err(|e: String| super::column_error("action", e))?,
+        message_id: row.opt_i64("message_id")?,
+        schedule_id: row.opt_i64("action_schedule_id")?,
+        from_status: row.opt_status("from_status")?,
+        to_status: row.opt_status("to_status")?,
+        actor: row.text("actor")?,
+        reason: row.opt_text("reason")?,
+        acted_at: row.time("acted_at")?,
+    }))
+}
+
+fn schedule_state_from(row: &impl Record) -> StoreResult<ScheduleState> {
+    let frontier = row
+        .opt_text("change_value")?
+        .zip(row.opt_text("key_value")?)
+        .map(|(change, key)| RowPosition { change, key });
+    Ok(ScheduleState {
+        schedule_id: row.i64("schedule_id")?,
+        tenant: row.text("tenant")?,
+        name: row.text("name")?,
+        channel: row.channel("channel")?,
+        active: row.bool("active")?,
+        error: row.opt_text("error")?,
+        checked_at: row.opt_time("checked_at")?,
+        hold_back: row.opt_time("hold_back")?,
+        frontier,
+        watching_since: row.opt_time("watching_since")?,
+        detector: row.opt_text("owner")?,
+        lease_expires_at: row.opt_time("lease_expires_at")?,
+        last_action: action_from(row)?,
+        read_at: row.time("read_at")?,
+    })
+}
+
+fn message_record_from(row: &impl Record) -> StoreResult<MessageRecord> {
+    Ok(MessageRecord {
+        message_id: row.i64("message_id")?,
+        tenant: row.text("tenant")?,
+        schedule_id: row.i64("schedule_id")?,
+        schedule: row.opt_text("schedule")?,
+        source_key: row.text("source_key")?,
+        change_version: row.text("change_version")?,
+        channel: row.channel("channel")?,
+        status: row.status("status")?,
+        recipient: row.opt_text("recipient")?,
+        subject: row.opt_text("subject")?,
+        render_attempts: row.i32("render_attempts")?,
+        send_attempts: row.i32("send_attempts")?,
+        provider_message_id: row.opt_text("provider_message_id")?,
+        last_error: row.opt_text("last_error")?,
+        event_partition: row.opt_i32("event_partition")?,
+        event_offset: row.opt_i64("event_offset")?,
+        detected_at: row.opt_time("detected_at")?,
+        late_found_by: row.opt_text("late_found_by")?,
+        late_found_at: row.opt_time("late_found_at")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        next_attempt_at: row.time("next_attempt_at")?,
+        sent_at: row.opt_time("sent_at")?,
+    })
+}
+
+fn attempt_record_from(row: &impl Record) -> StoreResult<AttemptRecord> {
+    Ok(AttemptRecord {
+        message_id: row.i64("message_id")?,
+        attempt: row.i32("attempt")?,
+        sender: row.text("sender")?,
+        started_at: row.time("started_at")?,
+        finished_at: row.opt_time("finished_at")?,
+        outcome: row.opt_text("outcome")?,
+        http_status: row.opt_i32("http_status")?,
+        provider_message_id: row.opt_text("provider_message_id")?,
+        error: row.opt_text("error")?,
+    })
+}
+
+/// Finder queries return `message_id` and `total` (how many match in all) on every row.
+fn found_from(rows: Vec<(i64, i64)>) -> Found {
+    Found {
+        total: rows
+            .first()
+            .map_or(0, |(_, total)| u64::try_from(*total).unwrap_or(0)),
+        message_ids: rows.into_iter().map(|(id, _)| id).collect(),
+    }
 }
 
 /// The queue's bounded columns, in UTF-16 code units as nvarchar counts them: SQL Server's
@@ -619,6 +727,122 @@ impl<D: Driver> NotifyDb for Notify<D> {
         let batch = outcome_batch(finished);
         self.run(D::QUERIES.send_finish_attempts, &[Param::Json(&batch)])
             .await
+    }
+
+    async fn schedule_states(&self) -> StoreResult<Vec<ScheduleState>> {
+        self.rows(D::QUERIES.ops_schedules, &[], schedule_state_from)
+            .await
+    }
+
+    async fn set_schedule_active(
+        &self,
+        tenant: &str,
+        name: &str,
+        active: bool,
+        by: &Operator,
+    ) -> StoreResult<Option<(i64, bool)>> {
+        let action = if active {
+            Action::Resume
+        } else {
+            Action::Pause
+        };
+        let params = [
+            Param::Text(tenant),
+            Param::Text(name),
+            Param::Bool(active),
+            Param::Text(&by.name),
+            Param::OptText(by.reason.as_deref()),
+            Param::Text(action.as_str()),
+        ];
+        self.first(D::QUERIES.ops_schedule_set_active, &params, |row| {
+            Ok((row.i64("schedule_id")?, row.bool("was_active")?))
+        })
+        .await
+    }
+
+    async fn find_messages(&self, filter: MessageFilter<'_>, limit: u32) -> StoreResult<Found> {
+        let limit = Param::I64(i64::from(limit));
+        let (sql, params) = match filter {
+            MessageFilter::Recipient(recipient) => (
+                D::QUERIES.ops_find_by_recipient,
+                vec![Param::Text(recipient), limit],
+            ),
+            MessageFilter::SourceKey { tenant, key } => (
+                D::QUERIES.ops_find_by_source_key,
+                vec![Param::Text(tenant), Param::Text(key), limit],
+            ),
+            MessageFilter::InDoubt { tenant } => (
+                D::QUERIES.ops_in_doubt_list,
+                vec![Param::OptText(tenant), limit],
+            ),
+        };
+        let rows = self
+            .rows(sql, &params, |row| {
+                Ok((row.i64("message_id")?, row.i64("total")?))
+            })
+            .await?;
+        Ok(found_from(rows))
+    }
+
+    async fn message_records(&self, message_ids: &[i64]) -> StoreResult<Vec<MessageRecord>> {
+        let mut records = self
+            .rows(
+                D::QUERIES.ops_messages,
+                &[Param::Ids(message_ids)],
+                message_record_from,
+            )
+            .await?;
+        records.sort_by_key(|record| message_ids.iter().position(|id| *id == record.message_id));
+        Ok(records)
+    }
+
+    async fn attempt_records(&self, message_ids: &[i64]) -> StoreResult<Vec<AttemptRecord>> {
+        let params = [Param::Ids(message_ids)];
+        self.rows(D::QUERIES.ops_attempts, &params, attempt_record_from)
+            .await
+    }
+
+    async fn message_actions(&self, message_ids: &[i64]) -> StoreResult<Vec<ActionRecord>> {
+        let params = [Param::Ids(message_ids)];
+        let actions = self
+            .rows(D::QUERIES.ops_actions, &params, action_from)
+            .await?;
+        Ok(actions.into_iter().flatten().collect())
+    }
+
+    async fn act_on_messages(
+        &self,
+        message_ids: &[i64],
+        action: Action,
+        by: &Operator,
+    ) -> StoreResult<Vec<ActedOn>> {
+        let Some((from, to)) = action.moves() else {
+            return Err(StoreError::Refused(
+                format!("{action} is not an action on messages").into(),
+            ));
+        };
+        let mut unique = message_ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let params = [
+            Param::Ids(&unique),
+            Param::Text(action.as_str()),
+            Param::Text(from.as_str()),
+            Param::Text(to.as_str()),
+            Param::Text(&by.name),
+            Param::OptText(by.reason.as_deref()),
+        ];
+        let mut acted = self
+            .rows(D::QUERIES.ops_messages_act, &params, |row| {
+                Ok(ActedOn {
+                    message_id: row.i64("message_id")?,
+                    acted: row.bool("acted")?,
+                    status: row.opt_status("status")?,
+                })
+            })
+            .await?;
+        acted.sort_by_key(|one| message_ids.iter().position(|id| *id == one.message_id));
+        Ok(acted)
     }
 }
 

@@ -682,6 +682,14 @@ impl Record for Row {
         self.cell(column)
     }
 
+    fn opt_i32(&self, column: &str) -> StoreResult<Option<i32>> {
+        self.cell(column)
+    }
+
+    fn opt_i64(&self, column: &str) -> StoreResult<Option<i64>> {
+        self.cell(column)
+    }
+
     fn i64(&self, column: &str) -> StoreResult<i64> {
         self.cell(column)
     }

@@ -56,7 +56,8 @@ IF OBJECT_ID(N'dbo.message', N'U') IS NULL
         body_text           nvarchar(max) NULL,
         render_attempts     int           NOT NULL CONSTRAINT message_render_attempts_default DEFAULT 0,
         send_attempts       int           NOT NULL CONSTRAINT message_send_attempts_default DEFAULT 0,
-        -- provider calls refused for our credentials: not counted against max_attempts
+        -- provider calls not counted against max_attempts: refused for our credentials, or
+        -- made before an operator requeued the message (heraldctl)
         uncounted_attempts  int           NOT NULL CONSTRAINT message_uncounted_attempts_default DEFAULT 0,
         next_attempt_at     datetime2(7)  NOT NULL CONSTRAINT message_next_attempt_default DEFAULT SYSUTCDATETIME(),
         lease_owner         nvarchar(200) NULL,
@@ -88,8 +89,6 @@ IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.messa
     CREATE INDEX message_render_due ON dbo.message (next_attempt_at) WHERE status = N'render_retry';
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_in_flight')
     CREATE INDEX message_in_flight ON dbo.message (lease_expires_at) WHERE status = N'sending';
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_in_doubt')
-    CREATE INDEX message_in_doubt ON dbo.message (created_at) WHERE status = N'in_doubt';
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_by_recipient')
     CREATE INDEX message_by_recipient ON dbo.message (tenant, recipient, created_at);
 GO

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS message (
     body_text           text,
     render_attempts     integer     NOT NULL DEFAULT 0,
     send_attempts       integer     NOT NULL DEFAULT 0,
-    -- provider calls refused for our credentials: not counted against max_attempts
+    -- provider calls not counted against max_attempts: refused for our credentials, or
+    -- made before an operator requeued the message (heraldctl)
     uncounted_attempts  integer     NOT NULL DEFAULT 0,
     next_attempt_at     timestamptz NOT NULL DEFAULT now(),
     lease_owner         text,
@@ -53,7 +54,6 @@ ALTER TABLE message ADD COLUMN IF NOT EXISTS uncounted_attempts integer NOT NULL
 CREATE INDEX IF NOT EXISTS message_send_due ON message (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS message_render_due ON message (next_attempt_at) WHERE status = 'render_retry';
 CREATE INDEX IF NOT EXISTS message_in_flight ON message (lease_expires_at) WHERE status = 'sending';
-CREATE INDEX IF NOT EXISTS message_in_doubt ON message (created_at) WHERE status = 'in_doubt';
 CREATE INDEX IF NOT EXISTS message_by_recipient ON message (tenant, recipient, created_at);
 
 -- Events that cannot become a message (not JSON, missing fields, a newer format, an

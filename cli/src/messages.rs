@@ -1,0 +1,147 @@
+//! `heraldctl in-doubt list`, `in-doubt resolve` and `requeue`: the messages that wait for a
+//! person, and what an operator decides about them (recorded with who and why).
+
+use std::fmt::Write;
+
+use herald_core::ops::{ActedOn, Action, MessageFilter, MessageRecord, Operator};
+use herald_core::store::NotifyDb;
+use serde::Serialize;
+
+use crate::output::{Report, age, or_dash, table, time};
+
+#[derive(Serialize)]
+pub struct InDoubtReport {
+    /// How many messages are in doubt (more than listed when `--limit` cut the list).
+    total: u64,
+    messages: Vec<MessageRecord>,
+}
+
+impl Report for InDoubtReport {
+    fn text(&self) -> String {
+        let now = chrono::Utc::now();
+        let mut text = format!("{} message(s) in doubt", self.total);
+        if self.total > self.messages.len() as u64 {
+            let _ = write!(text, ", the {} longest in doubt:", self.messages.len());
+        }
+        text.push('\n');
+        if self.messages.is_empty() {
+            return text;
+        }
+        let rows: Vec<Vec<String>> = self
+            .messages
+            .iter()
+            .map(|m| {
+                vec![
+                    m.message_id.to_string(),
+                    m.tenant.clone(),
+                    or_dash(m.schedule.as_deref()),
+                    m.channel.to_string(),
+                    or_dash(m.recipient.as_deref()),
+                    m.send_attempts.to_string(),
+                    format!("{} ({} ago)", time(m.updated_at), age(now - m.updated_at)),
+                    or_dash(m.last_error.as_deref()),
+                ]
+            })
+            .collect();
+        let header = [
+            "ID",
+            "TENANT",
+            "SCHEDULE",
+            "CHANNEL",
+            "RECIPIENT",
+            "ATTEMPTS",
+            "IN DOUBT SINCE",
+            "LAST ERROR",
+        ];
+        text.push_str(&table(&header, &rows));
+        text
+    }
+
+    /// Messages wait for a person.
+    fn bad_news(&self) -> bool {
+        self.total > 0
+    }
+}
+
+pub async fn in_doubt(
+    notify: &dyn NotifyDb,
+    tenant: Option<&str>,
+    limit: u32,
+) -> anyhow::Result<InDoubtReport> {
+    let found = notify
+        .find_messages(MessageFilter::InDoubt { tenant }, limit)
+        .await?;
+    let messages = notify.message_records(&found.message_ids).await?;
+    Ok(InDoubtReport {
+        total: found.total,
+        messages,
+    })
+}
+
+#[derive(Serialize)]
+pub struct ActionReport {
+    action: Action,
+    by: Operator,
+    /// One entry per message named: moved, or refused with why.
+    messages: Vec<ActedOnView>,
+}
+
+#[derive(Serialize)]
+struct ActedOnView {
+    #[serde(flatten)]
+    acted_on: ActedOn,
+    /// Why it was left alone.
+    refusal: Option<String>,
+}
+
+impl Report for ActionReport {
+    fn text(&self) -> String {
+        let (from, to) = self.action.moves().expect("an action on messages");
+        let mut text = String::new();
+        for view in &self.messages {
+            let id = view.acted_on.message_id;
+            let _ = match &view.refusal {
+                None => writeln!(
+                    text,
+                    "message {id}: {from} -> {to} ({}, by {})",
+                    self.action, self.by.name
+                ),
+                Some(refusal) => writeln!(text, "message {id}: refused: {refusal}"),
+            };
+        }
+        text
+    }
+
+    /// A message named was not in the action's status.
+    fn bad_news(&self) -> bool {
+        self.messages.iter().any(|view| view.refusal.is_some())
+    }
+}
+
+/// Applies an action on messages ([`Action::moves`]) to those in its status.
+pub async fn act(
+    notify: &dyn NotifyDb,
+    message_ids: &[i64],
+    action: Action,
+    by: Operator,
+) -> anyhow::Result<ActionReport> {
+    let (from, _) = action.moves().expect("an action on messages");
+    let messages = notify
+        .act_on_messages(message_ids, action, &by)
+        .await?
+        .into_iter()
+        .map(|acted_on| {
+            let refusal = match acted_on.status {
+                _ if acted_on.acted => None,
+                None => Some("there is no such message".to_owned()),
+                Some(status) => Some(format!("it is {status}, not {from}: left as it is")),
+            };
+            ActedOnView { acted_on, refusal }
+        })
+        .collect();
+    Ok(ActionReport {
+        action,
+        by,
+        messages,
+    })
+}
