@@ -4,6 +4,10 @@
 //!   schedule's rows from the source replica, looks each one's notification up in the queue
 //!   (after waiting for the renderers to process what is already on the topic), and prints
 //!   what is missing; with `--repair` it emits the missing changes and records them as late.
+//! - `queue`: the open part of the queue (`render_retry`, `queued`, `sending`, `in_doubt`)
+//!   by tenant, schedule and status, with the oldest message's age.
+//! - `lag`: the renderers' consumer group per partition of the change topic, as
+//!   `kafka-consumer-groups --describe` prints it (committed offset, log end, lag, member).
 //! - `schedules`: each schedule's state (`paused`, `error`, `starting`, `running`,
 //!   `unowned`), error, frontier, hold-back age, detector and the last operator action.
 //! - `schedule pause|resume TENANT NAME`: makes a schedule inactive (the detector stops
@@ -21,9 +25,9 @@
 //!
 //! Every command prints a readable table, or with `--json` one JSON document (serde: the
 //! field names are stable). Exit status: 0 ok; 1 the answer is bad news (audit: changes
-//! missing; `schedules`: an active schedule has an error; `trace`: nothing found; `in-doubt
-//! list`: some messages are in doubt; `resolve` / `requeue`: some named message was refused);
-//! 2 the command could not run (bad arguments, an unknown schedule, a database unreachable).
+//! missing; `queue`, `in-doubt list`: some messages are in doubt; `schedules`: an active
+//! schedule has an error; `trace`: nothing found; `resolve` / `requeue`: some named message
+//! was refused); 2 the command could not run (bad arguments, an unknown schedule, a database unreachable).
 //!
 //! Configuration as the services: `config/base.toml` + `config/$HERALD_ENV.toml` +
 //! `HERALD__*` variables.
@@ -31,6 +35,7 @@
 mod audit;
 mod messages;
 mod output;
+mod queue;
 mod schedules;
 mod trace;
 
@@ -86,6 +91,10 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         catch_up: Duration,
     },
+    /// The open part of the queue by tenant, schedule and status, with the oldest age.
+    Queue,
+    /// The renderers' consumer group per partition: committed offset, log end, lag, member.
+    Lag,
     /// Lists every schedule: state, error, frontier, hold-back age, detector, last action.
     Schedules,
     /// Pauses or resumes a schedule.
@@ -267,6 +276,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = audit::audit(&settings, notify, &schedule, from, to, repair, catch_up);
             print(&report.await?, json)
         }
+        Command::Queue => print(&queue::queue(notify).await?, json),
+        Command::Lag => print(&queue::lag(&settings.kafka).await?, json),
         Command::Schedules => print(&schedules::schedules(notify).await?, json),
         Command::Schedule(command) => {
             let (args, active) = match command {

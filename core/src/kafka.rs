@@ -211,12 +211,24 @@ struct Member {
     partitions: Vec<i32>,
 }
 
+/// The renderers' group on the change topic, per partition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupLag {
+    pub partitions: Vec<PartitionLag>,
+    /// Why the partitions name no members, if the broker would not describe the group.
+    pub members_unknown: Option<String>,
+}
+
 impl OffsetsReader {
-    /// The group's lag per partition of the change topic, with each partition's member.
-    pub fn describe(&self, group: &str, timeout: Duration) -> KafkaResult<Vec<PartitionLag>> {
+    /// The group's lag per partition of the change topic, with each partition's member when
+    /// the broker describes the group.
+    pub fn describe(&self, group: &str, timeout: Duration) -> KafkaResult<GroupLag> {
         let (end, committed) = self.end_and_committed(timeout)?;
-        let members = self.members(group, timeout)?;
-        Ok(end
+        let (members, members_unknown) = match self.members(group, timeout) {
+            Ok(members) => (members, None),
+            Err(error) => (Vec::new(), Some(error_chain(&error))),
+        };
+        let partitions = end
             .iter()
             .map(|(&partition, &log_end)| {
                 let committed = committed.get(&partition).copied().filter(|&c| c >= 0);
@@ -233,11 +245,14 @@ impl OffsetsReader {
                     host: owner.map(|m| m.host.clone()),
                 }
             })
-            .collect())
+            .collect();
+        Ok(GroupLag {
+            partitions,
+            members_unknown,
+        })
     }
 
-    /// The group's members with their partitions of the change topic; none if the broker
-    /// does not describe groups.
+    /// The group's members with their partitions of the change topic.
     fn members(&self, group: &str, timeout: Duration) -> KafkaResult<Vec<Member>> {
         let groups = self.client.fetch_group_list(Some(group), timeout)?;
         Ok(groups

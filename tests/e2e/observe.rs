@@ -149,6 +149,27 @@ pub async fn metrics_match_the_database_and_the_broker(engine: Engine) -> anyhow
     );
     assert_eq!(scrape.sum("herald_sender_in_flight", &[]), 0.0);
 
+    // `heraldctl queue` shows the same open part; a message in doubt is bad news (exit 1).
+    let (code, text) = stack.heraldctl(&["queue"]).await?;
+    assert_eq!(code, 1, "{text}");
+    let cells: Vec<&str> = text
+        .lines()
+        .find(|line| line.contains("in_doubt"))
+        .with_context(|| format!("no in_doubt line in:\n{text}"))?
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        cells[..4],
+        ["acme", "welcome-email", "in_doubt", "1"],
+        "{text}"
+    );
+    let (code, document) = stack.heraldctl_json(&["queue"]).await?;
+    assert_eq!(code, 1);
+    let open = document["open"].as_array().context("open")?;
+    assert_eq!(open.len(), 1, "{document:#}");
+    assert_eq!(open[0]["messages"], 1);
+    assert!(open[0]["oldest_seconds"].as_f64().context("oldest")? > 0.0);
+
     // Every event the detector emitted became one message, rendered and queued.
     let messages = stack
         .notify
@@ -211,6 +232,51 @@ pub async fn metrics_match_the_database_and_the_broker(engine: Engine) -> anyhow
     })
     .await?;
     assert_eq!(kafka::events_behind(&end, &committed) as f64, lag);
+
+    // `heraldctl lag` says the same, per partition, as kafka-consumer-groups would.
+    let (code, document) = stack.heraldctl_json(&["lag"]).await?;
+    assert_eq!(code, 0, "{document:#}");
+    assert_eq!(document["total_lag"], 3);
+    let partitions = document["partitions"].as_array().context("partitions")?;
+    assert_eq!(partitions.len(), end.len());
+    for partition in partitions {
+        let number = partition["partition"].as_i64().context("partition")? as i32;
+        assert_eq!(partition["log_end"], end[&number], "{partition:#}");
+        let done = committed[&number];
+        assert_eq!(
+            partition["committed"],
+            serde_json::json!((done >= 0).then_some(done)),
+            "{partition:#}"
+        );
+        assert_eq!(
+            partition["group"],
+            stack.kafka_settings().consumer_group.as_str()
+        );
+    }
+    let (_, text) = stack.heraldctl(&["lag"]).await?;
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "LOG-END-OFFSET",
+            "LAG",
+            "CONSUMER-ID",
+            "HOST",
+            "CLIENT-ID"
+        ],
+        "{text}"
+    );
+    let rows = text.lines().skip(1).filter(|line| !line.starts_with('('));
+    assert_eq!(rows.count(), end.len(), "{text}");
     assert_eq!(
         stack
             .notify

@@ -10,16 +10,6 @@ use fake_provider::{Channel, Fault, FaultKind};
 use herald_tests::{Contact, Engine, SOON, Stack, wait_until};
 use serde_json::Value;
 
-/// Runs `heraldctl --json …`; returns its exit code and the document it printed.
-async fn heraldctl_json(stack: &Stack, args: &[&str]) -> anyhow::Result<(i32, Value)> {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let (code, output) = stack.heraldctl(&all).await?;
-    let document = serde_json::from_str(&output)
-        .with_context(|| format!("heraldctl {args:?} printed no JSON (exit {code}):\n{output}"))?;
-    Ok((code, document))
-}
-
 /// The operator actions recorded, in order: (action, message or schedule id, from, to,
 /// actor, reason).
 async fn operator_actions(stack: &Stack) -> anyhow::Result<Vec<[String; 6]>> {
@@ -103,7 +93,7 @@ pub async fn schedules_show_their_state_and_pause_and_resume(engine: Engine) -> 
                            JOIN schedule s ON s.schedule_id = w.schedule_id
                           WHERE s.name = 'welcome-email'";
     let before = stack.notify.query_one(hold_back_sql, &[]).await?.time(0);
-    let (code, document) = heraldctl_json(&stack, &["schedules"]).await?;
+    let (code, document) = stack.heraldctl_json(&["schedules"]).await?;
     let after = stack.notify.query_one(hold_back_sql, &[]).await?.time(0);
     assert_eq!(code, 1, "an active schedule has an error: {document:#}");
     let stored = stack
@@ -164,7 +154,7 @@ pub async fn schedules_show_their_state_and_pause_and_resume(engine: Engine) -> 
     })
     .await?;
     let audit = ["audit", "--schedule", "acme/welcome-email", "--from", "1h"];
-    let (code, document) = heraldctl_json(&stack, &audit).await?;
+    let (code, document) = stack.heraldctl_json(&audit).await?;
     assert_eq!(code, 0, "{document:#}");
     assert_eq!(document["schedule_id"], welcome["schedule_id"]);
     assert_eq!(document["rows_checked"], 1, "{document:#}");
@@ -219,14 +209,14 @@ pub async fn schedules_show_their_state_and_pause_and_resume(engine: Engine) -> 
     );
     let active_sql = "SELECT count(*) FROM schedule WHERE name = 'appointment-sms' AND active = $1";
     assert_eq!(stack.notify.count(active_sql, &[false.into()]).await?, 1);
-    let (code, document) = heraldctl_json(&stack, &pause).await?;
+    let (code, document) = stack.heraldctl_json(&pause).await?;
     assert_eq!((code, &document["changed"]), (0, &Value::Bool(false)));
     assert_eq!(
         operator_actions(&stack).await?,
         std::slice::from_ref(&paused)
     );
 
-    let (_, document) = heraldctl_json(&stack, &["schedules"]).await?;
+    let (_, document) = stack.heraldctl_json(&["schedules"]).await?;
     let sms = schedule_entry(&document, "appointment-sms");
     assert_eq!(sms["activity"], "paused");
     assert_eq!(sms["last_action"]["actor"], "alice");
@@ -324,7 +314,7 @@ pub async fn in_doubt_messages_are_listed_and_settled_once(engine: Engine) -> an
     );
 
     // Listed as the database holds them.
-    let (code, document) = heraldctl_json(&stack, &["in-doubt", "list"]).await?;
+    let (code, document) = stack.heraldctl_json(&["in-doubt", "list"]).await?;
     assert_eq!(code, 1, "messages wait for a person: {document:#}");
     assert_eq!(document["total"], 3);
     let listed = document["messages"].as_array().cloned().unwrap_or_default();
@@ -420,7 +410,7 @@ pub async fn in_doubt_messages_are_listed_and_settled_once(engine: Engine) -> an
             assert_eq!(row.time(2), row.time(3), "sent when its call began");
         }
     }
-    let (code, document) = heraldctl_json(&stack, &["trace", &resend]).await?;
+    let (code, document) = stack.heraldctl_json(&["trace", &resend]).await?;
     assert_eq!(code, 0, "{document:#}");
     let chain = &document["messages"][0];
     let outcomes: Vec<&Value> = chain["attempts"]
@@ -438,13 +428,11 @@ pub async fn in_doubt_messages_are_listed_and_settled_once(engine: Engine) -> an
         text,
         format!("message {sent}: refused: it is sent, not in_doubt: left as it is\n")
     );
-    let (code, document) = heraldctl_json(
-        &stack,
-        &[
+    let (code, document) = stack
+        .heraldctl_json(&[
             "in-doubt", "resolve", "999999", &sent, "--failed", "--by", "alice", "--reason", "x",
-        ],
-    )
-    .await?;
+        ])
+        .await?;
     assert_eq!(code, 1, "{document:#}");
     assert_eq!(document["messages"][0]["message_id"], 999999);
     assert_eq!(document["messages"][0]["status"], Value::Null);
@@ -465,7 +453,7 @@ pub async fn in_doubt_messages_are_listed_and_settled_once(engine: Engine) -> an
         "--reason",
         "address reopened",
     ];
-    let (code, document) = heraldctl_json(&stack, &requeue).await?;
+    let (code, document) = stack.heraldctl_json(&requeue).await?;
     assert_eq!(code, 1, "{document:#}");
     assert_eq!(document["messages"][0]["acted"], true);
     assert_eq!(document["messages"][0]["status"], "queued");
@@ -556,7 +544,7 @@ pub async fn trace_by_recipient_finds_the_whole_chain(engine: Engine) -> anyhow:
     let (message_id, partition, offset) = (row.int(0), row.int(1), row.int(2));
     assert_eq!(row.text(3), version);
 
-    let (code, document) = heraldctl_json(&stack, &["trace", "ada@example.com"]).await?;
+    let (code, document) = stack.heraldctl_json(&["trace", "ada@example.com"]).await?;
     assert_eq!(code, 0, "{document:#}");
     assert_eq!(document["total"], 1);
     assert_eq!(document["target"]["by"], "recipient");
@@ -600,7 +588,7 @@ pub async fn trace_by_recipient_finds_the_whole_chain(engine: Engine) -> anyhow:
         vec!["trace", id.as_str()],
         vec!["trace", "acme", key.as_str()],
     ] {
-        let (code, document) = heraldctl_json(&stack, &args).await?;
+        let (code, document) = stack.heraldctl_json(&args).await?;
         assert_eq!(code, 0, "{args:?}: {document:#}");
         assert_eq!(document["messages"][0]["message"]["message_id"], message_id);
         assert_eq!(document["messages"][0]["source"]["state"], "current");

@@ -382,6 +382,17 @@ impl Stack {
         Ok((output.status.code().unwrap_or(-1), text))
     }
 
+    /// Runs `heraldctl --json …`; returns its exit code and the document it printed.
+    pub async fn heraldctl_json(&self, args: &[&str]) -> anyhow::Result<(i32, serde_json::Value)> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (code, output) = self.heraldctl(&all).await?;
+        let document = serde_json::from_str(&output).with_context(|| {
+            format!("heraldctl {args:?} printed no JSON (exit {code}):\n{output}")
+        })?;
+        Ok((code, document))
+    }
+
     /// What `service` logged so far (across restarts).
     pub fn log(&self, service: Service) -> String {
         self.services.log(service, 1)
