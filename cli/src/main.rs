@@ -25,9 +25,9 @@
 //!
 //! Every command prints a readable table, or with `--json` one JSON document (serde: the
 //! field names are stable). Exit status: 0 ok; 1 the answer is bad news (audit: changes
-//! missing; `queue`, `in-doubt list`: some messages are in doubt; `schedules`: an active
-//! schedule has an error; `trace`: nothing found; `resolve` / `requeue`: some named message
-//! was refused); 2 the command could not run (bad arguments, an unknown schedule, a database unreachable).
+//! missing; `queue`, `in-doubt list`: some messages are in doubt; `lag`: the topic does not
+//! exist; `schedules`: an active schedule has an error; `trace`: nothing found; `resolve` /
+//! `requeue`: some named message was refused); 2 the command could not run (bad arguments, an unknown schedule, a database unreachable).
 //!
 //! Configuration as the services: `config/base.toml` + `config/$HERALD_ENV.toml` +
 //! `HERALD__*` variables.

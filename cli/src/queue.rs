@@ -63,6 +63,7 @@ impl Report for QueueReport {
 
 #[derive(Serialize)]
 pub struct LagReport {
+    topic: String,
     /// Events on the topic the group has not committed, over all partitions.
     total_lag: i64,
     #[serde(flatten)]
@@ -78,6 +79,7 @@ pub async fn lag(settings: &KafkaSettings) -> anyhow::Result<LagReport> {
     .await
     .context("asking the broker for the group's offsets")?;
     Ok(LagReport {
+        topic: settings.topic.clone(),
         total_lag: group.partitions.iter().map(|p| p.lag).sum(),
         group,
     })
@@ -85,6 +87,12 @@ pub async fn lag(settings: &KafkaSettings) -> anyhow::Result<LagReport> {
 
 impl Report for LagReport {
     fn text(&self) -> String {
+        if self.group.partitions.is_empty() {
+            return format!(
+                "the broker knows no partitions of {}: the topic does not exist (yet)\n",
+                self.topic
+            );
+        }
         let rows: Vec<Vec<String>> = self
             .group
             .partitions
@@ -123,8 +131,8 @@ impl Report for LagReport {
         text
     }
 
-    /// Lag is the renderers' work in progress, not news by itself.
+    /// Lag is the renderers' work in progress, not news by itself; a missing topic is.
     fn bad_news(&self) -> bool {
-        false
+        self.group.partitions.is_empty()
     }
 }
