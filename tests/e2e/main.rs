@@ -82,6 +82,7 @@ on_every_engine! {
     broker_outage::the_mark_waits_for_kafka_to_acknowledge,
     exact::late_commits_and_a_long_import_are_each_notified_once,
     observe::metrics_match_the_database_and_the_broker,
+    observe::readiness_names_the_dependency_that_does_not_answer,
     operate::schedules_show_their_state_and_pause_and_resume,
     operate::in_doubt_messages_are_listed_and_settled_once,
     operate::trace_by_recipient_finds_the_whole_chain,

@@ -286,3 +286,36 @@ pub async fn metrics_match_the_database_and_the_broker(engine: Engine) -> anyhow
     );
     Ok(())
 }
+
+/// A renderer whose broker is unreachable is alive but not ready, and says why.
+pub async fn readiness_names_the_dependency_that_does_not_answer(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "readiness").await?;
+    let address = free_address()?;
+    stack.set(Service::Renderer, "HERALD__METRICS__RENDERER", &address);
+    // Nothing listens there.
+    let nowhere = free_address()?;
+    stack.set(Service::Renderer, "HERALD__KAFKA__BROKERS", &nowhere);
+    stack.start(Service::Renderer).await?;
+
+    let ready = wait_until(SOON, || async {
+        let Ok(answer) = reqwest::get(format!("http://{address}/readyz")).await else {
+            return Ok(None);
+        };
+        Ok(Some((answer.status(), answer.text().await?)))
+    })
+    .await?;
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    let lines: Vec<&str> = ready.1.lines().collect();
+    assert!(lines.contains(&"notification database: ok"), "{}", ready.1);
+    assert!(lines.contains(&"source replica: ok"), "{}", ready.1);
+    let broker = lines
+        .iter()
+        .find(|line| line.starts_with("broker: "))
+        .context("a line for the broker")?;
+    assert_ne!(*broker, "broker: ok");
+    let health = reqwest::get(format!("http://{address}/healthz")).await?;
+    assert_eq!(health.status(), 200);
+    Ok(())
+}
