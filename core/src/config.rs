@@ -381,6 +381,12 @@ pub struct SenderSettings {
     pub backoff_max: Duration,
     #[serde(with = "humantime_serde")]
     pub http_timeout: Duration,
+    /// How often `in_doubt` SMS are looked for in Twilio's message list; `0s`: never.
+    #[serde(with = "humantime_serde")]
+    pub settle_interval: Duration,
+    /// How long after its call an `in_doubt` SMS is looked for; then it waits for a person.
+    #[serde(with = "humantime_serde")]
+    pub settle_within: Duration,
 }
 
 /// Where each service serves `/metrics`, `/healthz` and `/readyz` (empty: not served).

@@ -362,6 +362,17 @@ pub struct QueueDepth {
     pub oldest_seconds: f64,
 }
 
+/// An `in_doubt` message to look for at its provider: its last call and what it carried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InDoubtMessage {
+    pub message_id: i64,
+    pub attempt: i32,
+    pub recipient: String,
+    pub body_text: String,
+    /// When its last call began.
+    pub started_at: DateTime<Utc>,
+}
+
 /// A message a sender took from the queue.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claimed {

@@ -18,9 +18,9 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, Engine};
 use crate::model::{
-    AttemptOutcome, ChangedRow, Changes, Channel, Claimed, LateFinder, Mark, MergeFunction,
-    MessageStatus, NewMessage, QueueDepth, RenderRetry, Rendering, RowPosition, Schedule,
-    SourceTable, Template,
+    AttemptOutcome, ChangedRow, Changes, Channel, Claimed, InDoubtMessage, LateFinder, Mark,
+    MergeFunction, MessageStatus, NewMessage, QueueDepth, RenderRetry, Rendering, RowPosition,
+    Schedule, SourceTable, Template,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
@@ -244,6 +244,24 @@ pub trait NotifyDb: Send + Sync + 'static {
     /// At a sender's start: its own messages caught in a provider call are `in_doubt`.
     /// Returns how many went `in_doubt`.
     async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64>;
+    /// `in_doubt` messages on `channel` whose last call began within `within`, the oldest
+    /// first, at most `limit`.
+    async fn in_doubt_to_settle(
+        &self,
+        channel: Channel,
+        within: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<InDoubtMessage>>;
+    /// Marks an `in_doubt` message `sent` as its provider shows it (`how`), with the
+    /// provider's id, unless that id is already another message's of the same recipient or
+    /// the message moved on. Returns whether it was settled.
+    async fn settle_in_doubt(
+        &self,
+        message_id: i64,
+        attempt: i32,
+        provider_message_id: &str,
+        how: &str,
+    ) -> StoreResult<bool>;
     /// The open part of the queue, per tenant, schedule and status.
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>>;
     /// Messages whose sender's lease ran out during a provider call become `in_doubt`.

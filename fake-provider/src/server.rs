@@ -104,7 +104,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/v3/mail/send", post(sendgrid::mail_send))
         .route(
             "/2010-04-01/Accounts/{account_sid}/Messages.json",
-            post(twilio::create_message),
+            post(twilio::create_message).get(twilio::list_messages),
         )
         .route("/_fake/health", get(control::health))
         .route(

@@ -3,17 +3,18 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::provider::{self, Provider, Rejection, Summary};
 use crate::server::{App, ConnKill};
-use crate::store::Channel;
+use crate::store::{Channel, Received};
 
 /// Longest body Twilio accepts, in characters.
 const MAX_BODY_CHARS: usize = 1600;
@@ -26,6 +27,122 @@ pub(crate) async fn create_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let access = access(&app, &account_sid, &headers);
+    provider::handle::<Twilio>(app, kill, access, body).await
+}
+
+/// Twilio's message list, `GET …/Messages.json`: the SMS this fake accepted, newest first,
+/// filtered by `To`, `From`, `DateSent` (a `YYYY-MM-DD` day), `DateSent<` (before it) and
+/// `DateSent>` (on or after it), in pages of `PageSize` (50; at most 1000) numbered from 0
+/// by `Page`, with `next_page_uri` while more follow. Messages are sent as they are
+/// accepted here: each is `sent`, its `date_sent` its `date_created`.
+pub(crate) async fn list_messages(
+    State(app): State<Arc<App>>,
+    Path(account_sid): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = access(&app, &account_sid, &headers) {
+        return refused.into_response();
+    }
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).unwrap_or_default();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let day = |name: &str| -> Result<Option<NaiveDate>, Rejection> {
+        param(name)
+            .map(|text| {
+                NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        20001,
+                        format!("Invalid {name}: {text} is not a date (YYYY-MM-DD)"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (on, before, from_day) = match (day("DateSent"), day("DateSent<"), day("DateSent>")) {
+        (Ok(on), Ok(before), Ok(from_day)) => (on, before, from_day),
+        (Err(bad), _, _) | (_, Err(bad), _) | (_, _, Err(bad)) => return bad.into_response(),
+    };
+    let page_size = param("PageSize")
+        .and_then(|size| size.parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, 1000);
+    let page = param("Page")
+        .and_then(|page| page.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut sent: Vec<Received> = app
+        .store
+        .list(Some(Channel::Sms), Some(true))
+        .into_iter()
+        .filter(|m| param("To").is_none_or(|to| m.to.iter().any(|t| t == to)))
+        .filter(|m| param("From").is_none_or(|from| m.from.as_deref() == Some(from)))
+        .filter(|m| {
+            let day = m.received_at.date_naive();
+            on.is_none_or(|on| day == on)
+                && before.is_none_or(|before| day < before)
+                && from_day.is_none_or(|from_day| day >= from_day)
+        })
+        .collect();
+    sent.reverse();
+    let list_uri = format!("/2010-04-01/Accounts/{account_sid}/Messages.json");
+    let page_uri = |page: usize| {
+        let mut query: Vec<(String, String)> = params
+            .iter()
+            .filter(|(key, _)| key != "Page" && key != "PageSize")
+            .cloned()
+            .collect();
+        query.push(("PageSize".into(), page_size.to_string()));
+        query.push(("Page".into(), page.to_string()));
+        let query = serde_urlencoded::to_string(query).unwrap_or_default();
+        format!("{list_uri}?{query}")
+    };
+    let start = page * page_size;
+    let messages: Vec<Value> = sent
+        .iter()
+        .skip(start)
+        .take(page_size)
+        .map(|m| {
+            let sid = m.provider_message_id.as_deref().unwrap_or_default();
+            let text = m.text.as_deref().unwrap_or_default();
+            let mut resource = message_resource(
+                &app,
+                sid,
+                m.raw.get("To"),
+                m.from.as_deref(),
+                text,
+                m.received_at,
+            );
+            resource["status"] = json!("sent");
+            resource["date_sent"] = json!(twilio_time(m.received_at));
+            resource
+        })
+        .collect();
+    let more = start + messages.len() < sent.len();
+    let end = (start + messages.len()).saturating_sub(1);
+    Json(json!({
+        "messages": messages,
+        "page": page,
+        "page_size": page_size,
+        "start": start,
+        "end": end,
+        "uri": page_uri(page),
+        "first_page_uri": page_uri(0),
+        "next_page_uri": more.then(|| page_uri(page + 1)),
+        "previous_page_uri": (page > 0).then(|| page_uri(page - 1)),
+    }))
+    .into_response()
+}
+
+/// Whether the request may use the account: Twilio answers a malformed AccountSid with 404
+/// whatever the credentials, and wrong credentials with 401.
+fn access(app: &App, account_sid: &str, headers: &HeaderMap) -> Result<(), Rejection> {
     let credentials = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -33,8 +150,7 @@ pub(crate) async fn create_message(
         .and_then(|b64| STANDARD.decode(b64.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok());
     let config = &app.config;
-    let access = if !is_account_sid(&account_sid) {
-        // Twilio answers a malformed AccountSid with 404, whatever the credentials.
+    if !is_account_sid(account_sid) {
         Err(error(
             StatusCode::NOT_FOUND,
             20404,
@@ -50,8 +166,49 @@ pub(crate) async fn create_message(
         Ok(())
     } else {
         Err(Twilio::unauthorized())
-    };
-    provider::handle::<Twilio>(app, kill, access, body).await
+    }
+}
+
+/// Twilio's time format (RFC 2822, in UTC).
+fn twilio_time(at: DateTime<Utc>) -> String {
+    at.format("%a, %d %b %Y %H:%M:%S +0000").to_string()
+}
+
+/// A Message resource as Twilio returns it, `queued` and not sent yet.
+fn message_resource(
+    app: &App,
+    sid: &str,
+    to: Option<&Value>,
+    from: Option<&str>,
+    body: &str,
+    created: DateTime<Utc>,
+) -> Value {
+    let account_sid = &app.config.twilio_account_sid;
+    let segments = body.chars().count().div_ceil(SEGMENT_CHARS).max(1);
+    let created = twilio_time(created);
+    let uri = format!("/2010-04-01/Accounts/{account_sid}/Messages/{sid}");
+    json!({
+        "account_sid": account_sid,
+        "api_version": "2010-04-01",
+        "body": body,
+        "date_created": created,
+        "date_sent": null,
+        "date_updated": created,
+        "direction": "outbound-api",
+        "error_code": null,
+        "error_message": null,
+        "from": from,
+        "messaging_service_sid": null,
+        "num_media": "0",
+        "num_segments": segments.to_string(),
+        "price": null,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "queued",
+        "subresource_uris": { "media": format!("{uri}/Media.json") },
+        "to": to,
+        "uri": format!("{uri}.json"),
+    })
 }
 
 /// `AC` followed by 32 hexadecimal digits.
@@ -175,35 +332,15 @@ impl Provider for Twilio {
 
     fn accept(app: &App, raw: &Value, _: &Summary) -> (String, Response) {
         let sid = format!("SM{:032x}", rand::random::<u128>());
-        let account_sid = &app.config.twilio_account_sid;
         let body = field(raw, "Body").unwrap_or_default();
-        let segments = body.chars().count().div_ceil(SEGMENT_CHARS).max(1);
-        let now = chrono::Utc::now()
-            .format("%a, %d %b %Y %H:%M:%S +0000")
-            .to_string();
-        let uri = format!("/2010-04-01/Accounts/{account_sid}/Messages/{sid}");
-        let message = json!({
-            "account_sid": account_sid,
-            "api_version": "2010-04-01",
-            "body": body,
-            "date_created": now,
-            "date_sent": null,
-            "date_updated": now,
-            "direction": "outbound-api",
-            "error_code": null,
-            "error_message": null,
-            "from": field(raw, "From"),
-            "messaging_service_sid": null,
-            "num_media": "0",
-            "num_segments": segments.to_string(),
-            "price": null,
-            "price_unit": "USD",
-            "sid": sid,
-            "status": "queued",
-            "subresource_uris": { "media": format!("{uri}/Media.json") },
-            "to": field(raw, "To"),
-            "uri": format!("{uri}.json"),
-        });
+        let message = message_resource(
+            app,
+            &sid,
+            raw.get("To"),
+            field(raw, "From"),
+            body,
+            Utc::now(),
+        );
         (sid, (StatusCode::CREATED, Json(message)).into_response())
     }
 }

@@ -5,4 +5,5 @@
 pub mod circuit;
 pub mod metrics;
 pub mod provider;
+pub mod settle;
 pub mod worker;

@@ -3,7 +3,10 @@
 //! Several senders can share one queue (each claims messages under a lease, in its own name:
 //! `sender.instance_id`, else `sender-<host>-<process id>`). A message is marked `sending` before its provider call; if this
 //! process dies mid-call, the message is `in_doubt` and never resent automatically. On a
-//! signal it stops claiming, lets calls in flight finish and records their outcomes.
+//! signal it stops claiming, lets calls in flight finish and records their outcomes. An
+//! `in_doubt` SMS that Twilio's message list shows is settled as `sent` (`settle`).
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use herald_core::config::Settings;
@@ -12,6 +15,7 @@ use herald_core::{shutdown, store, telemetry};
 use prometheus_client::registry::Registry;
 use sender::metrics::SenderMetrics;
 use sender::provider::Providers;
+use sender::settle::Settler;
 use sender::worker::Sender;
 
 #[tokio::main]
@@ -22,8 +26,10 @@ async fn main() -> anyhow::Result<()> {
     let store = store::connect_notify(&settings.notify)
         .await
         .context("connecting to the notification database")?;
-    let providers = Providers::new(&settings.providers, settings.sender.http_timeout)
-        .context("setting up the providers")?;
+    let providers = Arc::new(
+        Providers::new(&settings.providers, settings.sender.http_timeout)
+            .context("setting up the providers")?,
+    );
     let mut registry = Registry::default();
     let sender_metrics = SenderMetrics::new(&mut registry);
     if let Some(listen) = settings.metrics.sender {
@@ -41,8 +47,16 @@ async fn main() -> anyhow::Result<()> {
             async move { watcher.watch_queue(store, every, cancel).await }
         });
     }
+    let settler = Settler {
+        store: store.clone(),
+        providers: providers.clone(),
+        settings: settings.sender.clone(),
+        metrics: sender_metrics.clone(),
+    };
+    let settling = tokio::spawn(settler.run(cancel.clone()));
     Sender::new(store, providers, settings.sender, sender_metrics)
         .run(cancel)
         .await;
+    settling.await.context("in-doubt settling")?;
     Ok(())
 }

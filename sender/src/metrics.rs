@@ -41,6 +41,7 @@ pub struct SenderMetrics {
     calls: Family<CallLabels, Counter>,
     call_seconds: Family<ProviderLabels, Histogram, fn() -> Histogram>,
     suppressed: Family<ProviderLabels, Counter>,
+    settled: Family<ProviderLabels, Counter>,
     in_flight: Gauge,
     paused: Family<ProviderLabels, Gauge>,
     queue_messages: Family<QueueLabels, Gauge>,
@@ -53,6 +54,7 @@ impl SenderMetrics {
             calls: Family::default(),
             call_seconds: Family::new_with_constructor(latency_histogram),
             suppressed: Family::default(),
+            settled: Family::default(),
             in_flight: Gauge::default(),
             paused: Family::default(),
             queue_messages: Family::default(),
@@ -74,6 +76,11 @@ impl SenderMetrics {
             "herald_sender_suppressed",
             "Messages not sent because the recipient is on the suppression list",
             metrics.suppressed.clone(),
+        );
+        registry.register(
+            "herald_sender_settled",
+            "In-doubt messages found at their provider and so marked sent",
+            metrics.settled.clone(),
         );
         registry.register(
             "herald_sender_in_flight",
@@ -124,6 +131,12 @@ impl SenderMetrics {
 
     pub fn suppressed(&self, channel: Channel) {
         self.suppressed
+            .get_or_create(&ProviderLabels::of(channel))
+            .inc();
+    }
+
+    pub fn settled(&self, channel: Channel) {
+        self.settled
             .get_or_create(&ProviderLabels::of(channel))
             .inc();
     }

@@ -124,6 +124,16 @@ impl Providers {
             Channel::Sms => self.twilio.send(message).await,
         }
     }
+
+    /// The SMS Twilio holds to `to` from our number, created at or after `since`: each
+    /// one's sid and body, newest first (Twilio's message list).
+    pub async fn sms_sent_to(
+        &self,
+        to: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, String> {
+        self.twilio.sent_to(to, since).await
+    }
 }
 
 /// `base_url` (without a trailing slash) followed by `path`.

@@ -63,7 +63,7 @@ const REFILL_SHARE: usize = 4;
 
 pub struct Sender {
     store: Arc<dyn NotifyDb>,
-    providers: Providers,
+    providers: Arc<Providers>,
     circuits: Circuits,
     settings: SenderSettings,
     metrics: Arc<SenderMetrics>,
@@ -73,7 +73,7 @@ impl Sender {
     /// `settings.lease` exceeds `settings.http_timeout` (checked when settings load).
     pub fn new(
         store: Arc<dyn NotifyDb>,
-        providers: Providers,
+        providers: Arc<Providers>,
         settings: SenderSettings,
         metrics: Arc<SenderMetrics>,
     ) -> Self {
@@ -475,6 +475,8 @@ mod tests {
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(60),
             http_timeout: Duration::from_secs(5),
+            settle_interval: Duration::ZERO,
+            settle_within: Duration::ZERO,
         }
     }
 

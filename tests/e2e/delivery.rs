@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use fake_provider::{Channel, Config as ProviderConfig, Fault, FaultKind};
 use herald_tests::{Contact, Engine, SOON, Service, Stack, provider_config};
 
@@ -348,5 +349,80 @@ pub async fn names_and_settings_reach_the_provider_in_the_form_it_accepts(
     assert_eq!(sms.from.as_deref(), Some("+15005550006"));
     assert_eq!(sms.to, ["+15550000042"]);
     assert_eq!(stack.messages_with_status("sent").await?, 2);
+    Ok(())
+}
+
+/// An SMS whose answer was lost, but which Twilio took, is settled as `sent` from Twilio's
+/// message list with the sid Twilio gave it; one Twilio refused with a 502 (so does not
+/// list) stays `in_doubt`. Nothing is sent twice.
+pub async fn an_in_doubt_sms_twilio_lists_is_settled_and_one_it_lacks_waits(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "settle_sms").await?;
+    stack.load_example_schedules().await?;
+    stack.provider.faults().push([
+        Fault {
+            channel: Some(Channel::Sms),
+            ..Fault::new(FaultKind::Drop)
+        },
+        Fault {
+            channel: Some(Channel::Sms),
+            ..Fault::new(FaultKind::ServerError { status: 502 })
+        },
+    ]);
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+    let sms_done =
+        "SELECT count(*) FROM message WHERE channel = 'sms' AND status IN ('sent', 'in_doubt')";
+    let taken = stack.insert_contact(&Contact::default()).await?;
+    stack.insert_appointment(taken, "Room 1").await?;
+    stack.wait_for_count(sms_done, 1, SOON).await?;
+    let refused = stack
+        .insert_contact(&Contact {
+            email: Some("grace@example.com"),
+            phone: "+15550000002",
+            ..Contact::default()
+        })
+        .await?;
+    stack.insert_appointment(refused, "Room 2").await?;
+
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE channel = 'sms' AND status = 'sent'",
+            1,
+            SOON,
+        )
+        .await?;
+    // Several settle rounds (300 ms apart in tests) for the one Twilio does not have.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sms = stack.provider.store().list(Some(Channel::Sms), None);
+    assert_eq!(sms.len(), 2, "each SMS reached Twilio once: {sms:#?}");
+    let dropped = sms.iter().find(|r| r.dropped).context("the dropped call")?;
+    assert!(dropped.accepted);
+    let rows = stack
+        .notify
+        .query(
+            "SELECT m.recipient, m.status, m.provider_message_id, m.send_attempts, a.outcome,
+                    a.error, m.last_error
+               FROM message m JOIN delivery_attempt a USING (message_id)
+              WHERE m.channel = 'sms' ORDER BY m.recipient",
+            &[],
+        )
+        .await?;
+    assert_eq!(rows.len(), 2);
+    let (settled, waiting) = (&rows[0], &rows[1]);
+    assert_eq!(settled.text(0), "+15550000001");
+    assert_eq!(settled.text(1), "sent");
+    assert_eq!(settled.opt_text(2), dropped.provider_message_id);
+    assert_eq!((settled.int(3), settled.text(4)), (1, "sent".to_owned()));
+    let how = settled.text(5);
+    assert!(
+        how.starts_with("settled: Twilio's message list shows it; in doubt before: no answer"),
+        "{how}"
+    );
+    assert_eq!(waiting.text(0), "+15550000002");
+    assert_eq!(waiting.text(1), "in_doubt");
+    assert_eq!(waiting.opt_text(2), None);
+    assert!(waiting.text(6).contains("502"), "{}", waiting.text(6));
     Ok(())
 }

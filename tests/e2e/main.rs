@@ -73,6 +73,7 @@ on_every_engine! {
     delivery::merge_values_are_escaped_in_html_and_intact_in_text_and_sms,
     delivery::a_refused_key_pauses_email_and_spends_no_attempts,
     delivery::gateway_errors_and_lost_answers_are_in_doubt_not_resent,
+    delivery::an_in_doubt_sms_twilio_lists_is_settled_and_one_it_lacks_waits,
     delivery::names_and_settings_reach_the_provider_in_the_form_it_accepts,
     bad_input::bad_input_is_recorded_with_its_reason_and_the_rest_flows,
     bad_input::every_service_stops_cleanly_on_sigterm,

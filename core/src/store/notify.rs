@@ -17,9 +17,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use super::storable;
 use super::{AttemptColumns, NotifyDb, Record, StoreError, StoreResult, payload_text};
 use crate::model::{
-    AttemptOutcome, Channel, Claimed, LateFinder, Mark, MergeFunction, MessageKey, MessageStatus,
-    NewMessage, OutgoingMessage, QueueDepth, RenderRetry, Rendering, RowPosition, Schedule,
-    SourceTable, Template,
+    AttemptOutcome, Channel, Claimed, InDoubtMessage, LateFinder, Mark, MergeFunction, MessageKey,
+    MessageStatus, NewMessage, OutgoingMessage, QueueDepth, RenderRetry, Rendering, RowPosition,
+    Schedule, SourceTable, Template,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
@@ -105,6 +105,8 @@ queries!(
     send_claim,
     send_finish_attempts,
     queue_depth,
+    send_in_doubt_to_settle,
+    send_settle,
     ops_schedules,
     ops_schedule_set_active,
     ops_find_by_recipient,
@@ -660,6 +662,48 @@ impl<D: Driver> NotifyDb for Notify<D> {
     async fn recover_own_claims(&self, owner: &str) -> StoreResult<u64> {
         let sql = D::QUERIES.send_recover_own;
         self.count(sql, &[Param::Text(owner)], "lost").await
+    }
+
+    async fn in_doubt_to_settle(
+        &self,
+        channel: Channel,
+        within: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<InDoubtMessage>> {
+        let params = [
+            Param::Text(channel.as_str()),
+            Param::Interval(within),
+            Param::I64(i64::from(limit)),
+        ];
+        self.rows(D::QUERIES.send_in_doubt_to_settle, &params, |row| {
+            Ok(InDoubtMessage {
+                message_id: row.i64("message_id")?,
+                attempt: row.i32("attempt")?,
+                recipient: row.text("recipient")?,
+                body_text: row.text("body_text")?,
+                started_at: row.time("started_at")?,
+            })
+        })
+        .await
+    }
+
+    async fn settle_in_doubt(
+        &self,
+        message_id: i64,
+        attempt: i32,
+        provider_message_id: &str,
+        how: &str,
+    ) -> StoreResult<bool> {
+        let params = [
+            Param::I64(message_id),
+            Param::I32(attempt),
+            Param::Text(provider_message_id),
+            Param::Text(how),
+        ];
+        let settled = self
+            .count(D::QUERIES.send_settle, &params, "settled")
+            .await?;
+        Ok(settled > 0)
     }
 
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {

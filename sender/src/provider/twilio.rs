@@ -1,10 +1,11 @@
 //! Twilio Messages: one SMS per request, form-encoded, with HTTP basic auth
 //! (`account_sid:auth_token`).
 
+use chrono::{DateTime, Utc};
 use herald_core::config::TwilioSettings;
 use herald_core::model::{Channel, OutgoingMessage};
 use herald_core::telemetry::error_chain;
-use reqwest::{Client, Url};
+use reqwest::{Client, Response, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -86,6 +87,75 @@ impl Twilio {
 #[derive(Deserialize)]
 struct Created {
     sid: String,
+}
+
+/// Pages of Twilio's message list read at most when settling one message.
+const LIST_PAGES_MAX: usize = 5;
+const LIST_PAGE_SIZE: &str = "100";
+
+/// One page of Twilio's message list (`GET …/Messages.json`).
+#[derive(Deserialize)]
+struct MessagePage {
+    messages: Vec<Listed>,
+    next_page_uri: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    sid: String,
+    body: String,
+    /// RFC 2822.
+    date_created: String,
+}
+
+impl Twilio {
+    /// The SMS Twilio holds from our number to `to` created at or after `since` (on
+    /// Twilio's clock), newest first, from its message list: each one's sid and body.
+    pub(super) async fn sent_to(
+        &self,
+        to: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, String> {
+        let Some(auth_token) = &self.auth_token else {
+            return Err(format!("`{AUTH_TOKEN}` is not set"));
+        };
+        let mut url = self.endpoint.clone();
+        url.query_pairs_mut()
+            .append_pair("To", to)
+            .append_pair("From", &self.from_number)
+            .append_pair("PageSize", LIST_PAGE_SIZE);
+        let mut found = Vec::new();
+        for _ in 0..LIST_PAGES_MAX {
+            let response = self
+                .client
+                .get(url.clone())
+                .basic_auth(&self.account_sid, Some(auth_token.expose_secret()))
+                .send()
+                .await
+                .and_then(Response::error_for_status)
+                .map_err(|error| error_chain(&error))?;
+            let page: MessagePage = response.json().await.map_err(|error| error_chain(&error))?;
+            let mut older = false;
+            for listed in page.messages {
+                let created = DateTime::parse_from_rfc2822(&listed.date_created)
+                    .map_err(|e| format!("date_created {:?}: {e}", listed.date_created))?;
+                if created < since {
+                    older = true;
+                    continue;
+                }
+                found.push((listed.sid, listed.body));
+            }
+            // Newest first: a page reaching back before `since` is the last one needed.
+            let Some(next) = page.next_page_uri.filter(|_| !older) else {
+                return Ok(found);
+            };
+            url = self
+                .endpoint
+                .join(&next)
+                .map_err(|e| format!("next_page_uri {next:?}: {e}"))?;
+        }
+        Ok(found)
+    }
 }
 
 /// `{"code":21211,"message":"…","more_info":…,"status":400}` as `21211: message`.
