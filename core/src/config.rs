@@ -57,6 +57,7 @@ pub struct Settings {
     pub sender: SenderSettings,
     pub providers: ProviderSettings,
     pub metrics: MetricsSettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Settings {
@@ -403,6 +404,20 @@ pub struct MetricsSettings {
     /// lag) are read again: never per scrape, so scraping cannot load them.
     #[serde(with = "humantime_serde")]
     pub refresh: Duration,
+}
+
+/// Where the sender takes the providers' webhooks (empty: not taken), and how it checks them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    #[serde(deserialize_with = "listen_address")]
+    pub listen: Option<SocketAddr>,
+    /// SendGrid's Event Webhook verification key (Mail Settings → Signed Event Webhook), base64
+    /// DER as SendGrid shows it; empty: SendGrid events are refused.
+    pub sendgrid_verification_key: String,
+    /// Events signed longer ago than this (or this far ahead) are refused as replays.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
 }
 
 /// `host:port`, or empty for none.

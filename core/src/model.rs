@@ -362,6 +362,24 @@ pub struct QueueDepth {
     pub oldest_seconds: f64,
 }
 
+/// What a provider said about a message after taking it (a webhook event), as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryEvent {
+    /// `sendgrid` or `twilio`.
+    pub provider: &'static str,
+    /// The provider's id of the event: it is recorded once.
+    pub event_id: String,
+    /// Our message, when the event names one.
+    pub message_id: Option<i64>,
+    pub provider_message_id: Option<String>,
+    /// `processed`, `delivered`, `bounce`, …, as the provider names it.
+    pub event: String,
+    pub reason: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// The event as the provider sent it.
+    pub payload: String,
+}
+
 /// An `in_doubt` message to look for at its provider: its last call and what it carried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InDoubtMessage {

@@ -3,7 +3,8 @@
 //!
 //! It speaks both wire protocols (auth, validation errors, success bodies and headers),
 //! records every provider request as a [`Received`], and injects [`Fault`]s (rate limits,
-//! 5xx, slow answers, dropped connections). The control API lives under `/_fake/`:
+//! 5xx, slow answers, dropped connections). With `sendgrid_events_url` set, it posts
+//! SendGrid's signed Event Webhook for each email it accepts (`processed`, `delivered`). The control API lives under `/_fake/`:
 //! `GET /_fake/health`, `GET|DELETE /_fake/messages[?channel=email|sms&accepted=true|false]`
 //! and `GET|POST|DELETE /_fake/faults`.
 //!
@@ -11,6 +12,7 @@
 //! free loopback port.
 
 mod control;
+mod events;
 mod faults;
 mod provider;
 mod sendgrid;
@@ -18,6 +20,9 @@ mod server;
 mod store;
 mod twilio;
 
+pub use events::{
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, sendgrid_verification_key, sign_sendgrid_events,
+};
 pub use faults::{Fault, FaultKind, FaultQueue, parse_faults};
 pub use server::{Config, FakeProvider, serve};
 pub use store::{Channel, Received, Store};

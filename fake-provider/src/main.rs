@@ -48,6 +48,10 @@ struct Args {
     /// side by side, not in turn).
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Post SendGrid's signed Event Webhook for each accepted email to this URL (verify with
+    /// the key printed at start).
+    #[arg(long, env = "FAKE_SENDGRID_EVENTS_URL")]
+    sendgrid_events_url: Option<String>,
     /// Fault(s) queued at start: a JSON object or array, as for `POST /_fake/faults` (repeatable).
     #[arg(long = "fault", value_name = "JSON", value_parser = parse_fault_arg)]
     faults: Vec<FaultList>,
@@ -82,6 +86,7 @@ async fn main() -> std::io::Result<()> {
         twilio_auth_token: args.twilio_auth_token,
         latency: std::time::Duration::from_millis(args.latency_ms),
         faults: args.faults.into_iter().flat_map(|l| l.0).collect(),
+        sendgrid_events_url: args.sendgrid_events_url,
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
@@ -90,6 +95,10 @@ async fn main() -> std::io::Result<()> {
     stdout.flush()?;
     drop(stdout);
     tracing::info!(%addr, account_sid = %config.twilio_account_sid, latency_ms = args.latency_ms, faults = config.faults.len(), "started");
+    if let Some(url) = &config.sendgrid_events_url {
+        let key = fake_provider::sendgrid_verification_key();
+        tracing::info!(%url, verification_key = %key, "posting SendGrid events");
+    }
     fake_provider::serve(listener, config, shutdown_signal()).await;
     Ok(())
 }

@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::events::{AcceptedEmail, post_sendgrid_events};
 use crate::faults::FaultKind;
 use crate::server::{App, ConnKill};
 use crate::store::{Channel, Received};
@@ -152,6 +153,18 @@ async fn process<P: Provider>(
         html,
         custom_args,
     } = summary;
+    if let (Channel::Email, Some(url), Some(id)) = (
+        P::CHANNEL,
+        &app.config.sendgrid_events_url,
+        &provider_message_id,
+    ) {
+        let email = AcceptedEmail {
+            message_id: id.clone(),
+            to: to.clone(),
+            custom_args: custom_args.clone(),
+        };
+        tokio::spawn(post_sendgrid_events(app.client.clone(), url.clone(), email));
+    }
     app.store.insert(Received {
         seq,
         received_at,

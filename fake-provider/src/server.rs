@@ -41,6 +41,8 @@ pub struct Config {
     /// Twilio take 100–300 ms); a `slow` fault adds to it. Requests wait side by side.
     pub latency: Duration,
     pub faults: Vec<Fault>,
+    /// Where SendGrid's Event Webhook posts the events of each accepted email; none if unset.
+    pub sendgrid_events_url: Option<String>,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             twilio_auth_token: "fake-token".into(),
             latency: Duration::ZERO,
             faults: Vec::new(),
+            sendgrid_events_url: None,
         }
     }
 }
@@ -64,6 +67,7 @@ impl fmt::Debug for Config {
             .field("twilio_auth_token", &"<redacted>")
             .field("latency", &self.latency)
             .field("faults", &self.faults)
+            .field("sendgrid_events_url", &self.sendgrid_events_url)
             .finish()
     }
 }
@@ -73,6 +77,8 @@ pub(crate) struct App {
     pub config: Config,
     pub store: Store,
     pub faults: FaultQueue,
+    /// Posts the providers' webhooks.
+    pub client: reqwest::Client,
 }
 
 impl App {
@@ -83,6 +89,7 @@ impl App {
             config,
             store: Store::default(),
             faults,
+            client: reqwest::Client::new(),
         })
     }
 }

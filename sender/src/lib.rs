@@ -6,4 +6,5 @@ pub mod circuit;
 pub mod metrics;
 pub mod provider;
 pub mod settle;
+pub mod webhooks;
 pub mod worker;

@@ -4,7 +4,8 @@
 //! `sender.instance_id`, else `sender-<host>-<process id>`). A message is marked `sending` before its provider call; if this
 //! process dies mid-call, the message is `in_doubt` and never resent automatically. On a
 //! signal it stops claiming, lets calls in flight finish and records their outcomes. An
-//! `in_doubt` SMS that Twilio's message list shows is settled as `sent` (`settle`).
+//! `in_doubt` SMS that Twilio's message list shows is settled as `sent` (`settle`), and so is
+//! any message SendGrid reports an event for (`webhooks`, on `[webhooks] listen`).
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use prometheus_client::registry::Registry;
 use sender::metrics::SenderMetrics;
 use sender::provider::Providers;
 use sender::settle::Settler;
+use sender::webhooks::Webhooks;
 use sender::worker::Sender;
 
 #[tokio::main]
@@ -46,6 +48,12 @@ async fn main() -> anyhow::Result<()> {
             let cancel = cancel.clone();
             async move { watcher.watch_queue(store, every, cancel).await }
         });
+    }
+    if let Some(listen) = settings.webhooks.listen {
+        Webhooks::new(store.clone(), sender_metrics.clone(), &settings.webhooks)?
+            .serve(listen, cancel.clone())
+            .await
+            .with_context(|| format!("listening on {listen} (webhooks.listen)"))?;
     }
     let settler = Settler {
         store: store.clone(),

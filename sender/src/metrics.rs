@@ -31,6 +31,11 @@ struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    provider: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabels {
     tenant: String,
     schedule: String,
@@ -42,6 +47,8 @@ pub struct SenderMetrics {
     call_seconds: Family<ProviderLabels, Histogram, fn() -> Histogram>,
     suppressed: Family<ProviderLabels, Counter>,
     settled: Family<ProviderLabels, Counter>,
+    webhook_events: Family<WebhookLabels, Counter>,
+    webhook_refused: Family<WebhookLabels, Counter>,
     in_flight: Gauge,
     paused: Family<ProviderLabels, Gauge>,
     queue_messages: Family<QueueLabels, Gauge>,
@@ -55,6 +62,8 @@ impl SenderMetrics {
             call_seconds: Family::new_with_constructor(latency_histogram),
             suppressed: Family::default(),
             settled: Family::default(),
+            webhook_events: Family::default(),
+            webhook_refused: Family::default(),
             in_flight: Gauge::default(),
             paused: Family::default(),
             queue_messages: Family::default(),
@@ -81,6 +90,16 @@ impl SenderMetrics {
             "herald_sender_settled",
             "In-doubt messages found at their provider and so marked sent",
             metrics.settled.clone(),
+        );
+        registry.register(
+            "herald_webhook_events",
+            "Provider events recorded (each once), by provider",
+            metrics.webhook_events.clone(),
+        );
+        registry.register(
+            "herald_webhook_refused",
+            "Webhook posts refused: a missing, forged or stale signature, or not events",
+            metrics.webhook_refused.clone(),
         );
         registry.register(
             "herald_sender_in_flight",
@@ -138,6 +157,18 @@ impl SenderMetrics {
     pub fn settled(&self, channel: Channel) {
         self.settled
             .get_or_create(&ProviderLabels::of(channel))
+            .inc();
+    }
+
+    pub fn webhook_events(&self, provider: &'static str, recorded: u64) {
+        self.webhook_events
+            .get_or_create(&WebhookLabels { provider })
+            .inc_by(recorded);
+    }
+
+    pub fn webhook_refused(&self, provider: &'static str) {
+        self.webhook_refused
+            .get_or_create(&WebhookLabels { provider })
             .inc();
     }
 

@@ -17,9 +17,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use super::storable;
 use super::{AttemptColumns, NotifyDb, Record, StoreError, StoreResult, payload_text};
 use crate::model::{
-    AttemptOutcome, Channel, Claimed, InDoubtMessage, LateFinder, Mark, MergeFunction, MessageKey,
-    MessageStatus, NewMessage, OutgoingMessage, QueueDepth, RenderRetry, Rendering, RowPosition,
-    Schedule, SourceTable, Template,
+    AttemptOutcome, Channel, Claimed, DeliveryEvent, InDoubtMessage, LateFinder, Mark,
+    MergeFunction, MessageKey, MessageStatus, NewMessage, OutgoingMessage, QueueDepth, RenderRetry,
+    Rendering, RowPosition, Schedule, SourceTable, Template,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
@@ -107,6 +107,7 @@ queries!(
     queue_depth,
     send_in_doubt_to_settle,
     send_settle,
+    events_record,
     ops_schedules,
     ops_schedule_set_active,
     ops_find_by_recipient,
@@ -704,6 +705,24 @@ impl<D: Driver> NotifyDb for Notify<D> {
             .count(D::QUERIES.send_settle, &params, "settled")
             .await?;
         Ok(settled > 0)
+    }
+
+    async fn record_events(&self, events: &[DeliveryEvent]) -> StoreResult<(u64, u64)> {
+        if events.is_empty() {
+            return Ok((0, 0));
+        }
+        let batch = serde_json::to_string(events).map_err(|error| {
+            StoreError::Refused(format!("events that do not serialize: {error}").into())
+        })?;
+        let params = [Param::Json(&batch)];
+        let counts = self
+            .first(D::QUERIES.events_record, &params, |row| {
+                Ok((row.i64("recorded")?, row.i64("settled")?))
+            })
+            .await?
+            .unwrap_or_default();
+        let count = |n: i64| u64::try_from(n).unwrap_or_default();
+        Ok((count(counts.0), count(counts.1)))
     }
 
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {

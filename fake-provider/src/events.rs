@@ -1,0 +1,126 @@
+//! SendGrid's Event Webhook, as the fake sends it: for each email it accepts, a signed POST of
+//! a JSON array of events (`processed`, then `delivered`) to the configured URL. Each event
+//! carries its `sg_event_id`, the `sg_message_id` (the `X-Message-Id` of the answer, then
+//! `.filter…`), the recipient, a Unix `timestamp` and the request's `custom_args` as
+//! top-level fields. The signature is SendGrid's: ECDSA P-256 with SHA-256 over the
+//! timestamp header's text followed by the raw body, base64 DER in
+//! `X-Twilio-Email-Event-Webhook-Signature`, the timestamp in
+//! `X-Twilio-Email-Event-Webhook-Timestamp`. The fake signs with a fixed development key
+//! ([`sendgrid_verification_key`] is its public half, as SendGrid's settings page shows it).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::EncodePublicKey;
+use serde_json::{Value, json};
+
+pub const SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";
+pub const TIMESTAMP_HEADER: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
+
+/// The fake's signing key: fixed, so that local settings can name its public half. A test
+/// fixture, not a secret.
+const DEV_KEY: &[u8; 32] = b"herald-fake-provider-webhook-key";
+/// Events follow the acceptance after this long, as SendGrid's do after a moment.
+const EVENT_DELAY: Duration = Duration::from_millis(50);
+
+fn signing_key() -> SigningKey {
+    SigningKey::from_slice(DEV_KEY).expect("a valid P-256 scalar")
+}
+
+/// The public key receivers verify the fake's events with: base64 DER (SubjectPublicKeyInfo).
+pub fn sendgrid_verification_key() -> String {
+    let der = signing_key()
+        .verifying_key()
+        .to_public_key_der()
+        .expect("a P-256 key encodes");
+    STANDARD.encode(der.as_bytes())
+}
+
+/// The signature header's value for `body` sent with `timestamp`: what SendGrid computes.
+pub fn sign_sendgrid_events(timestamp: &str, body: &[u8]) -> String {
+    let mut signed = timestamp.as_bytes().to_vec();
+    signed.extend_from_slice(body);
+    let signature: Signature = signing_key().sign(&signed);
+    STANDARD.encode(signature.to_der().as_bytes())
+}
+
+/// An accepted email, as its events describe it.
+pub(crate) struct AcceptedEmail {
+    pub message_id: String,
+    pub to: Vec<String>,
+    pub custom_args: BTreeMap<String, String>,
+}
+
+/// Posts the email's events to `url` after [`EVENT_DELAY`], signed; logs the outcome.
+pub(crate) async fn post_sendgrid_events(
+    client: reqwest::Client,
+    url: String,
+    email: AcceptedEmail,
+) {
+    tokio::time::sleep(EVENT_DELAY).await;
+    let timestamp = chrono::Utc::now().timestamp();
+    let events: Vec<Value> = email
+        .to
+        .iter()
+        .flat_map(|to| ["processed", "delivered"].map(|event| (to, event)))
+        .map(|(to, event)| {
+            let mut fields = json!({
+                "email": to,
+                "timestamp": timestamp,
+                "event": event,
+                "sg_event_id": STANDARD.encode(rand::random::<[u8; 16]>()),
+                "sg_message_id": format!("{}.filterdrecv-fake-1-0", email.message_id),
+                "smtp-id": format!("<{}@fake.sendgrid>", email.message_id),
+            });
+            if event == "delivered" {
+                fields["response"] = json!("250 OK");
+            }
+            for (key, value) in &email.custom_args {
+                fields[key] = json!(value);
+            }
+            fields
+        })
+        .collect();
+    let body = serde_json::to_vec(&events).expect("events serialize");
+    let timestamp = timestamp.to_string();
+    let signature = sign_sendgrid_events(&timestamp, &body);
+    let posted = client
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, signature)
+        .header(TIMESTAMP_HEADER, timestamp)
+        .body(body)
+        .send()
+        .await;
+    match posted {
+        Ok(answer) => {
+            tracing::info!(%url, status = answer.status().as_u16(), events = events.len(), "event webhook posted")
+        }
+        Err(error) => tracing::warn!(%url, %error, "event webhook not delivered"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use p256::ecdsa::VerifyingKey;
+    use p256::ecdsa::signature::Verifier;
+    use p256::pkcs8::DecodePublicKey;
+
+    use super::*;
+
+    #[test]
+    fn a_signature_verifies_with_the_published_key_over_timestamp_and_body() {
+        let key = STANDARD.decode(sendgrid_verification_key()).unwrap();
+        let key = VerifyingKey::from_public_key_der(&key).unwrap();
+        let signature = STANDARD
+            .decode(sign_sendgrid_events("1700000000", b"[]"))
+            .unwrap();
+        let signature = Signature::from_der(&signature).unwrap();
+        assert!(key.verify(b"1700000000[]", &signature).is_ok());
+        assert!(key.verify(b"1700000001[]", &signature).is_err());
+    }
+}
