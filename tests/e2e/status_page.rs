@@ -243,23 +243,39 @@ pub async fn the_status_page_shows_what_the_database_holds(engine: Engine) -> an
     Ok(())
 }
 
-/// Debian's `chromium`, headless.
+/// A headless Chromium: Debian's `chromium`, or what CI runners ship.
 struct Chromium {
     binary: PathBuf,
 }
 
+/// The names Chromium goes by, as `scripts/chromium.sh` looks for them.
+const BROWSERS: [&str; 4] = [
+    "chromium",
+    "google-chrome",
+    "google-chrome-stable",
+    "chromium-browser",
+];
+
 impl Chromium {
-    /// `chromium` on PATH (`scripts/test.sh` installs it); without it this test cannot run.
+    /// `HERALD_TEST_CHROMIUM`, else the first of [`BROWSERS`] on PATH (`scripts/test.sh`
+    /// installs `chromium`); without one this test cannot run, and fails saying so.
     fn find() -> anyhow::Result<Self> {
+        if let Some(binary) = std::env::var_os("HERALD_TEST_CHROMIUM") {
+            return Ok(Chromium {
+                binary: binary.into(),
+            });
+        }
         let path = std::env::var_os("PATH").unwrap_or_default();
-        match std::env::split_paths(&path)
-            .map(|dir| dir.join("chromium"))
+        let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+        match BROWSERS
+            .iter()
+            .flat_map(|name| dirs.iter().map(move |dir| dir.join(name)))
             .find(|binary| binary.is_file())
         {
             Some(binary) => Ok(Chromium { binary }),
             None => bail!(
                 "chromium is not installed: this test loads the status page in a real browser; \
-                 run scripts/test.sh (it installs chromium) or scripts/chromium.sh"
+                 run scripts/chromium.sh (scripts/test.sh does) or set HERALD_TEST_CHROMIUM"
             ),
         }
     }
