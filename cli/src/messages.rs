@@ -27,36 +27,16 @@ impl Report for InDoubtReport {
             "message(s) in doubt",
             "longest in doubt",
         );
-        if self.messages.is_empty() {
-            return text;
-        }
-        let rows: Vec<Vec<String>> = self
-            .messages
-            .iter()
-            .map(|m| {
-                vec![
-                    m.message_id.to_string(),
-                    m.tenant.clone(),
-                    or_dash(m.schedule.as_deref()),
-                    m.channel.to_string(),
-                    or_dash(m.recipient.as_deref()),
+        text.push_str(&message_table(
+            &self.messages,
+            ["ATTEMPTS", "IN DOUBT SINCE"],
+            |m| {
+                [
                     m.send_attempts.to_string(),
                     format!("{} ({} ago)", time(m.updated_at), age(now - m.updated_at)),
-                    or_dash(m.last_error.as_deref()),
                 ]
-            })
-            .collect();
-        let header = [
-            "ID",
-            "TENANT",
-            "SCHEDULE",
-            "CHANNEL",
-            "RECIPIENT",
-            "ATTEMPTS",
-            "IN DOUBT SINCE",
-            "LAST ERROR",
-        ];
-        text.push_str(&table(&header, &rows));
+            },
+        ));
         text
     }
 
@@ -73,6 +53,46 @@ pub async fn in_doubt(
 ) -> anyhow::Result<InDoubtReport> {
     let (total, messages) = find(notify, MessageFilter::InDoubt { tenant }, limit).await?;
     Ok(InDoubtReport { total, messages })
+}
+
+/// A table of messages (nothing when there are none): which, to whom, two columns of the
+/// list's own, and the last error.
+fn message_table(
+    messages: &[MessageRecord],
+    headers: [&str; 2],
+    cells: impl Fn(&MessageRecord) -> [String; 2],
+) -> String {
+    if messages.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = messages
+        .iter()
+        .map(|m| {
+            let [first, second] = cells(m);
+            vec![
+                m.message_id.to_string(),
+                m.tenant.clone(),
+                or_dash(m.schedule.as_deref()),
+                m.channel.to_string(),
+                or_dash(m.recipient.as_deref()),
+                first,
+                second,
+                or_dash(m.last_error.as_deref()),
+            ]
+        })
+        .collect();
+    let [first, second] = headers;
+    let header = [
+        "ID",
+        "TENANT",
+        "SCHEDULE",
+        "CHANNEL",
+        "RECIPIENT",
+        first,
+        second,
+        "LAST ERROR",
+    ];
+    table(&header, &rows)
 }
 
 /// The first `limit` messages the filter finds, and how many it finds in all.
@@ -109,36 +129,9 @@ impl Report for FailuresReport {
             &format!("message(s) failed, render_failed or in doubt in the last {within}"),
             "newest",
         );
-        if self.messages.is_empty() {
-            return text;
-        }
-        let rows: Vec<Vec<String>> = self
-            .messages
-            .iter()
-            .map(|m| {
-                vec![
-                    m.message_id.to_string(),
-                    m.tenant.clone(),
-                    or_dash(m.schedule.as_deref()),
-                    m.channel.to_string(),
-                    or_dash(m.recipient.as_deref()),
-                    m.status.to_string(),
-                    time(m.updated_at),
-                    or_dash(m.last_error.as_deref()),
-                ]
-            })
-            .collect();
-        let header = [
-            "ID",
-            "TENANT",
-            "SCHEDULE",
-            "CHANNEL",
-            "RECIPIENT",
-            "STATUS",
-            "SINCE",
-            "LAST ERROR",
-        ];
-        text.push_str(&table(&header, &rows));
+        text.push_str(&message_table(&self.messages, ["STATUS", "SINCE"], |m| {
+            [m.status.to_string(), time(m.updated_at)]
+        }));
         text
     }
 

@@ -21,15 +21,7 @@ pub async fn the_status_page_shows_what_the_database_holds(engine: Engine) -> an
     let mut stack = Stack::new(engine, "status_page").await?;
     let browser = Chromium::find()?;
     stack.load_welcome_schedule().await?;
-    stack
-        .notify
-        .batch(
-            "INSERT INTO schedule (tenant, name, channel, source_schema, source_table, key_column,
-                                   change_column, merge_schema, merge_function, template_name)
-             VALUES ('acme', 'no-table', 'email', 'crm', 'invoice', 'invoice_id',
-                     'modified_at', 'crm', 'welcome_email', 'welcome')",
-        )
-        .await?;
+    stack.add_schedule_without_table().await?;
 
     // A known state: one email in doubt (502), one failed (an address SendGrid refuses),
     // three sent, then two left queued while the sender is stopped.
