@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test on a fresh or warm machine: starts PostgreSQL, two streaming
 # standbys of it and the Kafka-protocol broker if they are not running (installing the
-# broker the first time), then formatting, lints, the build and the whole test suite.
+# broker and Chromium the first time), then formatting, lints, the build and the whole
+# test suite.
 # Idempotent; safe to re-run.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,6 +18,8 @@ REPLICA_PORT=5434 scripts/replica.sh
 # they (and benchmark runs) pile up.
 scripts/broker.sh reset
 scripts/broker.sh
+# A real browser for the status page's test.
+scripts/chromium.sh
 
 log "dropping databases left by earlier test runs"
 PGPASSWORD=herald psql -h 127.0.0.1 -U herald -d postgres -Atqc \

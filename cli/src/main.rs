@@ -18,6 +18,8 @@
 //! - `in-doubt list`; `in-doubt resolve ID… --sent | --resend | --failed`: settles messages
 //!   the sender lost track of (`--resend` queues them to be sent exactly once more).
 //! - `requeue ID…`: puts `failed` messages back in the queue with a fresh attempt budget.
+//! - `failures`: the latest messages `failed`, `render_failed` or `in_doubt`, with why.
+//! - `serve`: the status page (`serve.rs`): the same reports as HTML, refreshing itself.
 //!
 //! Every action is recorded in `operator_action` with who (`--by`, default the OS user) and
 //! why (`--reason`, required for `in-doubt resolve` and `requeue`), and moves only messages
@@ -25,9 +27,10 @@
 //!
 //! Every command prints a readable table, or with `--json` one JSON document (serde: the
 //! field names are stable). Exit status: 0 ok; 1 the answer is bad news (audit: changes
-//! missing; `queue`, `in-doubt list`: some messages are in doubt; `lag`: the topic does not
-//! exist; `schedules`: an active schedule has an error; `trace`: nothing found; `resolve` /
-//! `requeue`: some named message was refused); 2 the command could not run (bad arguments, an unknown schedule, a database unreachable).
+//! missing; `queue`, `in-doubt list`: some messages are in doubt; `failures`: some failed;
+//! `lag`: the topic does not exist; `schedules`: an active schedule has an error; `trace`:
+//! nothing found; `resolve` / `requeue`: some named message was refused); 2 the command
+//! could not run (bad arguments, an unknown schedule, a database unreachable).
 //!
 //! Configuration as the services: `config/base.toml` + `config/$HERALD_ENV.toml` +
 //! `HERALD__*` variables.
@@ -37,8 +40,10 @@ mod messages;
 mod output;
 mod queue;
 mod schedules;
+mod serve;
 mod trace;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -119,6 +124,23 @@ enum Command {
         ids: Vec<i64>,
         #[command(flatten)]
         why: Why,
+    },
+    /// The latest messages that failed, could not be rendered or are in doubt, with why.
+    Failures {
+        /// How far back to look (SQL Server: at most 24 days).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        within: Duration,
+        /// List at most this many (the newest).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Serves the status page: queue, lag, schedules with errors, recent failures, and a
+    /// trace search. Set HERALD_STATUS_TOKEN to require `Authorization: Bearer <token>` (or
+    /// `?token=<token>`).
+    Serve {
+        /// Where to listen; anything but loopback makes the page reachable from elsewhere.
+        #[arg(long, default_value = "127.0.0.1:9400")]
+        listen: SocketAddr,
     },
 }
 
@@ -260,10 +282,10 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load().context("loading settings")?;
     let json = cli.json;
-    let notify = store::connect_notify(&settings.notify)
+    let shared = store::connect_notify(&settings.notify)
         .await
         .context("connecting to the notification database")?;
-    let notify = notify.as_ref();
+    let notify = shared.as_ref();
     Ok(match cli.command {
         Command::Audit {
             schedule,
@@ -307,6 +329,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Requeue { ids, why } => {
             let report = messages::act(notify, &ids, Action::Requeue, why.operator()?);
             print(&report.await?, json)
+        }
+        Command::Failures { within, limit } => {
+            print(&messages::failures(notify, within, limit).await?, json)
+        }
+        Command::Serve { listen } => {
+            let token = serve::token_from_env()?;
+            serve::serve(settings, shared, listen, token).await?;
+            ExitCode::SUCCESS
         }
     })
 }

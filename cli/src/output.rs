@@ -62,6 +62,17 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     text
 }
 
+/// The heading of a list: how many `what` there are, and how many are listed (the `which`
+/// ones) when fewer.
+pub fn heading(total: u64, listed: usize, what: &str, which: &str) -> String {
+    let mut text = format!("{total} {what}");
+    if total > listed as u64 {
+        text.push_str(&format!(", the {listed} {which}:"));
+    }
+    text.push('\n');
+    text
+}
+
 /// An instant as tables show it: UTC, to the second.
 pub fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()

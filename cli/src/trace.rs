@@ -14,7 +14,7 @@ use herald_core::store::{self, NotifyDb, SourceDb};
 use herald_core::telemetry::error_chain;
 use serde::Serialize;
 
-use crate::output::{Report, or_dash, time};
+use crate::output::{Report, heading, or_dash, time};
 
 /// What to trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -295,11 +295,8 @@ async fn check_versions(
 
 impl Report for TraceReport {
     fn text(&self) -> String {
-        let mut text = format!("{} message(s) for {}", self.total, self.target);
-        if self.total > self.messages.len() as u64 {
-            let _ = write!(text, ", the {} newest:", self.messages.len());
-        }
-        text.push('\n');
+        let what = format!("message(s) for {}", self.target);
+        let mut text = heading(self.total, self.messages.len(), &what, "newest");
         for chain in &self.messages {
             text.push('\n');
             chain.write(&mut text);

@@ -178,6 +178,9 @@ pub enum MessageFilter<'a> {
     SourceKey { tenant: &'a str, key: &'a str },
     /// `in_doubt` messages (of one tenant, if given), longest in doubt first.
     InDoubt { tenant: Option<&'a str> },
+    /// Messages `failed`, `render_failed` or `in_doubt` whose status was set within this
+    /// span (SQL Server: at most about 24 days), newest first.
+    Failures { within: std::time::Duration },
 }
 
 /// Messages found: the first ones, in the filter's order, and how many match in all.

@@ -15,6 +15,7 @@ mod operate;
 mod pipeline;
 mod replay;
 mod schedules;
+mod status_page;
 
 /// One `#[tokio::test]` per scenario and engine: `postgres::name` and `mssql::name`.
 macro_rules! on_every_engine {
@@ -87,6 +88,7 @@ on_every_engine! {
     operate::schedules_show_their_state_and_pause_and_resume,
     operate::in_doubt_messages_are_listed_and_settled_once,
     operate::trace_by_recipient_finds_the_whole_chain,
+    status_page::the_status_page_shows_what_the_database_holds,
 }
 
 on_postgres! {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use fake_provider::{Channel, Fault, FaultKind};
 use herald_core::kafka::{self, OffsetsReader};
-use herald_tests::{Engine, SOON, Service, Stack, wait_until};
+use herald_tests::{Engine, SOON, Service, Stack, free_address, wait_until};
 
 /// A scrape: each series (name and labels, as exposed) with its value.
 struct Scrape(BTreeMap<String, f64>);
@@ -43,11 +43,6 @@ impl Scrape {
             .map(|(_, value)| value)
             .sum()
     }
-}
-
-fn free_address() -> anyhow::Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
 }
 
 pub async fn metrics_match_the_database_and_the_broker(engine: Engine) -> anyhow::Result<()> {

@@ -67,15 +67,7 @@ fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
 pub async fn schedules_show_their_state_and_pause_and_resume(engine: Engine) -> anyhow::Result<()> {
     let mut stack = Stack::new(engine, "operate_schedules").await?;
     stack.load_example_schedules().await?;
-    stack
-        .notify
-        .batch(
-            "INSERT INTO schedule (tenant, name, channel, source_schema, source_table, key_column,
-                                   change_column, merge_schema, merge_function, template_name)
-             VALUES ('acme', 'no-table', 'email', 'crm', 'invoice', 'invoice_id',
-                     'modified_at', 'crm', 'welcome_email', 'welcome')",
-        )
-        .await?;
+    stack.add_schedule_without_table().await?;
     stack.start_all().await?;
     stack.wait_until_watching(2).await?;
     let contact_id = stack.insert_contact(&Contact::default()).await?;

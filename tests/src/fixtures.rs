@@ -175,6 +175,20 @@ impl Stack {
         .await
     }
 
+    /// Adds `acme/no-table`, an active email schedule on `crm.invoice`, a table the source
+    /// does not have: the detector records it in error, and polls the others.
+    pub async fn add_schedule_without_table(&self) -> anyhow::Result<()> {
+        self.notify
+            .batch(
+                "INSERT INTO schedule (tenant, name, channel, source_schema, source_table,
+                                       key_column, change_column, merge_schema, merge_function,
+                                       template_name)
+                 VALUES ('acme', 'no-table', 'email', 'crm', 'invoice', 'invoice_id',
+                         'modified_at', 'crm', 'welcome_email', 'welcome')",
+            )
+            .await
+    }
+
     pub async fn set_schedule_active(&self, name: &str, active: bool) -> anyhow::Result<()> {
         self.notify
             .execute(

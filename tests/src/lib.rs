@@ -213,8 +213,7 @@ pub fn provider_config() -> ProviderConfig {
         sendgrid_api_key: SENDGRID_KEY.into(),
         twilio_account_sid: TWILIO_SID.into(),
         twilio_auth_token: TWILIO_TOKEN.into(),
-        latency: Duration::ZERO,
-        faults: Vec::new(),
+        ..ProviderConfig::default()
     }
 }
 
@@ -393,6 +392,37 @@ impl Stack {
         Ok((code, document))
     }
 
+    /// Starts `heraldctl ARGS…` in the background with this stack's settings and `env` (for
+    /// a long-running command such as `serve`), its output appended to `heraldctl.log` in
+    /// [`Stack::log_dir`]. It is killed when the handle drops, at the latest when the test
+    /// ends.
+    pub fn spawn_heraldctl(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<tokio::process::Child> {
+        let binary = self.services.bin_dir.join("heraldctl");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_dir().join("heraldctl.log"))?;
+        tokio::process::Command::new(&binary)
+            .envs(self.services.env_of(Some(Service::Detector)))
+            .envs(env.iter().copied())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))
+    }
+
+    /// This test's directory for logs and other output (`target/<profile>/e2e-logs/<name>`).
+    pub fn log_dir(&self) -> &Path {
+        &self.services.log_dir
+    }
+
     /// What `service` logged so far (across restarts).
     pub fn log(&self, service: Service) -> String {
         self.services.log(service, 1)
@@ -534,6 +564,12 @@ impl Stack {
             Err(error) => format!("  (unreadable: {error})"),
         }
     }
+}
+
+/// A loopback address with a port free a moment ago, for a server a test starts.
+pub fn free_address() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.to_string())
 }
 
 /// Polls `check` every 100 ms until it yields a value or `within` has passed.

@@ -40,7 +40,7 @@ pub(crate) struct Services {
     /// Settings for one service only, over `env`, from its next start.
     overrides: HashMap<Service, Vec<(String, String)>>,
     pub(crate) bin_dir: PathBuf,
-    log_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
     /// By service and instance number (1 unless a scenario runs several).
     running: HashMap<(Service, usize), Child>,
 }

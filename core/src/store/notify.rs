@@ -113,6 +113,7 @@ queries!(
     ops_find_by_recipient,
     ops_find_by_source_key,
     ops_in_doubt_list,
+    ops_recent_failures,
     ops_messages,
     ops_attempts,
     ops_actions,
@@ -837,6 +838,10 @@ impl<D: Driver> NotifyDb for Notify<D> {
             MessageFilter::InDoubt { tenant } => (
                 D::QUERIES.ops_in_doubt_list,
                 vec![Param::OptText(tenant), limit],
+            ),
+            MessageFilter::Failures { within } => (
+                D::QUERIES.ops_recent_failures,
+                vec![Param::Interval(within), limit],
             ),
         };
         let rows = self

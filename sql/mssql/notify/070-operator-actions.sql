@@ -38,3 +38,8 @@ IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.opera
 -- `heraldctl in-doubt list`: the few messages waiting for a person, without a scan.
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_in_doubt')
     CREATE INDEX message_in_doubt ON dbo.message (updated_at) WHERE status = N'in_doubt';
+
+-- `heraldctl failures` and the status page: the latest failures, newest first, without a scan.
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_failures')
+    CREATE INDEX message_failures ON dbo.message (updated_at)
+        WHERE status IN (N'failed', N'render_failed', N'in_doubt');

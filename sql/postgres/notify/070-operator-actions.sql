@@ -27,3 +27,7 @@ CREATE INDEX IF NOT EXISTS operator_action_schedule ON operator_action (schedule
 
 -- `heraldctl in-doubt list`: the few messages waiting for a person, without a scan.
 CREATE INDEX IF NOT EXISTS message_in_doubt ON message (updated_at) WHERE status = 'in_doubt';
+
+-- `heraldctl failures` and the status page: the latest failures, newest first, without a scan.
+CREATE INDEX IF NOT EXISTS message_failures ON message (updated_at)
+    WHERE status IN ('failed', 'render_failed', 'in_doubt');
