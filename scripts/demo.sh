@@ -63,7 +63,8 @@ start() {
     echo $! >"$RUN_DIR/$name.pid"
     log "started $name (log: $RUN_DIR/$name.log)"
 }
-start fake-provider --listen 127.0.0.1:8025
+start fake-provider --listen 127.0.0.1:8025 \
+    --sendgrid-events-url http://127.0.0.1:9404/webhooks/sendgrid   # [webhooks] in local.toml
 wait_for_port 127.0.0.1 8025 10
 start change-detector
 start renderer
@@ -109,6 +110,13 @@ psql_to "$SOURCE_DB" -c \
 expected=7
 wait_for_notifications "$expected"
 
+log "waiting for SendGrid's events (processed, delivered) for the 3 emails"
+for _ in $(seq 1 50); do
+    events=$(psql_to "$NOTIFY_DB" -Atc "SELECT count(*) FROM delivery_event")
+    [[ "$events" -ge 6 ]] && break
+    sleep 0.2
+done
+
 echo
 echo "What the provider received:"
 curl -fsS "$PROVIDER/_fake/messages?accepted=true" | python3 -c '
@@ -118,7 +126,7 @@ for m in json.load(sys.stdin):
     print("  %s  %-5s  %-22s %s" % (m["received_at"][11:23], m["channel"], m["to"][0], what))'
 echo
 echo "What support sees (SELECT ... FROM message_log):"
-psql_to "$NOTIFY_DB" -c "SELECT message_id, schedule, channel, recipient, status, sent_at::time(0) AS sent_at, provider_message_id FROM message_log ORDER BY message_id"
+psql_to "$NOTIFY_DB" -c "SELECT message_id, schedule, channel, recipient, status, sent_at::time(0) AS sent_at, provider_message_id, last_event FROM message_log ORDER BY message_id"
 
 [[ "$arrived" -ge "$expected" ]] || die "only $arrived of $expected notifications arrived (logs in $RUN_DIR)"
 

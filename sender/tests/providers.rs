@@ -363,3 +363,19 @@ async fn an_endless_error_body_is_read_up_to_a_bound() {
         started.elapsed()
     );
 }
+
+/// The local demo and the compose stack take the fake provider's SendGrid events: their
+/// settings hold the public half of the key it signs with.
+#[test]
+fn the_shipped_settings_verify_the_fake_providers_events() {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    for environment in ["local", "compose"] {
+        let settings = herald_core::config::Settings::load_from(&config, environment).unwrap();
+        assert_eq!(
+            settings.webhooks.sendgrid_verification_key,
+            fake_provider::sendgrid_verification_key(),
+            "{environment}"
+        );
+        assert!(settings.webhooks.listen.is_some(), "{environment}");
+    }
+}

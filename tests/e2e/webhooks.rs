@@ -1,0 +1,183 @@
+//! Providers talk back: SendGrid's signed events, posted by the fake provider as SendGrid
+//! posts them, are recorded once each; an email whose answer was lost is settled as `sent` by
+//! its events; a forged, stale or unsigned post changes nothing, and a repeated one nothing
+//! more.
+
+use anyhow::Context;
+use fake_provider::{
+    Channel, Fault, FaultKind, SIGNATURE_HEADER, TIMESTAMP_HEADER, sendgrid_verification_key,
+    sign_sendgrid_events,
+};
+use herald_tests::{Engine, SOON, Service, Stack, free_address, provider_config};
+
+/// `SELECT count(*) FROM delivery_event`.
+async fn events(stack: &Stack) -> anyhow::Result<i64> {
+    stack
+        .notify
+        .count("SELECT count(*) FROM delivery_event", &[])
+        .await
+}
+
+pub async fn sendgrid_events_settle_an_email_in_doubt_and_forgeries_change_nothing(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let webhook = free_address()?;
+    let url = format!("http://{webhook}/webhooks/sendgrid");
+    let provider = fake_provider::Config {
+        sendgrid_events_url: Some(url.clone()),
+        ..provider_config()
+    };
+    let mut stack = Stack::with_provider(engine, "sendgrid_events", provider).await?;
+    stack.load_welcome_schedule().await?;
+    stack.set(Service::Sender, "HERALD__WEBHOOKS__LISTEN", &webhook);
+    let key = sendgrid_verification_key();
+    stack.set(
+        Service::Sender,
+        "HERALD__WEBHOOKS__SENDGRID_VERIFICATION_KEY",
+        &key,
+    );
+    // SendGrid takes the first email, but its answer never arrives: in doubt.
+    stack.provider.faults().push([Fault {
+        channel: Some(Channel::Email),
+        ..Fault::new(FaultKind::Drop)
+    }]);
+    stack.start_all().await?;
+    stack.wait_until_watching(1).await?;
+    stack.insert_contact_to("lost@example.com").await?;
+    stack.insert_contact_to("fine@example.com").await?;
+
+    // Both end sent, each with two events (processed, delivered), none resent.
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'sent'",
+            2,
+            SOON,
+        )
+        .await?;
+    stack
+        .wait_for_count("SELECT count(*) FROM delivery_event", 4, SOON)
+        .await?;
+    let received = stack.provider.store().list(Some(Channel::Email), None);
+    assert_eq!(received.len(), 2, "each email reached SendGrid once");
+    let lost = received
+        .iter()
+        .find(|r| r.dropped)
+        .context("the email whose answer was lost")?;
+    let row = stack
+        .notify
+        .query_one(
+            "SELECT m.provider_message_id, m.send_attempts, a.outcome, a.error, m.sent_at IS NOT NULL
+               FROM message m JOIN delivery_attempt a USING (message_id)
+              WHERE m.recipient = $1",
+            &[lost.to[0].as_str().into()],
+        )
+        .await?;
+    assert_eq!(row.opt_text(0), lost.provider_message_id);
+    assert_eq!((row.int(1), row.text(2)), (1, "sent".to_owned()));
+    let how = row.text(3);
+    assert!(
+        how.starts_with(
+            "settled: the provider reported an event for it; in doubt before: no answer"
+        ),
+        "{how}"
+    );
+    let recorded = stack
+        .notify
+        .query(
+            "SELECT m.recipient, e.event, e.reason, e.provider_message_id = m.provider_message_id
+               FROM delivery_event e JOIN message m USING (message_id)
+              ORDER BY m.recipient, e.event",
+            &[],
+        )
+        .await?;
+    let recorded: Vec<(String, String, Option<String>, bool)> = recorded
+        .iter()
+        .map(|r| (r.text(0), r.text(1), r.opt_text(2), r.bool(3)))
+        .collect();
+    let expected = |to: &str| {
+        [
+            (
+                to.to_owned(),
+                "delivered".to_owned(),
+                Some("250 OK".to_owned()),
+                true,
+            ),
+            (to.to_owned(), "processed".to_owned(), None, true),
+        ]
+    };
+    assert_eq!(
+        recorded,
+        [expected("fine@example.com"), expected("lost@example.com")].concat()
+    );
+
+    // Posts SendGrid did not sign, or signed long ago, are refused and change nothing.
+    let client = reqwest::Client::new();
+    let post = |body: String, timestamp: String, signature: Option<String>| {
+        let mut request = client
+            .post(&url)
+            .header(TIMESTAMP_HEADER, timestamp)
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header(SIGNATURE_HEADER, signature);
+        }
+        async move {
+            let answer = request.send().await?;
+            anyhow::Ok((answer.status().as_u16(), answer.text().await?))
+        }
+    };
+    let fine_id = stack
+        .notify
+        .count(
+            "SELECT message_id FROM message WHERE recipient = 'fine@example.com'",
+            &[],
+        )
+        .await?;
+    let bounce = |event_id: &str| {
+        format!(
+            r#"[{{"email":"fine@example.com","timestamp":{},"event":"bounce","sg_event_id":"{event_id}","herald_message_id":"{fine_id}","reason":"550 5.1.1 no such user"}}]"#,
+            chrono::Utc::now().timestamp()
+        )
+    };
+    let now = chrono::Utc::now().timestamp().to_string();
+    let body = bounce("forged");
+    let signature = sign_sendgrid_events(&now, body.as_bytes());
+    let altered = body.replace("no such user", "no such user!");
+    let (status, text) = post(altered, now.clone(), Some(signature)).await?;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("does not match"), "{text}");
+    let (status, text) = post(body.clone(), now.clone(), None).await?;
+    assert_eq!(status, 401, "{text}");
+    let hour_ago = (chrono::Utc::now().timestamp() - 3600).to_string();
+    let signature = sign_sendgrid_events(&hour_ago, body.as_bytes());
+    let (status, text) = post(body, hour_ago, Some(signature)).await?;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("replay"), "{text}");
+    assert_eq!(events(&stack).await?, 4);
+
+    // A genuine post is recorded once, however often it comes.
+    let body = bounce("genuine-1");
+    let signature = sign_sendgrid_events(&now, body.as_bytes());
+    for expected in ["recorded 1 new event(s)", "recorded 0 new event(s)"] {
+        let (status, text) = post(body.clone(), now.clone(), Some(signature.clone())).await?;
+        assert_eq!((status, text.trim()), (200, expected));
+    }
+    assert_eq!(events(&stack).await?, 5);
+    assert_eq!(stack.messages_with_status("sent").await?, 2);
+    // Support sees the provider's latest word.
+    let log = stack
+        .notify
+        .query_one(
+            "SELECT last_event, last_event_reason FROM message_log
+              WHERE recipient = 'fine@example.com'",
+            &[],
+        )
+        .await?;
+    assert_eq!(
+        (log.text(0), log.opt_text(1)),
+        (
+            "bounce".to_owned(),
+            Some("550 5.1.1 no such user".to_owned())
+        )
+    );
+    Ok(())
+}
