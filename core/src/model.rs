@@ -378,6 +378,22 @@ pub struct DeliveryEvent {
     pub occurred_at: Option<DateTime<Utc>>,
     /// The event as the provider sent it.
     pub payload: String,
+    /// The address the event is about.
+    pub address: Option<String>,
+    /// The address must not be contacted again on this channel (a hard bounce, a
+    /// complaint, an unsubscribe): it goes on the tenant's suppression list.
+    pub suppress: bool,
+}
+
+/// What recording a batch of provider events did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventsRecorded {
+    /// Events not seen before.
+    pub recorded: u64,
+    /// Messages in doubt they settled as `sent`.
+    pub settled: u64,
+    /// Addresses they put on a suppression list.
+    pub suppressed: u64,
 }
 
 /// An `in_doubt` message to look for at its provider: its last call and what it carried.

@@ -18,9 +18,9 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, Engine};
 use crate::model::{
-    AttemptOutcome, ChangedRow, Changes, Channel, Claimed, DeliveryEvent, InDoubtMessage,
-    LateFinder, Mark, MergeFunction, MessageStatus, NewMessage, QueueDepth, RenderRetry, Rendering,
-    RowPosition, Schedule, SourceTable, Template,
+    AttemptOutcome, ChangedRow, Changes, Channel, Claimed, DeliveryEvent, EventsRecorded,
+    InDoubtMessage, LateFinder, Mark, MergeFunction, MessageStatus, NewMessage, QueueDepth,
+    RenderRetry, Rendering, RowPosition, Schedule, SourceTable, Template,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
@@ -263,8 +263,8 @@ pub trait NotifyDb: Send + Sync + 'static {
         how: &str,
     ) -> StoreResult<bool>;
     /// Records provider events, each once; a new event of an `in_doubt` message settles it
-    /// as `sent`. Returns how many events were new and how many messages they settled.
-    async fn record_events(&self, events: &[DeliveryEvent]) -> StoreResult<(u64, u64)>;
+    /// as `sent`, and one marked `suppress` puts its address on the tenant's suppression list.
+    async fn record_events(&self, events: &[DeliveryEvent]) -> StoreResult<EventsRecorded>;
     /// The open part of the queue, per tenant, schedule and status.
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>>;
     /// Messages whose sender's lease ran out during a provider call become `in_doubt`.

@@ -158,17 +158,24 @@ async fn sendgrid(
         }
     };
     match webhooks.store.record_events(&events).await {
-        Ok((recorded, settled)) => {
-            webhooks.metrics.webhook_events("sendgrid", recorded);
-            for _ in 0..settled {
+        Ok(done) => {
+            webhooks.metrics.webhook_events("sendgrid", done.recorded);
+            for _ in 0..done.settled {
                 webhooks.metrics.settled(Channel::Email);
             }
-            if settled > 0 {
+            if done.settled > 0 {
                 tracing::info!(
-                    settled,
+                    settled = done.settled,
                     "in-doubt emails settled: SendGrid reported events for them, so they are sent"
                 );
             }
+            if done.suppressed > 0 {
+                tracing::info!(
+                    suppressed = done.suppressed,
+                    "addresses suppressed: bounced, complained or unsubscribed"
+                );
+            }
+            let recorded = done.recorded;
             (
                 StatusCode::OK,
                 format!("recorded {recorded} new event(s)\n"),
@@ -197,9 +204,12 @@ fn sendgrid_events(body: &[u8]) -> Result<Vec<DeliveryEvent>, String> {
                 tracing::warn!(%event, "a SendGrid event without `event` or `sg_event_id`: skipped");
                 return None;
             };
+            let suppress = suppresses(&kind, text("type").as_deref(), text("reason").as_deref());
             Some(DeliveryEvent {
                 provider: "sendgrid",
                 event_id,
+                address: text("email"),
+                suppress,
                 message_id: text("herald_message_id").and_then(|id| id.parse().ok()),
                 // `sg_message_id` is the `X-Message-Id` of the answer, then `.filter…`.
                 provider_message_id: text("sg_message_id")
@@ -214,6 +224,26 @@ fn sendgrid_events(body: &[u8]) -> Result<Vec<DeliveryEvent>, String> {
             })
         })
         .collect())
+}
+
+/// Whether a SendGrid event means the address must not be mailed again: a hard bounce (a
+/// `blocked` bounce is temporary), a spam report, an unsubscribe, or a drop because SendGrid
+/// itself has the address as bounced, invalid, reported or unsubscribed.
+fn suppresses(event: &str, kind: Option<&str>, reason: Option<&str>) -> bool {
+    const ADDRESS_DROPS: [&str; 4] = [
+        "Bounced Address",
+        "Invalid",
+        "Spam Reporting Address",
+        "Unsubscribed Address",
+    ];
+    match event {
+        "bounce" => kind != Some("blocked"),
+        "spamreport" | "unsubscribe" | "group_unsubscribe" => true,
+        "dropped" => {
+            reason.is_some_and(|reason| ADDRESS_DROPS.iter().any(|drop| reason.contains(drop)))
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -242,5 +272,21 @@ mod tests {
             (None, Some("250 OK"))
         );
         assert!(sendgrid_events(b"{\"event\":\"open\"}").is_err());
+        assert!(events[0].suppress && !events[1].suppress);
+        assert_eq!(events[0].address.as_deref(), Some("a@example.com"));
+    }
+
+    #[test]
+    fn hard_bounces_complaints_unsubscribes_and_address_drops_suppress() {
+        assert!(suppresses("bounce", Some("bounce"), None));
+        assert!(suppresses("bounce", None, None));
+        assert!(!suppresses("bounce", Some("blocked"), None), "temporary");
+        assert!(suppresses("spamreport", None, None));
+        assert!(suppresses("unsubscribe", None, None));
+        assert!(suppresses("dropped", None, Some("Bounced Address")));
+        assert!(!suppresses("dropped", None, Some("Spam Content")));
+        for event in ["processed", "delivered", "deferred", "open", "click"] {
+            assert!(!suppresses(event, None, None), "{event}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Providers talk back: SendGrid's signed events, posted by the fake provider as SendGrid
 //! posts them, are recorded once each; an email whose answer was lost is settled as `sent` by
-//! its events; a forged, stale or unsigned post changes nothing, and a repeated one nothing
-//! more.
+//! its events; a hard bounce suppresses its address, so it is never mailed again; a forged,
+//! stale or unsigned post changes nothing, and a repeated one nothing more.
 
 use anyhow::Context;
 use fake_provider::{
@@ -18,7 +18,7 @@ async fn events(stack: &Stack) -> anyhow::Result<i64> {
         .await
 }
 
-pub async fn sendgrid_events_settle_an_email_in_doubt_and_forgeries_change_nothing(
+pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_nothing(
     engine: Engine,
 ) -> anyhow::Result<()> {
     let webhook = free_address()?;
@@ -134,7 +134,7 @@ pub async fn sendgrid_events_settle_an_email_in_doubt_and_forgeries_change_nothi
         .await?;
     let bounce = |event_id: &str| {
         format!(
-            r#"[{{"email":"fine@example.com","timestamp":{},"event":"bounce","sg_event_id":"{event_id}","herald_message_id":"{fine_id}","reason":"550 5.1.1 no such user"}}]"#,
+            r#"[{{"email":"fine@example.com","timestamp":{},"event":"bounce","type":"bounce","sg_event_id":"{event_id}","herald_message_id":"{fine_id}","reason":"550 5.1.1 no such user"}}]"#,
             chrono::Utc::now().timestamp()
         )
     };

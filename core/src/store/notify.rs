@@ -17,9 +17,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use super::storable;
 use super::{AttemptColumns, NotifyDb, Record, StoreError, StoreResult, payload_text};
 use crate::model::{
-    AttemptOutcome, Channel, Claimed, DeliveryEvent, InDoubtMessage, LateFinder, Mark,
-    MergeFunction, MessageKey, MessageStatus, NewMessage, OutgoingMessage, QueueDepth, RenderRetry,
-    Rendering, RowPosition, Schedule, SourceTable, Template,
+    AttemptOutcome, Channel, Claimed, DeliveryEvent, EventsRecorded, InDoubtMessage, LateFinder,
+    Mark, MergeFunction, MessageKey, MessageStatus, NewMessage, OutgoingMessage, QueueDepth,
+    RenderRetry, Rendering, RowPosition, Schedule, SourceTable, Template,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
@@ -708,22 +708,25 @@ impl<D: Driver> NotifyDb for Notify<D> {
         Ok(settled > 0)
     }
 
-    async fn record_events(&self, events: &[DeliveryEvent]) -> StoreResult<(u64, u64)> {
+    async fn record_events(&self, events: &[DeliveryEvent]) -> StoreResult<EventsRecorded> {
         if events.is_empty() {
-            return Ok((0, 0));
+            return Ok(EventsRecorded::default());
         }
         let batch = serde_json::to_string(events).map_err(|error| {
             StoreError::Refused(format!("events that do not serialize: {error}").into())
         })?;
         let params = [Param::Json(&batch)];
-        let counts = self
+        let count = |row: &D::Row, column| Ok(u64::try_from(row.i64(column)?).unwrap_or_default());
+        let recorded = self
             .first(D::QUERIES.events_record, &params, |row| {
-                Ok((row.i64("recorded")?, row.i64("settled")?))
+                Ok(EventsRecorded {
+                    recorded: count(row, "recorded")?,
+                    settled: count(row, "settled")?,
+                    suppressed: count(row, "suppressed")?,
+                })
             })
-            .await?
-            .unwrap_or_default();
-        let count = |n: i64| u64::try_from(n).unwrap_or_default();
-        Ok((count(counts.0), count(counts.1)))
+            .await?;
+        Ok(recorded.unwrap_or_default())
     }
 
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {

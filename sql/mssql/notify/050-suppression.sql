@@ -17,5 +17,10 @@ IF OBJECT_ID(N'dbo.suppression', N'U') IS NULL
     );
 GO
 
+-- What put the address here, when a provider's event did: `sendgrid:<sg_event_id>`.
+IF COL_LENGTH(N'dbo.suppression', N'source') IS NULL
+    ALTER TABLE dbo.suppression ADD source nvarchar(300) NULL;
+GO
+
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.suppression') AND name = N'suppression_address')
     CREATE UNIQUE INDEX suppression_address ON dbo.suppression (tenant, channel, address_lower);

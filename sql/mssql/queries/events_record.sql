@@ -1,45 +1,93 @@
 -- Records provider events (@P1: a JSON array, one object per event: provider, event_id,
--- message_id, provider_message_id, event, reason, occurred_at in ISO 8601, payload), each
--- once: an event already recorded is left as it is. An event naming a message that does
--- not exist is kept without it. Any new event of a message in doubt settles it: the
--- provider has the message, so it is `sent`, with the provider's id; its attempt row says
--- so. One
--- transaction; the insert takes UPDLOCK, HOLDLOCK on the key it checks, so two posts of
--- the same event cannot both record it. Returns how many events were new, and how many
--- messages they settled.
+-- message_id, provider_message_id, event, reason, occurred_at in ISO 8601, payload, address,
+-- suppress), each once: an event already recorded is left as it is. An event naming a
+-- message that does not exist is kept without it. Any new event of a message in doubt
+-- settles it: the provider has the message, so it is `sent`, with the provider's id; its
+-- attempt row says so. A new event marked `suppress` (a hard bounce, a complaint, an
+-- unsubscribe) puts its address on the message's tenant's suppression list for that
+-- channel, with the event as reason and source. One transaction; the inserts take UPDLOCK,
+-- HOLDLOCK on the keys they check, so two posts of the same event cannot both record it.
+-- Returns how many events were new, how many messages they settled and how many addresses
+-- they suppressed.
 SET XACT_ABORT ON;
 BEGIN TRANSACTION;
 
-DECLARE @recorded TABLE (message_id bigint NULL, provider_message_id nvarchar(200) NULL);
+DECLARE @events TABLE (
+    provider            nvarchar(16)  NOT NULL,
+    event_id            nvarchar(200) NOT NULL,
+    message_id          bigint        NULL,
+    provider_message_id nvarchar(200) NULL,
+    event               nvarchar(32)  NOT NULL,
+    reason              nvarchar(max) NULL,
+    occurred_at         datetime2(7)  NULL,
+    payload             nvarchar(max) NOT NULL,
+    address             nvarchar(320) NULL,
+    suppress            bit           NOT NULL,
+    PRIMARY KEY (provider, event_id)
+);
+DECLARE @recorded TABLE (provider nvarchar(16) NOT NULL, event_id nvarchar(200) NOT NULL,
+                         message_id bigint NULL, provider_message_id nvarchar(200) NULL);
 DECLARE @settled TABLE (message_id bigint NOT NULL PRIMARY KEY, send_attempts int NOT NULL,
                         provider_message_id nvarchar(200) NULL);
+DECLARE @suppressed TABLE (tenant nvarchar(128) NOT NULL);
 
 WITH e AS (
-    SELECT provider, event_id, message_id, provider_message_id, event, reason, occurred_at,
-           payload,
+    SELECT provider, event_id, message_id, provider_message_id, event, reason,
+           CAST(SWITCHOFFSET(occurred_at, '+00:00') AS datetime2(7)) AS occurred_at, payload,
+           address, COALESCE(suppress, 0) AS suppress,
            ROW_NUMBER() OVER (PARTITION BY provider, event_id ORDER BY (SELECT NULL)) AS copy
       FROM OPENJSON(@P1) WITH (
-               provider            nvarchar(16)  '$.provider',
-               event_id            nvarchar(200) '$.event_id',
-               message_id          bigint        '$.message_id',
-               provider_message_id nvarchar(200) '$.provider_message_id',
-               event               nvarchar(32)  '$.event',
-               reason              nvarchar(max) '$.reason',
+               provider            nvarchar(16)      '$.provider',
+               event_id            nvarchar(200)     '$.event_id',
+               message_id          bigint            '$.message_id',
+               provider_message_id nvarchar(200)     '$.provider_message_id',
+               event               nvarchar(32)      '$.event',
+               reason              nvarchar(max)     '$.reason',
                occurred_at         datetimeoffset(7) '$.occurred_at',
-               payload             nvarchar(max) '$.payload')
+               payload             nvarchar(max)     '$.payload',
+               address             nvarchar(320)     '$.address',
+               suppress            bit               '$.suppress')
 )
+INSERT INTO @events (provider, event_id, message_id, provider_message_id, event, reason,
+                     occurred_at, payload, address, suppress)
+SELECT provider, event_id, message_id, provider_message_id, event, reason, occurred_at,
+       payload, address, suppress
+  FROM e
+ WHERE copy = 1;
+
 INSERT INTO dbo.delivery_event (provider, event_id, message_id, provider_message_id, event,
                                 reason, occurred_at, payload)
-OUTPUT inserted.message_id, inserted.provider_message_id
-  INTO @recorded (message_id, provider_message_id)
+OUTPUT inserted.provider, inserted.event_id, inserted.message_id, inserted.provider_message_id
+  INTO @recorded (provider, event_id, message_id, provider_message_id)
 SELECT e.provider, e.event_id, m.message_id, e.provider_message_id, e.event, e.reason,
-       CAST(SWITCHOFFSET(e.occurred_at, '+00:00') AS datetime2(7)), e.payload
-  FROM e
+       e.occurred_at, e.payload
+  FROM @events AS e
   LEFT JOIN dbo.message AS m ON m.message_id = e.message_id
- WHERE e.copy = 1
-   AND NOT EXISTS (SELECT 1
+ WHERE NOT EXISTS (SELECT 1
                      FROM dbo.delivery_event AS d WITH (UPDLOCK, HOLDLOCK)
                     WHERE d.provider = e.provider AND d.event_id = e.event_id);
+
+WITH candidates AS (
+    SELECT m.tenant, m.channel, e.address,
+           CONCAT(e.event, CASE WHEN e.reason IS NULL THEN N'' ELSE CONCAT(N': ', e.reason) END)
+               AS reason,
+           CONCAT(e.provider, N':', e.event_id) AS source,
+           ROW_NUMBER() OVER (PARTITION BY m.tenant, m.channel, LOWER(e.address)
+                              ORDER BY e.occurred_at) AS copy
+      FROM @recorded AS r
+      JOIN @events AS e ON e.provider = r.provider AND e.event_id = r.event_id
+      JOIN dbo.message AS m ON m.message_id = r.message_id
+     WHERE e.suppress = 1 AND e.address IS NOT NULL
+)
+INSERT INTO dbo.suppression (tenant, channel, address, reason, source)
+OUTPUT inserted.tenant INTO @suppressed (tenant)
+SELECT c.tenant, c.channel, c.address, c.reason, c.source
+  FROM candidates AS c
+ WHERE c.copy = 1
+   AND NOT EXISTS (SELECT 1
+                     FROM dbo.suppression AS s WITH (UPDLOCK, HOLDLOCK)
+                    WHERE s.tenant = c.tenant AND s.channel = c.channel
+                      AND s.address_lower = LOWER(c.address));
 
 UPDATE m
    SET status = N'sent',
@@ -68,4 +116,5 @@ UPDATE a
 COMMIT TRANSACTION;
 
 SELECT (SELECT CAST(COUNT(*) AS bigint) FROM @recorded) AS recorded,
-       (SELECT CAST(COUNT(*) AS bigint) FROM @settled) AS settled;
+       (SELECT CAST(COUNT(*) AS bigint) FROM @settled) AS settled,
+       (SELECT CAST(COUNT(*) AS bigint) FROM @suppressed) AS suppressed;

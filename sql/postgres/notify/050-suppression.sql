@@ -8,4 +8,7 @@ CREATE TABLE IF NOT EXISTS suppression (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- What put the address here, when a provider's event did: `sendgrid:<sg_event_id>`.
+ALTER TABLE suppression ADD COLUMN IF NOT EXISTS source text;
+
 CREATE UNIQUE INDEX IF NOT EXISTS suppression_address ON suppression (tenant, channel, lower(address));
