@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use herald_core::config::{DetectionMode, Settings};
-use herald_core::ops::{ActionRecord, AttemptRecord, MessageFilter, MessageRecord};
+use herald_core::ops::{ActionRecord, AttemptRecord, EventRecord, MessageFilter, MessageRecord};
 use herald_core::store::{self, NotifyDb, SourceDb};
 use herald_core::telemetry::error_chain;
 use serde::Serialize;
@@ -121,8 +121,8 @@ struct Event {
 #[derive(Serialize)]
 struct Provider {
     message_id: Option<String>,
-    /// Delivery events from the provider (webhooks): `null`, herald does not record them yet.
-    events: Option<Vec<serde_json::Value>>,
+    /// What the provider reported after taking it (webhooks), in order.
+    events: Vec<EventRecord>,
 }
 
 pub async fn trace(
@@ -153,6 +153,7 @@ pub async fn trace(
     let mut attempts = group(notify.attempt_records(&message_ids).await?, |a| {
         a.message_id
     });
+    let mut events = group(notify.event_records(&message_ids).await?, |e| e.message_id);
     let mut actions = group(notify.message_actions(&message_ids).await?, |a| {
         a.message_id.unwrap_or_default()
     });
@@ -162,6 +163,7 @@ pub async fn trace(
         .zip(sources.drain(..))
         .map(|(message, source)| {
             let attempts = attempts.remove(&message.message_id).unwrap_or_default();
+            let events = events.remove(&message.message_id).unwrap_or_default();
             let provider_id = message.provider_message_id.clone().or_else(|| {
                 attempts
                     .iter()
@@ -183,7 +185,7 @@ pub async fn trace(
                 attempts,
                 provider: Provider {
                     message_id: provider_id,
-                    events: None,
+                    events,
                 },
             }
         })
@@ -393,11 +395,30 @@ impl Chain {
                     .unwrap_or_default()
             );
         }
+        let events = &self.provider.events;
         let _ = writeln!(
             text,
-            "  provider  message id {}; provider events: not recorded by herald",
-            or_dash(self.provider.message_id.as_deref())
+            "  provider  message id {}; {}",
+            or_dash(self.provider.message_id.as_deref()),
+            if events.is_empty() {
+                "no events reported"
+            } else {
+                "events:"
+            }
         );
+        for e in events {
+            let _ = writeln!(
+                text,
+                "  event     {} {} {}{}",
+                e.occurred_at.map_or_else(|| "-".to_owned(), time),
+                e.provider,
+                e.event,
+                e.reason
+                    .as_deref()
+                    .map(|reason| format!(": {reason}"))
+                    .unwrap_or_default()
+            );
+        }
         for a in &self.operator_actions {
             let _ = writeln!(
                 text,

@@ -236,6 +236,18 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
+/// What a provider reported about a message after taking it (a webhook event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRecord {
+    pub message_id: i64,
+    pub provider: String,
+    /// `processed`, `delivered`, `bounce`, … as the provider names it.
+    pub event: String,
+    pub reason: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+}
+
 /// What an action on messages did to one of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActedOn {

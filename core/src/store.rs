@@ -23,8 +23,8 @@ use crate::model::{
     RenderRetry, Rendering, RowPosition, Schedule, SourceTable, Template,
 };
 use crate::ops::{
-    ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
-    ScheduleState,
+    ActedOn, Action, ActionRecord, AttemptRecord, EventRecord, Found, MessageFilter, MessageRecord,
+    Operator, ScheduleState,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -300,6 +300,8 @@ pub trait NotifyDb: Send + Sync + 'static {
     async fn message_records(&self, message_ids: &[i64]) -> StoreResult<Vec<MessageRecord>>;
     /// Every provider call of these messages, by message and attempt.
     async fn attempt_records(&self, message_ids: &[i64]) -> StoreResult<Vec<AttemptRecord>>;
+    /// What the providers reported about these messages, in order.
+    async fn event_records(&self, message_ids: &[i64]) -> StoreResult<Vec<EventRecord>>;
     /// Every operator action on these messages, in order.
     async fn message_actions(&self, message_ids: &[i64]) -> StoreResult<Vec<ActionRecord>>;
     /// An operator's action on messages ([`Action::moves`]): the ones in its status move,

@@ -22,8 +22,8 @@ use crate::model::{
     RenderRetry, Rendering, RowPosition, Schedule, SourceTable, Template,
 };
 use crate::ops::{
-    ActedOn, Action, ActionRecord, AttemptRecord, Found, MessageFilter, MessageRecord, Operator,
-    ScheduleState,
+    ActedOn, Action, ActionRecord, AttemptRecord, EventRecord, Found, MessageFilter, MessageRecord,
+    Operator, ScheduleState,
 };
 
 /// A query parameter, as the shared code means it; each driver binds it its engine's way.
@@ -116,6 +116,7 @@ queries!(
     ops_recent_failures,
     ops_messages,
     ops_attempts,
+    ops_events,
     ops_actions,
     ops_messages_act,
 );
@@ -871,6 +872,21 @@ impl<D: Driver> NotifyDb for Notify<D> {
         let params = [Param::Ids(message_ids)];
         self.rows(D::QUERIES.ops_attempts, &params, attempt_record_from)
             .await
+    }
+
+    async fn event_records(&self, message_ids: &[i64]) -> StoreResult<Vec<EventRecord>> {
+        let params = [Param::Ids(message_ids)];
+        self.rows(D::QUERIES.ops_events, &params, |row| {
+            Ok(EventRecord {
+                message_id: row.i64("message_id")?,
+                provider: row.text("provider")?,
+                event: row.text("event")?,
+                reason: row.opt_text("reason")?,
+                occurred_at: row.opt_time("occurred_at")?,
+                received_at: row.time("received_at")?,
+            })
+        })
+        .await
     }
 
     async fn message_actions(&self, message_ids: &[i64]) -> StoreResult<Vec<ActionRecord>> {

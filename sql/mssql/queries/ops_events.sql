@@ -1,0 +1,6 @@
+-- What the providers reported about messages @P1 (a JSON array of ids) after taking them, in
+-- order.
+SELECT message_id, provider, event, reason, occurred_at, received_at
+  FROM dbo.delivery_event
+ WHERE message_id IN (SELECT ids.message_id FROM OPENJSON(@P1) WITH (message_id bigint '$') AS ids)
+ ORDER BY message_id, CASE WHEN occurred_at IS NULL THEN 1 ELSE 0 END, occurred_at, received_at;
