@@ -1,5 +1,6 @@
 //! SendGrid's Event Webhook, as the fake sends it: for each email it accepts, a signed POST of
-//! a JSON array of events (`processed`, then `delivered`) to the configured URL. Each event
+//! a JSON array of events (`processed`, then `delivered`) to the configured URL, posted again
+//! until it is answered 2xx, as SendGrid does. Each event
 //! carries its `sg_event_id`, the `sg_message_id` (the `X-Message-Id` of the answer, then
 //! `.filter…`), the recipient, a Unix `timestamp` and the request's `custom_args` as
 //! top-level fields. The signature is SendGrid's: ECDSA P-256 with SHA-256 over the
@@ -26,6 +27,10 @@ pub const TIMESTAMP_HEADER: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
 const DEV_KEY: &[u8; 32] = b"herald-fake-provider-webhook-key";
 /// Events follow the acceptance after this long, as SendGrid's do after a moment.
 const EVENT_DELAY: Duration = Duration::from_millis(50);
+/// A post not answered 2xx is made again after this long, for up to [`RETRY_FOR`] (SendGrid
+/// retries for a day).
+const RETRY_EVERY: Duration = Duration::from_millis(250);
+const RETRY_FOR: Duration = Duration::from_secs(120);
 
 fn signing_key() -> SigningKey {
     SigningKey::from_slice(DEV_KEY).expect("a valid P-256 scalar")
@@ -88,19 +93,30 @@ pub(crate) async fn post_sendgrid_events(
     let body = serde_json::to_vec(&events).expect("events serialize");
     let timestamp = timestamp.to_string();
     let signature = sign_sendgrid_events(&timestamp, &body);
-    let posted = client
-        .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, signature)
-        .header(TIMESTAMP_HEADER, timestamp)
-        .body(body)
-        .send()
-        .await;
-    match posted {
-        Ok(answer) => {
-            tracing::info!(%url, status = answer.status().as_u16(), events = events.len(), "event webhook posted")
+    let give_up = tokio::time::Instant::now() + RETRY_FOR;
+    loop {
+        let posted = client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, &signature)
+            .header(TIMESTAMP_HEADER, &timestamp)
+            .body(body.clone())
+            .send()
+            .await;
+        let answer = match posted {
+            Ok(answer) if answer.status().is_success() => {
+                tracing::info!(%url, status = answer.status().as_u16(), events = events.len(), "event webhook posted");
+                return;
+            }
+            Ok(answer) => answer.status().to_string(),
+            Err(error) => error.to_string(),
+        };
+        if tokio::time::Instant::now() >= give_up {
+            tracing::warn!(%url, %answer, "event webhook not delivered; giving up");
+            return;
         }
-        Err(error) => tracing::warn!(%url, %error, "event webhook not delivered"),
+        tracing::debug!(%url, %answer, "event webhook not delivered; posting again");
+        tokio::time::sleep(RETRY_EVERY).await;
     }
 }
 

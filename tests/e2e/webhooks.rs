@@ -3,12 +3,15 @@
 //! its events; a hard bounce suppresses its address, so it is never mailed again; a forged,
 //! stale or unsigned post changes nothing, and a repeated one nothing more.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
 use anyhow::Context;
 use fake_provider::{
     Channel, Fault, FaultKind, SIGNATURE_HEADER, TIMESTAMP_HEADER, sendgrid_verification_key,
     sign_sendgrid_events,
 };
-use herald_tests::{Engine, SOON, Service, Stack, free_address, provider_config};
+use herald_tests::{Engine, SOON, Service, Stack, free_address, provider_config, wait_until};
 
 /// `SELECT count(*) FROM delivery_event`.
 async fn events(stack: &Stack) -> anyhow::Result<i64> {
@@ -178,6 +181,115 @@ pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_
             "bounce".to_owned(),
             Some("550 5.1.1 no such user".to_owned())
         )
+    );
+    Ok(())
+}
+
+/// A sender killed inside its calls, again and again, leaves messages in doubt; those SendGrid
+/// took are settled as `sent` by its events (posted again while the sender is down, as
+/// SendGrid does), with no person involved. Only one SendGrid never received could stay in
+/// doubt. Nothing is sent twice.
+pub async fn a_sender_killed_in_its_calls_leaves_nothing_in_doubt_that_sendgrid_has(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    const CHANGES: usize = 30;
+    let webhook = free_address()?;
+    let provider = fake_provider::Config {
+        sendgrid_events_url: Some(format!("http://{webhook}/webhooks/sendgrid")),
+        ..provider_config()
+    };
+    let mut stack = Stack::with_provider(engine, "kill_storm_events", provider).await?;
+    stack.load_welcome_schedule().await?;
+    stack.set(Service::Sender, "HERALD__WEBHOOKS__LISTEN", &webhook);
+    let key = sendgrid_verification_key();
+    stack.set(
+        Service::Sender,
+        "HERALD__WEBHOOKS__SENDGRID_VERIFICATION_KEY",
+        &key,
+    );
+    // Slow answers, so that kills land inside calls.
+    let mut slow = Fault::new(FaultKind::Slow { delay_ms: 300 });
+    slow.times = CHANGES as u32;
+    stack.provider.faults().push([slow]);
+    stack.start_all().await?;
+    stack.wait_until_watching(1).await?;
+
+    let mut killed_sending = 0;
+    for i in 0..CHANGES {
+        stack
+            .insert_contact_to(&format!("storm{i}@example.com"))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if i % 10 == 9 {
+            wait_until(SOON, || async {
+                Ok((stack.messages_with_status("sending").await? > 0).then_some(()))
+            })
+            .await?;
+            stack.kill(Service::Sender).await?;
+            killed_sending += stack.messages_with_status("sending").await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stack.start(Service::Sender).await?;
+        }
+    }
+    assert!(killed_sending >= 3, "each kill landed inside a call");
+
+    // Every message SendGrid took ends sent, once; none of them waits for a person.
+    let taken: BTreeSet<String> = stack
+        .accepted()
+        .iter()
+        .filter_map(|received| received.custom_args.get("herald_message_id").cloned())
+        .collect();
+    let settled = wait_until(SOON, || async {
+        let rows = stack
+            .notify
+            .query("SELECT message_id, status FROM message", &[])
+            .await?;
+        let taken = stack.accepted();
+        let done = rows.len() == CHANGES
+            && rows.iter().all(|row| {
+                let id = row.int(0).to_string();
+                let took = taken
+                    .iter()
+                    .any(|r| r.custom_args.get("herald_message_id") == Some(&id));
+                match row.text(1).as_str() {
+                    "sent" => true,
+                    "in_doubt" => !took,
+                    _ => false,
+                }
+            });
+        Ok(done.then_some(rows))
+    })
+    .await
+    .with_context(|| format!("SendGrid took {} of {CHANGES}", taken.len()))?;
+    let accepted = stack.accepted();
+    let mut sends: BTreeMap<String, usize> = BTreeMap::new();
+    for received in &accepted {
+        let id = received
+            .custom_args
+            .get("herald_message_id")
+            .cloned()
+            .unwrap_or_default();
+        *sends.entry(id).or_default() += 1;
+    }
+    assert!(sends.values().all(|&n| n == 1), "sent twice: {sends:?}");
+    let sent = settled.iter().filter(|row| row.text(1) == "sent").count();
+    assert_eq!(sent, sends.len(), "every message SendGrid took is sent");
+    let settled_by_events = stack
+        .notify
+        .count(
+            "SELECT count(*) FROM delivery_attempt
+              WHERE outcome = 'sent' AND error LIKE 'settled: the provider reported an event%'",
+            &[],
+        )
+        .await?;
+    assert!(
+        settled_by_events >= 1,
+        "some calls cut by the kills were settled by their events"
+    );
+    println!(
+        "{CHANGES} changes, 3 kills: {} calls cut, {settled_by_events} settled by SendGrid's events, {} in doubt",
+        killed_sending,
+        CHANGES - sent
     );
     Ok(())
 }
