@@ -225,6 +225,8 @@ pub async fn a_sender_killed_in_its_calls_leaves_nothing_in_doubt_that_sendgrid_
                 Ok((stack.messages_with_status("sending").await? > 0).then_some(()))
             })
             .await?;
+            // Inside the calls: their requests have reached SendGrid, which answers late.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             stack.kill(Service::Sender).await?;
             killed_sending += stack.messages_with_status("sending").await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
