@@ -169,6 +169,15 @@ impl Settings {
             )));
         }
         self.providers.twilio.check()?;
+        let public_url = self.webhooks.public_url.trim();
+        let http = ["http://", "https://"]
+            .iter()
+            .any(|s| public_url.starts_with(s));
+        if !public_url.is_empty() && !http {
+            return Err(ConfigError::Inconsistent(format!(
+                "webhooks.public_url ({public_url:?}) must be an http(s) URL, or empty"
+            )));
+        }
         if sender.max_in_flight == 0 {
             return Err(ConfigError::Inconsistent(
                 "sender.max_in_flight must be at least 1".into(),
@@ -412,6 +421,10 @@ pub struct MetricsSettings {
 pub struct WebhookSettings {
     #[serde(deserialize_with = "listen_address")]
     pub listen: Option<SocketAddr>,
+    /// The URL the providers reach `listen` at (`https://…`, no trailing path): Twilio gets
+    /// `<public_url>/webhooks/twilio?message_id=…` as each SMS's `StatusCallback`, and signs
+    /// its callbacks over that URL. Empty: no status callbacks are asked for.
+    pub public_url: String,
     /// SendGrid's Event Webhook verification key (Mail Settings → Signed Event Webhook), base64
     /// DER as SendGrid shows it; empty: SendGrid events are refused.
     pub sendgrid_verification_key: String,

@@ -8,19 +8,27 @@
 //! `X-Twilio-Email-Event-Webhook-Signature`, the timestamp in
 //! `X-Twilio-Email-Event-Webhook-Timestamp`. The fake signs with a fixed development key
 //! ([`sendgrid_verification_key`] is its public half, as SendGrid's settings page shows it).
+//!
+//! Twilio's status callbacks, likewise: for each SMS it accepts with a `StatusCallback`, a
+//! form-encoded POST per status (`sent`, then `delivered`) to that URL, signed as Twilio signs
+//! (`X-Twilio-Signature`: HMAC-SHA1 keyed by the auth token over the URL followed by every
+//! parameter, sorted by name, as name then value; base64).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::EncodePublicKey;
 use serde_json::{Value, json};
+use sha1::Sha1;
 
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
+pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
 /// The fake's signing key: fixed, so that local settings can name its public half. A test
 /// fixture, not a secret.
@@ -51,6 +59,87 @@ pub fn sign_sendgrid_events(timestamp: &str, body: &[u8]) -> String {
     signed.extend_from_slice(body);
     let signature: Signature = signing_key().sign(&signed);
     STANDARD.encode(signature.to_der().as_bytes())
+}
+
+/// The `X-Twilio-Signature` of a POST of `params` to `url`: what Twilio computes.
+pub fn sign_twilio_request(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut signed = url.to_owned();
+    for (name, value) in &sorted {
+        signed.push_str(name);
+        signed.push_str(value);
+    }
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).expect("HMAC takes any key length");
+    mac.update(signed.as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// An accepted SMS, as its status callbacks describe it.
+pub(crate) struct AcceptedSms {
+    pub sid: String,
+    pub account_sid: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub callback: String,
+}
+
+/// Posts the SMS's statuses (`sent`, then `delivered`) to its callback URL, each signed with
+/// `auth_token` and posted again until answered 2xx.
+pub(crate) async fn post_twilio_statuses(
+    client: reqwest::Client,
+    auth_token: String,
+    sms: AcceptedSms,
+) {
+    for status in ["sent", "delivered"] {
+        tokio::time::sleep(EVENT_DELAY).await;
+        let mut params = vec![
+            ("AccountSid".to_owned(), sms.account_sid.clone()),
+            ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
+            ("MessageSid".to_owned(), sms.sid.clone()),
+            ("MessageStatus".to_owned(), status.to_owned()),
+            ("SmsSid".to_owned(), sms.sid.clone()),
+            ("SmsStatus".to_owned(), status.to_owned()),
+        ];
+        params.extend(sms.from.clone().map(|from| ("From".to_owned(), from)));
+        params.extend(sms.to.clone().map(|to| ("To".to_owned(), to)));
+        let signature = sign_twilio_request(&auth_token, &sms.callback, &params);
+        let body = serde_urlencoded::to_string(&params).expect("a form encodes");
+        let request = client
+            .post(&sms.callback)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(TWILIO_SIGNATURE_HEADER, signature)
+            .body(body);
+        post_until_taken(request, &sms.callback, "status callback").await;
+    }
+}
+
+/// Sends `request` until it is answered 2xx, every [`RETRY_EVERY`] for up to [`RETRY_FOR`].
+async fn post_until_taken(request: reqwest::RequestBuilder, url: &str, what: &str) {
+    let give_up = tokio::time::Instant::now() + RETRY_FOR;
+    loop {
+        let Some(attempt) = request.try_clone() else {
+            return;
+        };
+        let answer = match attempt.send().await {
+            Ok(answer) if answer.status().is_success() => {
+                tracing::info!(%url, status = answer.status().as_u16(), what, "posted");
+                return;
+            }
+            Ok(answer) => answer.status().to_string(),
+            Err(error) => error.to_string(),
+        };
+        if tokio::time::Instant::now() >= give_up {
+            tracing::warn!(%url, %answer, what, "not delivered; giving up");
+            return;
+        }
+        tracing::debug!(%url, %answer, what, "not delivered; posting again");
+        tokio::time::sleep(RETRY_EVERY).await;
+    }
 }
 
 /// An accepted email, as its events describe it.
@@ -93,31 +182,13 @@ pub(crate) async fn post_sendgrid_events(
     let body = serde_json::to_vec(&events).expect("events serialize");
     let timestamp = timestamp.to_string();
     let signature = sign_sendgrid_events(&timestamp, &body);
-    let give_up = tokio::time::Instant::now() + RETRY_FOR;
-    loop {
-        let posted = client
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, &signature)
-            .header(TIMESTAMP_HEADER, &timestamp)
-            .body(body.clone())
-            .send()
-            .await;
-        let answer = match posted {
-            Ok(answer) if answer.status().is_success() => {
-                tracing::info!(%url, status = answer.status().as_u16(), events = events.len(), "event webhook posted");
-                return;
-            }
-            Ok(answer) => answer.status().to_string(),
-            Err(error) => error.to_string(),
-        };
-        if tokio::time::Instant::now() >= give_up {
-            tracing::warn!(%url, %answer, "event webhook not delivered; giving up");
-            return;
-        }
-        tracing::debug!(%url, %answer, "event webhook not delivered; posting again");
-        tokio::time::sleep(RETRY_EVERY).await;
-    }
+    let request = client
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, signature)
+        .header(TIMESTAMP_HEADER, timestamp)
+        .body(body);
+    post_until_taken(request, &url, "event webhook").await;
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! It speaks both wire protocols (auth, validation errors, success bodies and headers),
 //! records every provider request as a [`Received`], and injects [`Fault`]s (rate limits,
 //! 5xx, slow answers, dropped connections). With `sendgrid_events_url` set, it posts
-//! SendGrid's signed Event Webhook for each email it accepts (`processed`, `delivered`). The control API lives under `/_fake/`:
-//! `GET /_fake/health`, `GET|DELETE /_fake/messages[?channel=email|sms&accepted=true|false]`
-//! and `GET|POST|DELETE /_fake/faults`.
+//! SendGrid's signed Event Webhook for each email it accepts (`processed`, `delivered`); for
+//! each SMS sent with a `StatusCallback`, Twilio's signed status callbacks. The control API
+//! lives under `/_fake/`: `GET /_fake/health`,
+//! `GET|DELETE /_fake/messages[?channel=email|sms&accepted=true|false]` and
+//! `GET|POST|DELETE /_fake/faults`.
 //!
 //! Start it with [`serve`] on a listener of your own, or with [`FakeProvider::start`] on a
 //! free loopback port.
@@ -21,7 +23,8 @@ mod store;
 mod twilio;
 
 pub use events::{
-    SIGNATURE_HEADER, TIMESTAMP_HEADER, sendgrid_verification_key, sign_sendgrid_events,
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, TWILIO_SIGNATURE_HEADER, sendgrid_verification_key,
+    sign_sendgrid_events, sign_twilio_request,
 };
 pub use faults::{Fault, FaultKind, FaultQueue, parse_faults};
 pub use server::{Config, FakeProvider, serve};

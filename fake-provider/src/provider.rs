@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::events::{AcceptedEmail, post_sendgrid_events};
+use crate::events::{AcceptedEmail, AcceptedSms, post_sendgrid_events, post_twilio_statuses};
 use crate::faults::FaultKind;
 use crate::server::{App, ConnKill};
 use crate::store::{Channel, Received};
@@ -164,6 +164,21 @@ async fn process<P: Provider>(
             custom_args: custom_args.clone(),
         };
         tokio::spawn(post_sendgrid_events(app.client.clone(), url.clone(), email));
+    }
+    if let (Channel::Sms, Some(sid), Some(callback)) = (
+        P::CHANNEL,
+        &provider_message_id,
+        raw.get("StatusCallback").and_then(Value::as_str),
+    ) {
+        let sms = AcceptedSms {
+            sid: sid.clone(),
+            account_sid: app.config.twilio_account_sid.clone(),
+            from: from.clone(),
+            to: to.first().cloned(),
+            callback: callback.to_owned(),
+        };
+        let token = app.config.twilio_auth_token.clone();
+        tokio::spawn(post_twilio_statuses(app.client.clone(), token, sms));
     }
     app.store.insert(Received {
         seq,

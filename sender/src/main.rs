@@ -29,8 +29,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to the notification database")?;
     let providers = Arc::new(
-        Providers::new(&settings.providers, settings.sender.http_timeout)
-            .context("setting up the providers")?,
+        Providers::new(
+            &settings.providers,
+            settings.sender.http_timeout,
+            &settings.webhooks.public_url,
+        )
+        .context("setting up the providers")?,
     );
     let mut registry = Registry::default();
     let sender_metrics = SenderMetrics::new(&mut registry);
@@ -50,10 +54,16 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     if let Some(listen) = settings.webhooks.listen {
-        Webhooks::new(store.clone(), sender_metrics.clone(), &settings.webhooks)?
-            .serve(listen, cancel.clone())
-            .await
-            .with_context(|| format!("listening on {listen} (webhooks.listen)"))?;
+        let twilio_token = settings.providers.twilio.auth_token.clone();
+        Webhooks::new(
+            store.clone(),
+            sender_metrics.clone(),
+            &settings.webhooks,
+            twilio_token,
+        )?
+        .serve(listen, cancel.clone())
+        .await
+        .with_context(|| format!("listening on {listen} (webhooks.listen)"))?;
     }
     let settler = Settler {
         store: store.clone(),

@@ -91,6 +91,8 @@ pub enum SetupError {
         url: String,
         reason: String,
     },
+    #[error("webhooks.public_url: `{0}` is not an http(s) URL")]
+    PublicUrl(String),
     #[error("could not build the HTTP client")]
     Client(#[from] reqwest::Error),
 }
@@ -105,7 +107,13 @@ impl Providers {
     /// Every call, answer included, is bounded by `http_timeout`. A missing secret is logged
     /// here and turns each send on that channel into `Unauthorized`, naming the variable to
     /// set (the provider is then paused like one that refuses the credentials).
-    pub fn new(settings: &ProviderSettings, http_timeout: Duration) -> Result<Self, SetupError> {
+    /// With `public_url` (`webhooks.public_url`), Twilio is asked to post each SMS's status to
+    /// `<public_url>/webhooks/twilio`.
+    pub fn new(
+        settings: &ProviderSettings,
+        http_timeout: Duration,
+        public_url: &str,
+    ) -> Result<Self, SetupError> {
         let client = Client::builder()
             .timeout(http_timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(http_timeout / 2))
@@ -114,7 +122,7 @@ impl Providers {
             .build()?;
         Ok(Self {
             sendgrid: SendGrid::new(client.clone(), &settings.sendgrid)?,
-            twilio: Twilio::new(client, &settings.twilio)?,
+            twilio: Twilio::new(client, &settings.twilio, status_callback(public_url)?)?,
         })
     }
 
@@ -134,6 +142,17 @@ impl Providers {
     ) -> Result<Vec<(String, String)>, String> {
         self.twilio.sent_to(to, since).await
     }
+}
+
+/// Where Twilio posts statuses: `public_url` followed by `/webhooks/twilio`; none if empty.
+fn status_callback(public_url: &str) -> Result<Option<Url>, SetupError> {
+    let public_url = public_url.trim();
+    if public_url.is_empty() {
+        return Ok(None);
+    }
+    endpoint("webhooks", public_url, "/webhooks/twilio")
+        .map(Some)
+        .map_err(|_| SetupError::PublicUrl(public_url.to_owned()))
 }
 
 /// `base_url` (without a trailing slash) followed by `path`.

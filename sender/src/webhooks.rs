@@ -1,5 +1,5 @@
 //! The providers' webhooks, taken on `[webhooks] listen`: SendGrid's Event Webhook at
-//! `POST /webhooks/sendgrid`.
+//! `POST /webhooks/sendgrid`, and Twilio's status callbacks at `POST /webhooks/twilio`.
 //!
 //! - A request is believed only with SendGrid's signature: ECDSA P-256 with SHA-256 over the
 //!   `X-Twilio-Email-Event-Webhook-Timestamp` header's text followed by the raw body, checked
@@ -13,6 +13,12 @@
 //! - A new event of a message in doubt settles it: SendGrid has it, so it is `sent`.
 //! - A body that is not a JSON array of events is refused with 400; a database that is down
 //!   answers 503, so SendGrid posts again later.
+//! - Twilio signs each callback: `X-Twilio-Signature`, HMAC-SHA1 keyed by our auth token over
+//!   the URL it posted to (`webhooks.public_url` and the path and query it called, which carry
+//!   our message id) followed by every form parameter, sorted by name, as name then value.
+//!   One without a valid signature gets 403 and changes nothing. Each status of a message
+//!   (`MessageSid:MessageStatus`) is recorded once; any status of an SMS in doubt settles it;
+//!   error 21610 (the recipient replied STOP) suppresses the number for its tenant.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -30,10 +36,13 @@ use herald_core::config::WebhookSettings;
 use herald_core::model::{Channel, DeliveryEvent};
 use herald_core::store::NotifyDb;
 use herald_core::telemetry::error_chain;
+use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+use sha1::Sha1;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +50,9 @@ use crate::metrics::SenderMetrics;
 
 const SIGNATURE: &str = "X-Twilio-Email-Event-Webhook-Signature";
 const TIMESTAMP: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
+const TWILIO_SIGNATURE: &str = "X-Twilio-Signature";
+/// Twilio: the recipient replied STOP; nothing more may be sent to the number.
+const TWILIO_UNSUBSCRIBED: &str = "21610";
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -54,13 +66,18 @@ pub struct Webhooks {
     /// `None`: not configured, every SendGrid post is refused.
     sendgrid_key: Option<VerifyingKey>,
     max_age: Duration,
+    /// Twilio signs callbacks with the auth token, over the URL it posted to: `None`, every
+    /// callback is refused.
+    twilio: Option<(SecretString, String)>,
 }
 
 impl Webhooks {
+    /// `twilio_auth_token`: `providers.twilio.auth_token`, which keys Twilio's signatures.
     pub fn new(
         store: Arc<dyn NotifyDb>,
         metrics: Arc<SenderMetrics>,
         settings: &WebhookSettings,
+        twilio_auth_token: Option<SecretString>,
     ) -> Result<Self, KeyError> {
         let key = settings.sendgrid_verification_key.trim();
         let sendgrid_key = if key.is_empty() {
@@ -77,11 +94,16 @@ impl Webhooks {
                     .map_err(|error| KeyError(error.to_string()))?,
             )
         };
+        let public_url = settings.public_url.trim().trim_end_matches('/').to_owned();
+        let twilio = twilio_auth_token
+            .filter(|_| !public_url.is_empty())
+            .map(|token| (token, public_url));
         Ok(Webhooks {
             store,
             metrics,
             sendgrid_key,
             max_age: settings.max_age,
+            twilio,
         })
     }
 
@@ -90,9 +112,10 @@ impl Webhooks {
     pub async fn serve(self, listen: SocketAddr, cancel: CancellationToken) -> std::io::Result<()> {
         let listener = TcpListener::bind(listen).await?;
         let address = listener.local_addr()?;
-        tracing::info!(%address, "taking the providers' webhooks at /webhooks/sendgrid");
+        tracing::info!(%address, "taking the providers' webhooks at /webhooks/sendgrid and /webhooks/twilio");
         let app = Router::new()
             .route("/webhooks/sendgrid", post(sendgrid))
+            .route("/webhooks/twilio", post(twilio))
             .with_state(Arc::new(self));
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
@@ -137,6 +160,97 @@ impl Webhooks {
         key.verify(&signed, &signature)
             .map_err(|_| "the signature does not match")
     }
+
+    /// Whether Twilio signed this callback: the URL it posted to and its sorted parameters.
+    fn verify_twilio(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        params: &[(String, String)],
+    ) -> Result<(), &'static str> {
+        let (token, public_url) = self
+            .twilio
+            .as_ref()
+            .ok_or("webhooks.public_url or providers.twilio.auth_token is not set")?;
+        let signature = headers
+            .get(TWILIO_SIGNATURE)
+            .and_then(|value| value.to_str().ok())
+            .ok_or("the signature header is missing")?;
+        let signature = STANDARD
+            .decode(signature)
+            .map_err(|_| "the signature is not base64")?;
+        let mut signed = format!(
+            "{public_url}{}",
+            uri.path_and_query().map_or("", |path| path.as_str())
+        );
+        let mut sorted = params.to_vec();
+        sorted.sort();
+        for (name, value) in &sorted {
+            signed.push_str(name);
+            signed.push_str(value);
+        }
+        let mut mac = Hmac::<Sha1>::new_from_slice(token.expose_secret().as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(signed.as_bytes());
+        mac.verify_slice(&signature)
+            .map_err(|_| "the signature does not match")
+    }
+}
+
+async fn twilio(
+    State(webhooks): State<Arc<Webhooks>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        webhooks.metrics.webhook_refused("twilio");
+        return (StatusCode::BAD_REQUEST, "refused: not a form\n".into());
+    };
+    if let Err(why) = webhooks.verify_twilio(&uri, &headers, &params) {
+        webhooks.metrics.webhook_refused("twilio");
+        tracing::warn!(reason = why, "Twilio status callback refused");
+        return (StatusCode::FORBIDDEN, format!("refused: {why}\n"));
+    }
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let (Some(sid), Some(status)) = (param("MessageSid"), param("MessageStatus")) else {
+        webhooks.metrics.webhook_refused("twilio");
+        return (
+            StatusCode::BAD_REQUEST,
+            "refused: no MessageSid or MessageStatus\n".into(),
+        );
+    };
+    let message_id = uri.query().and_then(|query| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .ok()?
+            .into_iter()
+            .find(|(key, _)| key == "message_id")
+            .and_then(|(_, id)| id.parse().ok())
+    });
+    let error_code = param("ErrorCode").filter(|code| !code.is_empty());
+    let payload: serde_json::Map<String, Value> = params
+        .iter()
+        .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+        .collect();
+    let event = DeliveryEvent {
+        provider: "twilio",
+        event_id: format!("{sid}:{status}"),
+        message_id,
+        provider_message_id: Some(sid),
+        suppress: error_code.as_deref() == Some(TWILIO_UNSUBSCRIBED),
+        reason: error_code,
+        // Twilio posts each status as it happens.
+        occurred_at: Some(Utc::now()),
+        address: param("To"),
+        event: status,
+        payload: Value::Object(payload).to_string(),
+    };
+    record(&webhooks, "twilio", Channel::Sms, &[event]).await
 }
 
 async fn sendgrid(
@@ -157,20 +271,33 @@ async fn sendgrid(
             return (StatusCode::BAD_REQUEST, format!("refused: {why}\n"));
         }
     };
-    match webhooks.store.record_events(&events).await {
+    record(&webhooks, "sendgrid", Channel::Email, &events).await
+}
+
+/// Records the events and answers the provider: 200, or 503 (it posts again) when the
+/// database is down.
+async fn record(
+    webhooks: &Webhooks,
+    provider: &'static str,
+    channel: Channel,
+    events: &[DeliveryEvent],
+) -> (StatusCode, String) {
+    match webhooks.store.record_events(events).await {
         Ok(done) => {
-            webhooks.metrics.webhook_events("sendgrid", done.recorded);
+            webhooks.metrics.webhook_events(provider, done.recorded);
             for _ in 0..done.settled {
-                webhooks.metrics.settled(Channel::Email);
+                webhooks.metrics.settled(channel);
             }
             if done.settled > 0 {
                 tracing::info!(
+                    provider,
                     settled = done.settled,
-                    "in-doubt emails settled: SendGrid reported events for them, so they are sent"
+                    "in-doubt messages settled: the provider reported on them, so they are sent"
                 );
             }
             if done.suppressed > 0 {
                 tracing::info!(
+                    provider,
                     suppressed = done.suppressed,
                     "addresses suppressed: bounced, complained or unsubscribed"
                 );
@@ -182,7 +309,7 @@ async fn sendgrid(
             )
         }
         Err(error) => {
-            tracing::warn!(error = %error_chain(&error), "SendGrid events not recorded; SendGrid posts them again");
+            tracing::warn!(provider, error = %error_chain(&error), "provider events not recorded; the provider posts them again");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not recorded: try again later\n".into(),

@@ -44,7 +44,7 @@ impl Harness {
             },
         };
         adjust(&mut settings);
-        let providers = Providers::new(&settings, http_timeout).expect("providers build");
+        let providers = Providers::new(&settings, http_timeout, "").expect("providers build");
         Self { fake, providers }
     }
 

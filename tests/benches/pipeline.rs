@@ -388,7 +388,11 @@ async fn http(requests: i64, latency: Duration, settings: &Settings) -> anyhow::
     providers.sendgrid.api_key = Some(SENDGRID_KEY.to_owned().into());
     providers.twilio.base_url = provider.url();
     providers.twilio.auth_token = Some(TWILIO_TOKEN.to_owned().into());
-    let providers = Arc::new(Providers::new(&providers, settings.sender.http_timeout)?);
+    let providers = Arc::new(Providers::new(
+        &providers,
+        settings.sender.http_timeout,
+        "",
+    )?);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..settings.sender.max_in_flight)

@@ -78,6 +78,7 @@ on_every_engine! {
     delivery::an_in_doubt_sms_twilio_lists_is_settled_and_one_it_lacks_waits,
     webhooks::sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_nothing,
     webhooks::a_sender_killed_in_its_calls_leaves_nothing_in_doubt_that_sendgrid_has,
+    webhooks::twilio_callbacks_settle_doubt_and_a_stop_suppresses,
     delivery::names_and_settings_reach_the_provider_in_the_form_it_accepts,
     bad_input::bad_input_is_recorded_with_its_reason_and_the_rest_flows,
     bad_input::every_service_stops_cleanly_on_sigterm,

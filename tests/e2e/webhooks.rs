@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fake_provider::{
-    Channel, Fault, FaultKind, SIGNATURE_HEADER, TIMESTAMP_HEADER, sendgrid_verification_key,
-    sign_sendgrid_events,
+    Channel, Fault, FaultKind, SIGNATURE_HEADER, TIMESTAMP_HEADER, TWILIO_SIGNATURE_HEADER,
+    sendgrid_verification_key, sign_sendgrid_events, sign_twilio_request,
 };
 use herald_tests::{Engine, SOON, Service, Stack, free_address, provider_config, wait_until};
 
@@ -292,6 +292,142 @@ pub async fn a_sender_killed_in_its_calls_leaves_nothing_in_doubt_that_sendgrid_
         "{CHANGES} changes, 3 kills: {} calls cut, {settled_by_events} settled by SendGrid's events, {} in doubt",
         killed_sending,
         CHANGES - sent
+    );
+    Ok(())
+}
+
+/// Twilio's signed status callbacks settle an SMS whose answer was lost, each status recorded
+/// once; a STOP (error 21610) suppresses the number, so the next SMS to it is not sent; a
+/// callback Twilio did not sign changes nothing.
+pub async fn twilio_callbacks_settle_doubt_and_a_stop_suppresses(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let webhook = free_address()?;
+    let public_url = format!("http://{webhook}");
+    let mut stack = Stack::new(engine, "twilio_callbacks").await?;
+    stack.load_example_schedules().await?;
+    stack.set_schedule_active("welcome-email", false).await?;
+    stack.set(Service::Sender, "HERALD__WEBHOOKS__LISTEN", &webhook);
+    stack.set(Service::Sender, "HERALD__WEBHOOKS__PUBLIC_URL", &public_url);
+    // Only the callbacks may settle it here, not Twilio's message list.
+    stack.set(Service::Sender, "HERALD__SENDER__SETTLE_INTERVAL", "0s");
+    stack.provider.faults().push([Fault {
+        channel: Some(Channel::Sms),
+        ..Fault::new(FaultKind::Drop)
+    }]);
+    stack.start_all().await?;
+    stack.wait_until_watching(1).await?;
+    let contact = stack
+        .insert_contact(&herald_tests::Contact::default())
+        .await?;
+    let appointment = stack.insert_appointment(contact, "Room 1").await?;
+
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'sent'",
+            1,
+            SOON,
+        )
+        .await?;
+    stack
+        .wait_for_count("SELECT count(*) FROM delivery_event", 2, SOON)
+        .await?;
+    let sms = stack.provider.store().list(Some(Channel::Sms), None);
+    assert_eq!(sms.len(), 1);
+    let sid = sms[0].provider_message_id.clone().context("the sid")?;
+    let row = stack
+        .notify
+        .query_one(
+            "SELECT m.message_id, m.provider_message_id, a.error FROM message m
+               JOIN delivery_attempt a USING (message_id)",
+            &[],
+        )
+        .await?;
+    let message_id = row.int(0);
+    assert_eq!(row.opt_text(1).as_deref(), Some(sid.as_str()));
+    assert!(
+        row.text(2)
+            .starts_with("settled: the provider reported an event"),
+        "{}",
+        row.text(2)
+    );
+    let statuses = stack
+        .notify
+        .query(
+            "SELECT event_id, event FROM delivery_event WHERE provider = 'twilio' ORDER BY occurred_at",
+            &[],
+        )
+        .await?;
+    let statuses: Vec<(String, String)> = statuses.iter().map(|r| (r.text(0), r.text(1))).collect();
+    assert_eq!(
+        statuses,
+        [
+            (format!("{sid}:sent"), "sent".to_owned()),
+            (format!("{sid}:delivered"), "delivered".to_owned())
+        ]
+    );
+
+    // The recipient replies STOP: Twilio reports error 21610 on the next status.
+    let url = format!("{public_url}/webhooks/twilio?message_id={message_id}");
+    let params: Vec<(String, String)> = [
+        ("MessageSid", sid.as_str()),
+        ("MessageStatus", "undelivered"),
+        ("ErrorCode", "21610"),
+        ("To", "+15550000001"),
+        ("AccountSid", herald_tests::TWILIO_SID),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    let body = serde_urlencoded::to_string(&params)?;
+    let client = reqwest::Client::new();
+    let post = |signature: String| {
+        client
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(TWILIO_SIGNATURE_HEADER, signature)
+            .body(body.clone())
+            .send()
+    };
+    let forged = sign_twilio_request("not-the-token", &url, &params);
+    assert_eq!(post(forged).await?.status(), 403);
+    assert_eq!(
+        events(&stack).await?,
+        2,
+        "a forged callback changes nothing"
+    );
+    let signed = sign_twilio_request(herald_tests::TWILIO_TOKEN, &url, &params);
+    assert_eq!(post(signed.clone()).await?.status(), 200);
+    assert_eq!(post(signed).await?.status(), 200);
+    assert_eq!(events(&stack).await?, 3, "each status once");
+    let entry = stack
+        .notify
+        .query_one(
+            "SELECT channel, address, reason, source FROM suppression",
+            &[],
+        )
+        .await?;
+    let entry: Vec<String> = (0..4).map(|column| entry.text(column)).collect();
+    assert_eq!(
+        entry,
+        [
+            "sms".to_owned(),
+            "+15550000001".to_owned(),
+            "undelivered: 21610".to_owned(),
+            format!("twilio:{sid}:undelivered")
+        ]
+    );
+    stack.move_appointment(appointment, "Room 7").await?;
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'suppressed'",
+            1,
+            SOON,
+        )
+        .await?;
+    assert_eq!(
+        stack.provider.store().list(Some(Channel::Sms), None).len(),
+        1
     );
     Ok(())
 }

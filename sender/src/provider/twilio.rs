@@ -22,10 +22,16 @@ pub(super) struct Twilio {
     account_sid: String,
     auth_token: Option<SecretString>,
     from_number: String,
+    /// Where Twilio posts each message's status (`…/webhooks/twilio`), if anywhere.
+    status_callback: Option<Url>,
 }
 
 impl Twilio {
-    pub(super) fn new(client: Client, settings: &TwilioSettings) -> Result<Self, SetupError> {
+    pub(super) fn new(
+        client: Client,
+        settings: &TwilioSettings,
+        status_callback: Option<Url>,
+    ) -> Result<Self, SetupError> {
         warn_if_missing(&settings.auth_token, AUTH_TOKEN, Channel::Sms);
         let path = format!(
             "/2010-04-01/Accounts/{}/Messages.json",
@@ -37,6 +43,7 @@ impl Twilio {
             account_sid: settings.account_sid.clone(),
             auth_token: settings.auth_token.clone(),
             from_number: settings.from_number.clone(),
+            status_callback,
         })
     }
 
@@ -44,11 +51,18 @@ impl Twilio {
         let Some(auth_token) = &self.auth_token else {
             return missing_secret(AUTH_TOKEN);
         };
-        let form = [
-            ("To", message.recipient.as_str()),
-            ("From", &self.from_number),
-            ("Body", &message.body_text),
+        let mut form = vec![
+            ("To", message.recipient.clone()),
+            ("From", self.from_number.clone()),
+            ("Body", message.body_text.clone()),
         ];
+        if let Some(callback) = &self.status_callback {
+            let mut callback = callback.clone();
+            callback
+                .query_pairs_mut()
+                .append_pair("message_id", &message.message_id.to_string());
+            form.push(("StatusCallback", callback.into()));
+        }
         let request = self
             .client
             .post(self.endpoint.clone())
