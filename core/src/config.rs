@@ -428,7 +428,9 @@ pub struct WebhookSettings {
     /// SendGrid's Event Webhook verification key (Mail Settings → Signed Event Webhook), base64
     /// DER as SendGrid shows it; empty: SendGrid events are refused.
     pub sendgrid_verification_key: String,
-    /// Events signed longer ago than this (or this far ahead) are refused as replays.
+    /// Events signed longer ago than this (or this far ahead) are refused: longer than the
+    /// provider keeps retrying a post, since a retry may carry its first signature (a replay
+    /// within it changes nothing: each event is recorded once).
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
 }

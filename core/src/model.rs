@@ -390,10 +390,17 @@ pub struct DeliveryEvent {
 pub struct EventsRecorded {
     /// Events not seen before.
     pub recorded: u64,
-    /// Messages in doubt they settled as `sent`.
-    pub settled: u64,
     /// Addresses they put on a suppression list.
     pub suppressed: u64,
+}
+
+/// An `in_doubt` message settled by its provider's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub message_id: i64,
+    pub channel: Channel,
+    /// `sent`, or `failed` when the provider reported it could not deliver it.
+    pub status: MessageStatus,
 }
 
 /// An `in_doubt` message to look for at its provider: its last call and what it carried.
@@ -403,8 +410,9 @@ pub struct InDoubtMessage {
     pub attempt: i32,
     pub recipient: String,
     pub body_text: String,
-    /// When its last call began.
+    /// When its last call began, and when it was declared in doubt.
     pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// A message a sender took from the queue.

@@ -20,7 +20,7 @@ use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, Engine};
 use crate::model::{
     AttemptOutcome, ChangedRow, Changes, Channel, Claimed, DeliveryEvent, EventsRecorded,
     InDoubtMessage, LateFinder, Mark, MergeFunction, MessageStatus, NewMessage, QueueDepth,
-    RenderRetry, Rendering, RowPosition, Schedule, SourceTable, Template,
+    RenderRetry, Rendering, RowPosition, Schedule, Settled, SourceTable, Template,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, EventRecord, Found, MessageFilter, MessageRecord,
@@ -262,9 +262,12 @@ pub trait NotifyDb: Send + Sync + 'static {
         provider_message_id: &str,
         how: &str,
     ) -> StoreResult<bool>;
-    /// Records provider events, each once; a new event of an `in_doubt` message settles it
-    /// as `sent`, and one marked `suppress` puts its address on the tenant's suppression list.
+    /// Records provider events, each once; one marked `suppress` puts its address on the
+    /// tenant's suppression list.
     async fn record_events(&self, events: &[DeliveryEvent]) -> StoreResult<EventsRecorded>;
+    /// Settles every `in_doubt` message its provider has reported on since its last call
+    /// began: `sent`, or `failed` if the report says it could not be delivered.
+    async fn settle_by_events(&self) -> StoreResult<Vec<Settled>>;
     /// The open part of the queue, per tenant, schedule and status.
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>>;
     /// Messages whose sender's lease ran out during a provider call become `in_doubt`.

@@ -27,6 +27,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, Response, StatusCode, Url};
 
 use sendgrid::SendGrid;
+pub use twilio::ListedSms;
 use twilio::Twilio;
 
 /// Connecting is bounded separately, so that a connection never made (certainly not sent) is
@@ -133,13 +134,13 @@ impl Providers {
         }
     }
 
-    /// The SMS Twilio holds to `to` from our number, created at or after `since`: each
-    /// one's sid and body, newest first (Twilio's message list).
+    /// The SMS Twilio holds to `to` from our number, created at or after `since`, newest
+    /// first (Twilio's message list).
     pub async fn sms_sent_to(
         &self,
         to: &str,
         since: DateTime<Utc>,
-    ) -> Result<Vec<(String, String)>, String> {
+    ) -> Result<Vec<ListedSms>, String> {
         self.twilio.sent_to(to, since).await
     }
 }

@@ -8,7 +8,8 @@
 //! and list it late, and a resend on absence could send it twice.
 //!
 //! Email has no such list (SendGrid's activity feed is a paid add-on): its messages are
-//! settled by the provider's delivery events.
+//! settled by the provider's delivery events, which each round also applies to messages that
+//! went in doubt after their events arrived.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,8 @@ use herald_core::telemetry::error_chain;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::SenderMetrics;
-use crate::provider::Providers;
+use crate::provider::{ListedSms, Providers};
+use crate::webhooks::settle_by_events;
 
 /// In-doubt messages looked for per round, at most.
 const PER_ROUND: u32 = 100;
@@ -57,8 +59,10 @@ impl Settler {
         }
     }
 
-    /// One look at the SMS in doubt now.
+    /// One look at the messages in doubt now: those their providers have reported on since
+    /// (any channel), then the SMS Twilio lists.
     async fn round(&self) -> StoreResult<()> {
+        settle_by_events(&self.store, &self.metrics).await;
         let in_doubt = self
             .store
             .in_doubt_to_settle(Channel::Sms, self.settings.settle_within, PER_ROUND)
@@ -78,11 +82,14 @@ impl Settler {
                 return Ok(());
             }
         };
+        // Created while the call could have reached Twilio: after it began, and before it was
+        // declared in doubt (allowing for the clocks).
+        let until = message.finished_at.unwrap_or_else(Utc::now) + CLOCK_SKEW;
         // The oldest match first: with two identical messages, each settles one.
-        for (sid, _) in listed
+        for ListedSms { sid, .. } in listed
             .iter()
             .rev()
-            .filter(|(_, body)| *body == message.body_text)
+            .filter(|sms| sms.body == message.body_text && sms.created <= until)
         {
             let settled = self
                 .store

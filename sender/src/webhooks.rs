@@ -10,15 +10,17 @@
 //!   matched to messages by the `herald_message_id` custom argument every email carries; an
 //!   event that names no message of ours is recorded without one and answered 200, since a
 //!   retry could not make it match.
-//! - A new event of a message in doubt settles it: SendGrid has it, so it is `sent`.
+//! - An event received since a message in doubt's last call began settles it
+//!   (`NotifyDb::settle_by_events`, here and in every settler round): the provider has it,
+//!   so it is `sent`, or `failed` if the provider reports it could not deliver it.
 //! - A body that is not a JSON array of events is refused with 400; a database that is down
 //!   answers 503, so SendGrid posts again later.
 //! - Twilio signs each callback: `X-Twilio-Signature`, HMAC-SHA1 keyed by our auth token over
 //!   the URL it posted to (`webhooks.public_url` and the path and query it called, which carry
 //!   our message id) followed by every form parameter, sorted by name, as name then value.
 //!   One without a valid signature gets 403 and changes nothing. Each status of a message
-//!   (`MessageSid:MessageStatus`) is recorded once; any status of an SMS in doubt settles it;
-//!   error 21610 (the recipient replied STOP) suppresses the number for its tenant.
+//!   (`MessageSid:MessageStatus`) is recorded once and settles it if in doubt; error 21610
+//!   (the recipient replied STOP) suppresses the number for its tenant.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use herald_core::config::WebhookSettings;
-use herald_core::model::{Channel, DeliveryEvent};
+use herald_core::model::DeliveryEvent;
 use herald_core::store::NotifyDb;
 use herald_core::telemetry::error_chain;
 use hmac::{Hmac, Mac};
@@ -250,7 +252,7 @@ async fn twilio(
         event: status,
         payload: Value::Object(payload).to_string(),
     };
-    record(&webhooks, "twilio", Channel::Sms, &[event]).await
+    record(&webhooks, "twilio", &[event]).await
 }
 
 async fn sendgrid(
@@ -271,7 +273,7 @@ async fn sendgrid(
             return (StatusCode::BAD_REQUEST, format!("refused: {why}\n"));
         }
     };
-    record(&webhooks, "sendgrid", Channel::Email, &events).await
+    record(&webhooks, "sendgrid", &events).await
 }
 
 /// Records the events and answers the provider: 200, or 503 (it posts again) when the
@@ -279,42 +281,49 @@ async fn sendgrid(
 async fn record(
     webhooks: &Webhooks,
     provider: &'static str,
-    channel: Channel,
     events: &[DeliveryEvent],
 ) -> (StatusCode, String) {
-    match webhooks.store.record_events(events).await {
-        Ok(done) => {
-            webhooks.metrics.webhook_events(provider, done.recorded);
-            for _ in 0..done.settled {
-                webhooks.metrics.settled(channel);
-            }
-            if done.settled > 0 {
-                tracing::info!(
-                    provider,
-                    settled = done.settled,
-                    "in-doubt messages settled: the provider reported on them, so they are sent"
-                );
-            }
-            if done.suppressed > 0 {
-                tracing::info!(
-                    provider,
-                    suppressed = done.suppressed,
-                    "addresses suppressed: bounced, complained or unsubscribed"
-                );
-            }
-            let recorded = done.recorded;
-            (
-                StatusCode::OK,
-                format!("recorded {recorded} new event(s)\n"),
-            )
-        }
+    let recorded = match webhooks.store.record_events(events).await {
+        Ok(done) => done,
         Err(error) => {
             tracing::warn!(provider, error = %error_chain(&error), "provider events not recorded; the provider posts them again");
-            (
+            return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not recorded: try again later\n".into(),
-            )
+            );
         }
+    };
+    webhooks.metrics.webhook_events(provider, recorded.recorded);
+    if recorded.suppressed > 0 {
+        tracing::info!(
+            provider,
+            suppressed = recorded.suppressed,
+            "addresses suppressed: bounced, complained or unsubscribed"
+        );
+    }
+    // Recorded: settling what the events prove can wait for the settler if it fails now.
+    settle_by_events(&webhooks.store, &webhooks.metrics).await;
+    let new = recorded.recorded;
+    (StatusCode::OK, format!("recorded {new} new event(s)\n"))
+}
+
+/// Settles the messages in doubt their providers have reported on; logs what it did.
+pub async fn settle_by_events(store: &Arc<dyn NotifyDb>, metrics: &SenderMetrics) {
+    match store.settle_by_events().await {
+        Ok(settled) => {
+            for message in settled {
+                metrics.settled(message.channel);
+                tracing::info!(
+                    message_id = message.message_id,
+                    status = %message.status,
+                    "in-doubt message settled by its provider's report"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(
+            error = %error_chain(&error),
+            "could not settle messages by their providers' reports; trying again later"
+        ),
     }
 }
 

@@ -111,7 +111,7 @@ impl Sender {
             if stopping && taken == 0 && claiming.is_none() {
                 break;
             }
-            let free = window - taken;
+            let free = window.saturating_sub(taken);
             let may_claim = !stopping && claiming.is_none() && (free >= refill_at || taken == 0);
             if may_claim && Instant::now() >= next_claim {
                 let expire = last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY);
@@ -216,18 +216,14 @@ impl Sender {
         for channel in [Channel::Email, Channel::Sms] {
             self.metrics.paused(channel, paused.contains(&channel));
         }
+        // Probes first, so that the window holds them and the main claim's calls leave as soon
+        // as it returns, their lease just begun. A claimed message always gets its call: once
+        // one is begun, a later failure here is logged and the calls are made.
         let mut begun: Vec<Begun> = Vec::with_capacity(free);
-        let mut claimed_all = false;
-        if !open.is_empty() {
-            let (claimed, taken) = self.claim(free, &open).await?;
-            claimed_all = taken == free;
-            begun.extend(
-                claimed
-                    .into_iter()
-                    .map(|(message, attempt)| (message, attempt, None)),
-            );
-        }
         for channel in paused {
+            if begun.len() == free {
+                break;
+            }
             let Permit::Probe(ticket) = self.circuits.permit(channel) else {
                 continue;
             };
@@ -238,11 +234,28 @@ impl Sender {
                 },
                 Err(error) => {
                     self.circuits.probe_not_made(channel, ticket);
-                    // Calls already begun are made whatever happens here.
                     if begun.is_empty() {
                         return Err(error);
                     }
                     tracing::warn!(%channel, error = %error_chain(&error), "could not claim the probe");
+                }
+            }
+        }
+        let limit = free - begun.len();
+        let mut claimed_all = false;
+        if !open.is_empty() && limit > 0 {
+            match self.claim(limit, &open).await {
+                Ok((claimed, taken)) => {
+                    claimed_all = taken == limit;
+                    begun.extend(
+                        claimed
+                            .into_iter()
+                            .map(|(message, attempt)| (message, attempt, None)),
+                    );
+                }
+                Err(error) if begun.is_empty() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "could not claim; the probes go ahead");
                 }
             }
         }

@@ -79,9 +79,8 @@ pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_
     assert_eq!((row.int(1), row.text(2)), (1, "sent".to_owned()));
     let how = row.text(3);
     assert!(
-        how.starts_with(
-            "settled: the provider reported an event for it; in doubt before: no answer"
-        ),
+        how.starts_with("settled: the provider reported ")
+            && how.contains("; in doubt before: no answer"),
         "{how}"
     );
     let recorded = stack
@@ -150,9 +149,10 @@ pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_
     assert!(text.contains("does not match"), "{text}");
     let (status, text) = post(body.clone(), now.clone(), None).await?;
     assert_eq!(status, 401, "{text}");
-    let hour_ago = (chrono::Utc::now().timestamp() - 3600).to_string();
-    let signature = sign_sendgrid_events(&hour_ago, body.as_bytes());
-    let (status, text) = post(body, hour_ago, Some(signature)).await?;
+    // Signed longer ago than SendGrid retries (`max_age`, 25 h).
+    let stale = (chrono::Utc::now().timestamp() - 26 * 3600).to_string();
+    let signature = sign_sendgrid_events(&stale, body.as_bytes());
+    let (status, text) = post(body, stale, Some(signature)).await?;
     assert_eq!(status, 401, "{text}");
     assert!(text.contains("replay"), "{text}");
     assert_eq!(events(&stack).await?, 4);
@@ -187,8 +187,8 @@ pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_
 
 /// A sender killed inside its calls, again and again, leaves messages in doubt; those SendGrid
 /// took are settled as `sent` by its events (posted again while the sender is down, as
-/// SendGrid does), with no person involved. Only one SendGrid never received could stay in
-/// doubt. Nothing is sent twice.
+/// SendGrid does, and recorded before the messages are declared in doubt), with no person
+/// involved. Only one SendGrid never received could stay in doubt. Nothing is sent twice.
 pub async fn a_sender_killed_in_its_calls_leaves_nothing_in_doubt_that_sendgrid_has(
     engine: Engine,
 ) -> anyhow::Result<()> {
@@ -207,6 +207,10 @@ pub async fn a_sender_killed_in_its_calls_leaves_nothing_in_doubt_that_sendgrid_
         "HERALD__WEBHOOKS__SENDGRID_VERIFICATION_KEY",
         &key,
     );
+    // Unnamed, as senders run by default: a restarted one is another instance, so the calls
+    // cut by a kill stay `sending` until their lease runs out (10 s here) while their events
+    // arrive; only then are they in doubt, and settled by the events already recorded.
+    stack.set(Service::Sender, "HERALD__SENDER__INSTANCE_ID", "");
     // Slow answers, so that kills land inside calls.
     let mut slow = Fault::new(FaultKind::Slow { delay_ms: 300 });
     slow.times = CHANGES as u32;
@@ -280,7 +284,7 @@ pub async fn a_sender_killed_in_its_calls_leaves_nothing_in_doubt_that_sendgrid_
         .notify
         .count(
             "SELECT count(*) FROM delivery_attempt
-              WHERE outcome = 'sent' AND error LIKE 'settled: the provider reported an event%'",
+              WHERE outcome = 'sent' AND error LIKE 'settled: the provider reported %'",
             &[],
         )
         .await?;
@@ -346,8 +350,7 @@ pub async fn twilio_callbacks_settle_doubt_and_a_stop_suppresses(
     let message_id = row.int(0);
     assert_eq!(row.opt_text(1).as_deref(), Some(sid.as_str()));
     assert!(
-        row.text(2)
-            .starts_with("settled: the provider reported an event"),
+        row.text(2).starts_with("settled: the provider reported "),
         "{}",
         row.text(2)
     );

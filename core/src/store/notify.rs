@@ -19,7 +19,7 @@ use super::{AttemptColumns, NotifyDb, Record, StoreError, StoreResult, payload_t
 use crate::model::{
     AttemptOutcome, Channel, Claimed, DeliveryEvent, EventsRecorded, InDoubtMessage, LateFinder,
     Mark, MergeFunction, MessageKey, MessageStatus, NewMessage, OutgoingMessage, QueueDepth,
-    RenderRetry, Rendering, RowPosition, Schedule, SourceTable, Template,
+    RenderRetry, Rendering, RowPosition, Schedule, Settled, SourceTable, Template,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, EventRecord, Found, MessageFilter, MessageRecord,
@@ -108,6 +108,7 @@ queries!(
     send_in_doubt_to_settle,
     send_settle,
     events_record,
+    send_settle_by_events,
     ops_schedules,
     ops_schedule_set_active,
     ops_find_by_recipient,
@@ -685,6 +686,7 @@ impl<D: Driver> NotifyDb for Notify<D> {
                 recipient: row.text("recipient")?,
                 body_text: row.text("body_text")?,
                 started_at: row.time("started_at")?,
+                finished_at: row.opt_time("finished_at")?,
             })
         })
         .await
@@ -722,12 +724,22 @@ impl<D: Driver> NotifyDb for Notify<D> {
             .first(D::QUERIES.events_record, &params, |row| {
                 Ok(EventsRecorded {
                     recorded: count(row, "recorded")?,
-                    settled: count(row, "settled")?,
                     suppressed: count(row, "suppressed")?,
                 })
             })
             .await?;
         Ok(recorded.unwrap_or_default())
+    }
+
+    async fn settle_by_events(&self) -> StoreResult<Vec<Settled>> {
+        self.rows(D::QUERIES.send_settle_by_events, &[], |row| {
+            Ok(Settled {
+                message_id: row.i64("message_id")?,
+                channel: row.channel("channel")?,
+                status: row.status("status")?,
+            })
+        })
+        .await
     }
 
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {

@@ -107,6 +107,14 @@ struct Created {
 const LIST_PAGES_MAX: usize = 5;
 const LIST_PAGE_SIZE: &str = "100";
 
+/// An SMS as Twilio's message list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedSms {
+    pub sid: String,
+    pub body: String,
+    pub created: DateTime<Utc>,
+}
+
 /// One page of Twilio's message list (`GET …/Messages.json`).
 #[derive(Deserialize)]
 struct MessagePage {
@@ -124,12 +132,12 @@ struct Listed {
 
 impl Twilio {
     /// The SMS Twilio holds from our number to `to` created at or after `since` (on
-    /// Twilio's clock), newest first, from its message list: each one's sid and body.
+    /// Twilio's clock), newest first, from its message list.
     pub(super) async fn sent_to(
         &self,
         to: &str,
         since: DateTime<Utc>,
-    ) -> Result<Vec<(String, String)>, String> {
+    ) -> Result<Vec<ListedSms>, String> {
         let Some(auth_token) = &self.auth_token else {
             return Err(format!("`{AUTH_TOKEN}` is not set"));
         };
@@ -157,7 +165,11 @@ impl Twilio {
                     older = true;
                     continue;
                 }
-                found.push((listed.sid, listed.body));
+                found.push(ListedSms {
+                    sid: listed.sid,
+                    body: listed.body,
+                    created: created.to_utc(),
+                });
             }
             // Newest first: a page reaching back before `since` is the last one needed.
             let Some(next) = page.next_page_uri.filter(|_| !older) else {

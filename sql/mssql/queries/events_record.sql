@@ -1,14 +1,13 @@
 -- Records provider events (@P1: a JSON array, one object per event: provider, event_id,
 -- message_id, provider_message_id, event, reason, occurred_at in ISO 8601, payload, address,
 -- suppress), each once: an event already recorded is left as it is. An event naming a
--- message that does not exist is kept without it. Any new event of a message in doubt
--- settles it: the provider has the message, so it is `sent`, with the provider's id; its
--- attempt row says so. A new event marked `suppress` (a hard bounce, a complaint, an
--- unsubscribe) puts its address on the message's tenant's suppression list for that
--- channel, with the event as reason and source. One transaction; the inserts take UPDLOCK,
--- HOLDLOCK on the keys they check, so two posts of the same event cannot both record it.
--- Returns how many events were new, how many messages they settled and how many addresses
--- they suppressed.
+-- message that does not exist (or is on the other provider's channel) is kept without it. A
+-- new event marked `suppress` (a hard bounce, a complaint, an unsubscribe) about its
+-- message's own recipient puts the address on the message's tenant's suppression list for
+-- that channel, with the event as reason and source (messages in doubt are settled by
+-- send_settle_by_events.sql). One transaction; the inserts take UPDLOCK, HOLDLOCK on the keys
+-- they check, so two posts of the same event cannot both record it.
+-- Returns how many events were new and how many addresses they suppressed.
 SET XACT_ABORT ON;
 BEGIN TRANSACTION;
 
@@ -27,8 +26,6 @@ DECLARE @events TABLE (
 );
 DECLARE @recorded TABLE (provider nvarchar(16) NOT NULL, event_id nvarchar(200) NOT NULL,
                          message_id bigint NULL, provider_message_id nvarchar(200) NULL);
-DECLARE @settled TABLE (message_id bigint NOT NULL PRIMARY KEY, send_attempts int NOT NULL,
-                        provider_message_id nvarchar(200) NULL);
 DECLARE @suppressed TABLE (tenant nvarchar(128) NOT NULL);
 
 WITH e AS (
@@ -62,7 +59,9 @@ OUTPUT inserted.provider, inserted.event_id, inserted.message_id, inserted.provi
 SELECT e.provider, e.event_id, m.message_id, e.provider_message_id, e.event, e.reason,
        e.occurred_at, e.payload
   FROM @events AS e
-  LEFT JOIN dbo.message AS m ON m.message_id = e.message_id
+  LEFT JOIN dbo.message AS m
+         ON m.message_id = e.message_id
+        AND m.channel = CASE e.provider WHEN N'sendgrid' THEN N'email' ELSE N'sms' END
  WHERE NOT EXISTS (SELECT 1
                      FROM dbo.delivery_event AS d WITH (UPDLOCK, HOLDLOCK)
                     WHERE d.provider = e.provider AND d.event_id = e.event_id);
@@ -77,7 +76,7 @@ WITH candidates AS (
       FROM @recorded AS r
       JOIN @events AS e ON e.provider = r.provider AND e.event_id = r.event_id
       JOIN dbo.message AS m ON m.message_id = r.message_id
-     WHERE e.suppress = 1 AND e.address IS NOT NULL
+     WHERE e.suppress = 1 AND LOWER(e.address) = LOWER(m.recipient)
 )
 INSERT INTO dbo.suppression (tenant, channel, address, reason, source)
 OUTPUT inserted.tenant INTO @suppressed (tenant)
@@ -89,32 +88,7 @@ SELECT c.tenant, c.channel, c.address, c.reason, c.source
                     WHERE s.tenant = c.tenant AND s.channel = c.channel
                       AND s.address_lower = LOWER(c.address));
 
-UPDATE m
-   SET status = N'sent',
-       provider_message_id = COALESCE(m.provider_message_id, r.provider_message_id),
-       last_error = NULL,
-       sent_at = (SELECT a.started_at
-                    FROM dbo.delivery_attempt AS a
-                   WHERE a.message_id = m.message_id AND a.attempt = m.send_attempts),
-       updated_at = SYSUTCDATETIME()
-OUTPUT inserted.message_id, inserted.send_attempts, inserted.provider_message_id
-  INTO @settled (message_id, send_attempts, provider_message_id)
-  FROM dbo.message AS m
-  JOIN (SELECT message_id, MIN(provider_message_id) AS provider_message_id
-          FROM @recorded
-         WHERE message_id IS NOT NULL
-         GROUP BY message_id) AS r ON r.message_id = m.message_id
- WHERE m.status = N'in_doubt';
-
-UPDATE a
-   SET outcome = N'sent', provider_message_id = s.provider_message_id,
-       error = CONCAT(N'settled: the provider reported an event for it; in doubt before: ',
-                      COALESCE(a.error, N'no reason recorded'))
-  FROM dbo.delivery_attempt AS a
-  JOIN @settled AS s ON s.message_id = a.message_id AND a.attempt = s.send_attempts;
-
 COMMIT TRANSACTION;
 
 SELECT (SELECT CAST(COUNT(*) AS bigint) FROM @recorded) AS recorded,
-       (SELECT CAST(COUNT(*) AS bigint) FROM @settled) AS settled,
        (SELECT CAST(COUNT(*) AS bigint) FROM @suppressed) AS suppressed;

@@ -1,12 +1,11 @@
 -- Records provider events ($1: a JSON array, one object per event: provider, event_id,
 -- message_id, provider_message_id, event, reason, occurred_at, payload, address, suppress),
 -- each once: an event already recorded is left as it is. An event naming a message that does
--- not exist is kept without it. Any new event of a message in doubt settles it: the provider
--- has the message, so it is `sent`, with the provider's id; its attempt row says so. A new
--- event marked `suppress` (a hard bounce, a complaint, an unsubscribe) puts its address on
--- the message's tenant's suppression list for that channel, with the event as reason and
--- source. Returns how many events were new, how many messages they settled and how many
--- addresses they suppressed.
+-- not exist (or is on the other provider's channel) is kept without it. A new event marked
+-- `suppress` (a hard bounce, a complaint, an unsubscribe) about its message's own recipient
+-- puts the address on the message's tenant's suppression list for that channel, with the
+-- event as reason and source (messages in doubt are settled by send_settle_by_events.sql).
+-- Returns how many events were new and how many addresses they suppressed.
 WITH e AS (
     SELECT *
       FROM jsonb_to_recordset($1::text::jsonb)
@@ -19,7 +18,9 @@ WITH e AS (
     SELECT e.provider, e.event_id, m.message_id, e.provider_message_id, e.event, e.reason,
            e.occurred_at, e.payload
       FROM e
-      LEFT JOIN message m ON m.message_id = e.message_id
+      LEFT JOIN message m
+             ON m.message_id = e.message_id
+            AND m.channel = CASE e.provider WHEN 'sendgrid' THEN 'email' ELSE 'sms' END
         ON CONFLICT (provider, event_id) DO NOTHING
     RETURNING provider, event_id, message_id, provider_message_id
 ), suppressed AS (
@@ -29,29 +30,8 @@ WITH e AS (
       FROM recorded r
       JOIN e ON e.provider = r.provider AND e.event_id = r.event_id
       JOIN message m ON m.message_id = r.message_id
-     WHERE e.suppress AND e.address IS NOT NULL
+     WHERE e.suppress AND lower(e.address) = lower(m.recipient)
         ON CONFLICT (tenant, channel, lower(address)) DO NOTHING
     RETURNING 1
-), settled AS (
-    UPDATE message m
-       SET status = 'sent',
-           provider_message_id = coalesce(m.provider_message_id, r.provider_message_id),
-           last_error = NULL,
-           sent_at = (SELECT a.started_at
-                        FROM delivery_attempt a
-                       WHERE a.message_id = m.message_id AND a.attempt = m.send_attempts),
-           updated_at = now()
-      FROM recorded r
-     WHERE m.message_id = r.message_id
-       AND m.status = 'in_doubt'
-    RETURNING m.message_id, m.send_attempts, m.provider_message_id
-), attempt AS (
-    UPDATE delivery_attempt a
-       SET outcome = 'sent', provider_message_id = s.provider_message_id,
-           error = 'settled: the provider reported an event for it; in doubt before: '
-                   || coalesce(a.error, 'no reason recorded')
-      FROM settled s
-     WHERE a.message_id = s.message_id AND a.attempt = s.send_attempts
 )
-SELECT (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM settled) AS settled,
-       (SELECT count(*) FROM suppressed) AS suppressed
+SELECT (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM suppressed) AS suppressed
