@@ -154,6 +154,8 @@ impl Detector {
         };
         self.emitted
             .retain(|id, _| held.iter().any(|(held_id, _)| held_id == id));
+        let held_ids: Vec<i64> = held.iter().map(|(id, _)| *id).collect();
+        self.metrics.hold_only(&held_ids);
         self.held.send_replace(
             watched
                 .iter()

@@ -40,6 +40,19 @@ async fn main() -> anyhow::Result<()> {
         metrics::serve(listen, registry, dependencies, cancel.clone())
             .await
             .with_context(|| format!("listening on {listen} (metrics.detector)"))?;
+        // Ages grow while passes stall, so an alert on them sees a stuck detector.
+        tokio::spawn({
+            let (ticking, cancel) = (detector_metrics.clone(), cancel.clone());
+            async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        _ = every.tick() => ticking.tick(),
+                    }
+                }
+            }
+        });
     }
     if !kafka::wait_for_topic(&settings.kafka, &cancel).await {
         return Ok(());

@@ -34,8 +34,15 @@ pub struct DetectorMetrics {
     late: Family<ScheduleLabels, Counter>,
     emit_errors: Family<ScheduleLabels, Counter>,
     schedule_error: Family<ScheduleLabels, Gauge>,
-    /// Per schedule id, the change instant of the newest row read so far: the frontier.
-    frontiers: Mutex<HashMap<i64, DateTime<Utc>>>,
+    /// Per schedule this detector holds: its labels, hold-back line and frontier (the change
+    /// instant of the newest row read so far), whose ages [`DetectorMetrics::tick`] sets.
+    held: Mutex<HashMap<i64, Held>>,
+}
+
+struct Held {
+    labels: ScheduleLabels,
+    hold_back: DateTime<Utc>,
+    frontier: DateTime<Utc>,
 }
 
 impl DetectorMetrics {
@@ -49,18 +56,17 @@ impl DetectorMetrics {
             late: Family::default(),
             emit_errors: Family::default(),
             schedule_error: Family::default(),
-            frontiers: Mutex::default(),
+            held: Mutex::default(),
         };
         registry.register_with_unit(
             "herald_detector_hold_back_age",
-            "How old the schedule's hold-back line was at its last pass: every change below \
-             it has been emitted",
+            "How old the schedule's hold-back line is: every change below it has been emitted",
             Unit::Seconds,
             metrics.hold_back_age.clone(),
         );
         registry.register_with_unit(
             "herald_detector_frontier_age",
-            "How old the newest change the schedule's passes have read was at its last pass",
+            "How old the newest change the schedule's passes have read is",
             Unit::Seconds,
             metrics.frontier_age.clone(),
         );
@@ -110,18 +116,41 @@ impl DetectorMetrics {
         self.pass_seconds
             .get_or_create(&labels)
             .observe(pass.took.as_secs_f64());
-        self.hold_back_age
-            .get_or_create(&labels)
-            .set(age_seconds(pass.hold_back));
-        let frontier = {
-            let mut frontiers = self.frontiers.lock().expect("lock");
-            let frontier = frontiers.entry(schedule.id).or_insert(pass.hold_back);
-            *frontier = (*frontier).max(pass.newest.unwrap_or(pass.hold_back));
-            *frontier
-        };
-        self.frontier_age
-            .get_or_create(&labels)
-            .set(age_seconds(frontier));
+        let mut held = self.held.lock().expect("lock");
+        let entry = held.entry(schedule.id).or_insert(Held {
+            labels,
+            hold_back: pass.hold_back,
+            frontier: pass.hold_back,
+        });
+        entry.hold_back = pass.hold_back;
+        entry.frontier = entry.frontier.max(pass.newest.unwrap_or(pass.hold_back));
+        drop(held);
+        self.tick();
+    }
+
+    /// Sets each held schedule's ages from now: they grow while its passes stall.
+    pub fn tick(&self) {
+        for held in self.held.lock().expect("lock").values() {
+            self.hold_back_age
+                .get_or_create(&held.labels)
+                .set(age_seconds(held.hold_back));
+            self.frontier_age
+                .get_or_create(&held.labels)
+                .set(age_seconds(held.frontier));
+        }
+    }
+
+    /// Forgets the ages of schedules this detector no longer holds (another detector
+    /// reports them).
+    pub fn hold_only(&self, schedule_ids: &[i64]) {
+        self.held.lock().expect("lock").retain(|id, held| {
+            let keep = schedule_ids.contains(id);
+            if !keep {
+                self.hold_back_age.remove(&held.labels);
+                self.frontier_age.remove(&held.labels);
+            }
+            keep
+        });
     }
 
     pub fn emit_failed(&self, schedule: &Schedule) {

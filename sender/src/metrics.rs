@@ -2,7 +2,8 @@
 //! providers, and the queue's open part (read every `metrics.refresh`, so scrapes never reach
 //! the database).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_core::metrics::{Seconds, latency_histogram};
@@ -53,6 +54,9 @@ pub struct SenderMetrics {
     paused: Family<ProviderLabels, Gauge>,
     queue_messages: Family<QueueLabels, Gauge>,
     queue_oldest: Family<QueueLabels, Seconds>,
+    /// The queue series shown now, and when the queue was last read.
+    queue_shown: Mutex<HashSet<QueueLabels>>,
+    queue_read_at: Gauge,
 }
 
 impl SenderMetrics {
@@ -68,6 +72,8 @@ impl SenderMetrics {
             paused: Family::default(),
             queue_messages: Family::default(),
             queue_oldest: Family::default(),
+            queue_shown: Mutex::default(),
+            queue_read_at: Gauge::default(),
         };
         registry.register(
             "herald_sender_calls",
@@ -122,6 +128,11 @@ impl SenderMetrics {
             "Age of the oldest open message, by tenant, schedule and status",
             Unit::Seconds,
             metrics.queue_oldest.clone(),
+        );
+        registry.register(
+            "herald_queue_read_timestamp_seconds",
+            "When the queue figures were last read (Unix time): stale if it stops moving",
+            metrics.queue_read_at.clone(),
         );
         Arc::new(metrics)
     }
@@ -192,9 +203,8 @@ impl SenderMetrics {
         loop {
             match store.queue_depth().await {
                 Ok(depths) => {
-                    // Series of a tenant, schedule and status with nothing open go away.
-                    self.queue_messages.clear();
-                    self.queue_oldest.clear();
+                    let mut shown = self.queue_shown.lock().expect("lock");
+                    let mut now_shown = HashSet::with_capacity(depths.len());
                     for depth in depths {
                         let labels = QueueLabels {
                             tenant: depth.tenant,
@@ -207,7 +217,15 @@ impl SenderMetrics {
                         self.queue_oldest
                             .get_or_create(&labels)
                             .set(depth.oldest_seconds);
+                        now_shown.insert(labels);
                     }
+                    // Series with nothing open any more go away; the others never blink.
+                    for gone in shown.difference(&now_shown) {
+                        self.queue_messages.remove(gone);
+                        self.queue_oldest.remove(gone);
+                    }
+                    *shown = now_shown;
+                    self.queue_read_at.set(chrono::Utc::now().timestamp());
                 }
                 Err(error) => tracing::warn!(
                     error = %error_chain(&error),

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use base64::Engine;
@@ -53,6 +53,8 @@ use crate::metrics::SenderMetrics;
 const SIGNATURE: &str = "X-Twilio-Email-Event-Webhook-Signature";
 const TIMESTAMP: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
 const TWILIO_SIGNATURE: &str = "X-Twilio-Signature";
+/// The largest post taken: SendGrid batches events, a few MiB at most.
+const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Twilio: the recipient replied STOP; nothing more may be sent to the number.
 const TWILIO_UNSUBSCRIBED: &str = "21610";
 
@@ -118,6 +120,7 @@ impl Webhooks {
         let app = Router::new()
             .route("/webhooks/sendgrid", post(sendgrid))
             .route("/webhooks/twilio", post(twilio))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(Arc::new(self));
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
