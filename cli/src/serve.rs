@@ -169,6 +169,16 @@ async fn status(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
+    if page.token.is_none() && !loopback_host(&headers) {
+        // Without a token, only a page asked for by a loopback name: another site's page,
+        // through a name of its own pointed at 127.0.0.1 (DNS rebinding), gets nothing.
+        return (
+            StatusCode::FORBIDDEN,
+            "403 Forbidden: without a token the page answers only to localhost, 127.0.0.1 or \
+             [::1]; set HERALD_STATUS_TOKEN to serve it under another name\n",
+        )
+            .into_response();
+    }
     if !authorized(page.token.as_deref(), &headers, params.token.as_deref()) {
         let refusal = format!(
             "401 Unauthorized: send Authorization: Bearer <token> or add ?token=<token> \
@@ -204,6 +214,25 @@ async fn status(
         )
             .into_response(),
     }
+}
+
+/// Whether the request's `Host` is a loopback name (`localhost`, `127.0.0.1`, `[::1]`, any
+/// port).
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// No token required, or the request carries it (header or query), compared in constant
@@ -268,6 +297,28 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn without_a_token_only_loopback_names_are_served() {
+        let host = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, value.parse().unwrap());
+            loopback_host(&headers)
+        };
+        for good in [
+            "localhost:9400",
+            "127.0.0.1:9400",
+            "[::1]:9400",
+            "LOCALHOST",
+            "127.0.0.2",
+        ] {
+            assert!(host(good), "{good}");
+        }
+        for bad in ["evil.example:9400", "10.0.0.1", "localhost.evil.example"] {
+            assert!(!host(bad), "{bad}");
+        }
+        assert!(!loopback_host(&HeaderMap::new()));
+    }
 
     #[test]
     fn the_token_is_required_only_when_set_and_taken_from_header_or_query() {
