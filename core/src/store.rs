@@ -265,6 +265,15 @@ pub trait NotifyDb: Send + Sync + 'static {
     /// Records provider events, each once; one marked `suppress` puts its address on the
     /// tenant's suppression list.
     async fn record_events(&self, events: &[DeliveryEvent]) -> StoreResult<EventsRecorded>;
+    /// Puts `address` on `tenant`'s suppression list for `channel` (kept if already there).
+    async fn suppress_address(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        address: &str,
+        reason: &str,
+        source: &str,
+    ) -> StoreResult<()>;
     /// Settles every `in_doubt` message its provider has reported on since its last call
     /// began: `sent`, or `failed` if the report says it could not be delivered.
     async fn settle_by_events(&self) -> StoreResult<Vec<Settled>>;

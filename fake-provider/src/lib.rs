@@ -29,4 +29,4 @@ pub use events::{
 pub use faults::{Fault, FaultKind, FaultQueue, parse_faults};
 pub use server::{Config, FakeProvider, serve};
 pub use store::{Channel, Received, Store};
-pub use twilio::is_account_sid;
+pub use twilio::{OPTED_OUT_NUMBER, is_account_sid};

@@ -19,6 +19,9 @@ use crate::store::{Channel, Received};
 /// Longest body Twilio accepts, in characters.
 const MAX_BODY_CHARS: usize = 1600;
 const SEGMENT_CHARS: usize = 160;
+/// As with Twilio's test credentials: sending to this number gets error 21610, as to a
+/// recipient who replied STOP.
+pub const OPTED_OUT_NUMBER: &str = "+15005550004";
 
 pub(crate) async fn create_message(
     State(app): State<Arc<App>>,
@@ -292,6 +295,10 @@ impl Provider for Twilio {
                     21211,
                     &format!("The 'To' number {to} is not a valid phone number."),
                 );
+            }
+            // Twilio's magic test number for a recipient that replied STOP.
+            Some(OPTED_OUT_NUMBER) => {
+                return bad(21610, "Attempt to send to unsubscribed recipient");
             }
             Some(_) => {}
         }

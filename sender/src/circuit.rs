@@ -152,7 +152,9 @@ impl Circuits {
 fn credentials_accepted(delivery: &Delivery) -> Option<bool> {
     match delivery {
         Delivery::Unauthorized { .. } => Some(false),
-        Delivery::Accepted { .. } | Delivery::Rejected { .. } => Some(true),
+        Delivery::Accepted { .. } | Delivery::Rejected { .. } | Delivery::OptedOut { .. } => {
+            Some(true)
+        }
         Delivery::Retry {
             http_status: Some(status),
             ..

@@ -41,6 +41,8 @@ const MAX_RAW_REASON: usize = 500;
 const MAX_BODY: usize = 64 * 1024;
 /// Twilio: "Message queue is full" for the sender number.
 const TWILIO_QUEUE_FULL: u64 = 21611;
+/// Twilio: "Attempt to send to unsubscribed recipient" (it replied STOP).
+const TWILIO_UNSUBSCRIBED: u64 = 21610;
 
 /// How one provider call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,9 @@ pub enum Delivery {
     },
     /// Refused for good, with the provider's own reason.
     Rejected { http_status: u16, reason: String },
+    /// Refused for good because the recipient opted out (Twilio 21610: they replied STOP):
+    /// nothing more may be sent to the address.
+    OptedOut { http_status: u16, reason: String },
     /// The request may or may not have reached the provider: never resend automatically.
     InDoubt { reason: String },
     /// The provider refused our credentials, or they are not set: nothing was sent, and
@@ -305,6 +310,10 @@ fn answer(
                 "{provider} answered {status} and may have taken the message: {reason}"
             ),
         },
+        (400, Provider::Twilio, Some(TWILIO_UNSUBSCRIBED)) => Delivery::OptedOut {
+            http_status,
+            reason,
+        },
         (400..=499, _, _) => Delivery::Rejected {
             http_status,
             reason,
@@ -500,6 +509,16 @@ mod tests {
             (400, Some(21611)),
             &[],
             Delivery::Rejected {
+                http_status: 400,
+                reason: "why".into(),
+            },
+        );
+        // Twilio: the recipient replied STOP.
+        check(
+            Provider::Twilio,
+            (400, Some(21610)),
+            &[],
+            Delivery::OptedOut {
                 http_status: 400,
                 reason: "why".into(),
             },

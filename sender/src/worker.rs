@@ -307,6 +307,9 @@ impl Sender {
         let delivery = self.providers.send(&message).await;
         let took = started.elapsed();
         let paused_for = self.circuits.record(channel, &delivery, probe);
+        if let Delivery::OptedOut { reason, .. } = &delivery {
+            self.suppress(&message, reason).await;
+        }
         let counted = message.counted_attempts + 1;
         let retries_spent =
             matches!(delivery, Delivery::Retry { .. }) && counted >= self.settings.max_attempts;
@@ -314,6 +317,34 @@ impl Sender {
         self.metrics.call(channel, &outcome, took);
         log_outcome(&outcome, retries_spent);
         (message.message_id, attempt, outcome)
+    }
+
+    /// Puts an address whose owner opted out on its tenant's suppression list, so later
+    /// messages to it end `suppressed`. If the database cannot take it now, the provider
+    /// refuses the next message the same way and it is tried again then.
+    async fn suppress(&self, message: &OutgoingMessage, reason: &str) {
+        let source = format!("twilio answer to message {}", message.message_id);
+        let added = self
+            .store
+            .suppress_address(
+                &message.tenant,
+                message.channel,
+                &message.recipient,
+                &format!("opted out: {reason}"),
+                &source,
+            )
+            .await;
+        match added {
+            Ok(()) => tracing::info!(
+                message_id = message.message_id,
+                "the recipient opted out: suppressed"
+            ),
+            Err(error) => tracing::warn!(
+                message_id = message.message_id,
+                error = %error_chain(&error),
+                "the recipient opted out, but could not be suppressed now"
+            ),
+        }
     }
 
     /// Records how calls ended, retrying while the database is unavailable. If it cannot,
@@ -388,6 +419,13 @@ fn attempt_outcome(
         } => AttemptOutcome::Failed {
             http_status: Some(http_status),
             error: reason,
+        },
+        Delivery::OptedOut {
+            http_status,
+            reason,
+        } => AttemptOutcome::Failed {
+            http_status: Some(http_status),
+            error: format!("the recipient opted out: {reason}"),
         },
         Delivery::InDoubt { reason } => AttemptOutcome::InDoubt { error: reason },
         Delivery::Unauthorized {

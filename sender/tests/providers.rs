@@ -236,6 +236,18 @@ async fn an_invalid_address_is_rejected_with_the_providers_reason() {
             reason: "21211: The 'To' number 555-0100 is not a valid phone number.".into(),
         }
     );
+    // A recipient who replied STOP: refused for good, and marked so.
+    let opted_out = OutgoingMessage {
+        recipient: fake_provider::OPTED_OUT_NUMBER.into(),
+        ..sms()
+    };
+    assert_eq!(
+        h.providers.send(&opted_out).await,
+        Delivery::OptedOut {
+            http_status: 400,
+            reason: "21610: Attempt to send to unsubscribed recipient".into(),
+        }
+    );
 }
 
 #[tokio::test]

@@ -426,3 +426,62 @@ pub async fn an_in_doubt_sms_twilio_lists_is_settled_and_one_it_lacks_waits(
     assert!(waiting.text(6).contains("502"), "{}", waiting.text(6));
     Ok(())
 }
+
+/// Twilio refuses an SMS because its recipient replied STOP (error 21610): the message is
+/// `failed` with that reason, the number goes on the tenant's suppression list, and the next
+/// SMS to it ends `suppressed` without a call.
+pub async fn a_recipient_who_replied_stop_is_suppressed(engine: Engine) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "opted_out").await?;
+    stack.load_example_schedules().await?;
+    stack.set_schedule_active("welcome-email", false).await?;
+    stack.start_all().await?;
+    stack.wait_until_watching(1).await?;
+    let contact = stack
+        .insert_contact(&Contact {
+            phone: fake_provider::OPTED_OUT_NUMBER,
+            ..Contact::default()
+        })
+        .await?;
+    let appointment = stack.insert_appointment(contact, "Room 1").await?;
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'failed'",
+            1,
+            SOON,
+        )
+        .await?;
+    let error = stack
+        .notify
+        .query_one("SELECT last_error FROM message", &[])
+        .await?
+        .text(0);
+    assert!(
+        error.contains("opted out") && error.contains("21610"),
+        "{error}"
+    );
+    let entry = stack
+        .notify
+        .query_one("SELECT tenant, channel, address FROM suppression", &[])
+        .await?;
+    assert_eq!(
+        (entry.text(0), entry.text(1), entry.text(2)),
+        (
+            "acme".to_owned(),
+            "sms".to_owned(),
+            fake_provider::OPTED_OUT_NUMBER.to_owned()
+        )
+    );
+    stack.move_appointment(appointment, "Room 7").await?;
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'suppressed'",
+            1,
+            SOON,
+        )
+        .await?;
+    assert_eq!(
+        stack.provider.store().list(Some(Channel::Sms), None).len(),
+        1
+    );
+    Ok(())
+}

@@ -76,6 +76,7 @@ on_every_engine! {
     delivery::a_refused_key_pauses_email_and_spends_no_attempts,
     delivery::gateway_errors_and_lost_answers_are_in_doubt_not_resent,
     delivery::an_in_doubt_sms_twilio_lists_is_settled_and_one_it_lacks_waits,
+    delivery::a_recipient_who_replied_stop_is_suppressed,
     webhooks::sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_nothing,
     webhooks::a_sender_killed_in_its_calls_leaves_nothing_in_doubt_that_sendgrid_has,
     webhooks::twilio_callbacks_settle_doubt_and_a_stop_suppresses,

@@ -109,6 +109,7 @@ queries!(
     send_settle,
     events_record,
     send_settle_by_events,
+    suppression_add,
     ops_schedules,
     ops_schedule_set_active,
     ops_find_by_recipient,
@@ -729,6 +730,24 @@ impl<D: Driver> NotifyDb for Notify<D> {
             })
             .await?;
         Ok(recorded.unwrap_or_default())
+    }
+
+    async fn suppress_address(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        address: &str,
+        reason: &str,
+        source: &str,
+    ) -> StoreResult<()> {
+        let params = [
+            Param::Text(tenant),
+            Param::Text(channel.as_str()),
+            Param::Text(address),
+            Param::Text(reason),
+            Param::Text(source),
+        ];
+        self.run(D::QUERIES.suppression_add, &params).await
     }
 
     async fn settle_by_events(&self) -> StoreResult<Vec<Settled>> {
