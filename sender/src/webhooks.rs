@@ -35,8 +35,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use herald_core::config::WebhookSettings;
-use herald_core::model::DeliveryEvent;
-use herald_core::store::NotifyDb;
+use herald_core::model::{DeliveryEvent, EventsRecorded};
+use herald_core::store::{NotifyDb, StoreResult};
 use herald_core::telemetry::error_chain;
 use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Verifier;
@@ -217,6 +217,11 @@ async fn twilio(
         tracing::warn!(reason = why, "Twilio status callback refused");
         return (StatusCode::FORBIDDEN, format!("refused: {why}\n"));
     }
+    // Checked as sent; kept as the databases take it.
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(key, value)| (without_nul(key), without_nul(value)))
+        .collect();
     let param = |name: &str| {
         params
             .iter()
@@ -286,7 +291,7 @@ async fn record(
     provider: &'static str,
     events: &[DeliveryEvent],
 ) -> (StatusCode, String) {
-    let recorded = match webhooks.store.record_events(events).await {
+    let recorded = match record_each(webhooks, provider, events).await {
         Ok(done) => done,
         Err(error) => {
             tracing::warn!(provider, error = %error_chain(&error), "provider events not recorded; the provider posts them again");
@@ -308,6 +313,40 @@ async fn record(
     settle_by_events(&webhooks.store, &webhooks.metrics).await;
     let new = recorded.recorded;
     (StatusCode::OK, format!("recorded {new} new event(s)\n"))
+}
+
+/// Records the events in one statement; if the database refuses it (a value it cannot take),
+/// one by one, so that one bad event is logged and skipped rather than blocking the others
+/// while the provider posts them again. Errs only when the database is unavailable.
+async fn record_each(
+    webhooks: &Webhooks,
+    provider: &'static str,
+    events: &[DeliveryEvent],
+) -> StoreResult<EventsRecorded> {
+    let error = match webhooks.store.record_events(events).await {
+        Err(error) if !error.is_unavailable() && events.len() > 1 => error,
+        done => return done,
+    };
+    tracing::warn!(provider, error = %error_chain(&error), "a batch of provider events was refused; recording them one by one");
+    let mut total = EventsRecorded::default();
+    for event in events {
+        match webhooks
+            .store
+            .record_events(std::slice::from_ref(event))
+            .await
+        {
+            Ok(done) => {
+                total.recorded += done.recorded;
+                total.suppressed += done.suppressed;
+            }
+            Err(error) if error.is_unavailable() => return Err(error),
+            Err(error) => {
+                webhooks.metrics.webhook_refused(provider);
+                tracing::error!(provider, event_id = %event.event_id, error = %error_chain(&error), "provider event refused by the database: skipped");
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Settles the messages in doubt their providers have reported on; logs what it did.
@@ -338,7 +377,7 @@ fn sendgrid_events(body: &[u8]) -> Result<Vec<DeliveryEvent>, String> {
     Ok(events
         .iter()
         .filter_map(|event| {
-            let text = |name: &str| event.get(name).and_then(Value::as_str).map(str::to_owned);
+            let text = |name: &str| event.get(name).and_then(Value::as_str).map(without_nul);
             let (Some(kind), Some(event_id)) = (text("event"), text("sg_event_id")) else {
                 tracing::warn!(%event, "a SendGrid event without `event` or `sg_event_id`: skipped");
                 return None;
@@ -363,6 +402,11 @@ fn sendgrid_events(body: &[u8]) -> Result<Vec<DeliveryEvent>, String> {
             })
         })
         .collect())
+}
+
+/// Text as the databases take it: PostgreSQL refuses NUL characters.
+fn without_nul(text: &str) -> String {
+    text.replace('\0', "")
 }
 
 /// Whether a SendGrid event means the address must not be mailed again: a hard bounce (a
