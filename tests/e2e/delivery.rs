@@ -203,6 +203,14 @@ pub async fn a_refused_key_pauses_email_and_spends_no_attempts(
         (1..=15).contains(&refused),
         "{refused} calls refused in 10 s"
     );
+    // The provider has answered them all; their outcomes are recorded a moment later.
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE channel = 'email' AND status <> 'sending'",
+            EMAILS as i64,
+            SOON,
+        )
+        .await?;
     let counted = stack
         .notify
         .query(
