@@ -18,6 +18,8 @@
 //! - `in-doubt list`; `in-doubt resolve ID… --sent | --resend | --failed`: settles messages
 //!   the sender lost track of (`--resend` queues them to be sent exactly once more).
 //! - `requeue ID…`: puts `failed` messages back in the queue with a fresh attempt budget.
+//! - `suppression list`, `suppression remove TENANT CHANNEL ADDRESS`: the addresses that must
+//!   not be contacted, and taking one off (kept in `suppression_removed` with who and why).
 //! - `failures`: the latest messages `failed`, `render_failed` or `in_doubt`, with why.
 //! - `serve`: the status page (`serve.rs`): the same reports as HTML, refreshing itself.
 //!
@@ -29,7 +31,8 @@
 //! field names are stable). Exit status: 0 ok; 1 the answer is bad news (audit: changes
 //! missing; `queue`, `in-doubt list`: some messages are in doubt; `failures`: some failed;
 //! `lag`: the topic does not exist; `schedules`: an active schedule has an error; `trace`:
-//! nothing found; `resolve` / `requeue`: some named message was refused); 2 the command
+//! nothing found; `resolve` / `requeue`: some named message was refused; `suppression
+//! remove`: the address was not on the list); 2 the command
 //! could not run (bad arguments, an unknown schedule, a database unreachable).
 //!
 //! Configuration as the services: `config/base.toml` + `config/$HERALD_ENV.toml` +
@@ -41,6 +44,7 @@ mod output;
 mod queue;
 mod schedules;
 mod serve;
+mod suppression;
 mod trace;
 
 use std::net::SocketAddr;
@@ -51,7 +55,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use herald_core::config::Settings;
-use herald_core::model::Schedule;
+use herald_core::model::{Channel, Schedule};
 use herald_core::ops::{Action, Operator};
 use herald_core::store::{self, NotifyDb};
 use herald_core::telemetry::error_chain;
@@ -118,6 +122,10 @@ enum Command {
     /// Messages the sender lost track of during the provider call: never resent on their own.
     #[command(subcommand)]
     InDoubt(InDoubtCommand),
+    /// The addresses that must not be contacted (bounced, complained, unsubscribed, replied
+    /// STOP), and taking one off the list.
+    #[command(subcommand)]
+    Suppression(SuppressionCommand),
     /// Puts `failed` messages back in the queue, with a fresh attempt budget.
     Requeue {
         #[arg(required = true, value_name = "MESSAGE-ID")]
@@ -142,6 +150,35 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9400")]
         listen: SocketAddr,
     },
+}
+
+#[derive(Subcommand)]
+enum SuppressionCommand {
+    /// Lists suppressed addresses, newest first.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only addresses containing this (any letter case).
+        #[arg(long)]
+        address: Option<String>,
+        /// List at most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Takes an address off a tenant's list for a channel: it may be contacted again.
+    Remove {
+        tenant: String,
+        #[arg(value_parser = parse_channel)]
+        channel: Channel,
+        address: String,
+        #[command(flatten)]
+        why: Why,
+    },
+}
+
+fn parse_channel(text: &str) -> Result<Channel, String> {
+    text.parse()
 }
 
 #[derive(Subcommand)]
@@ -324,6 +361,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             why,
         }) => {
             let report = messages::act(notify, &ids, resolution.action(), why.operator()?);
+            print(&report.await?, json)
+        }
+        Command::Suppression(SuppressionCommand::List {
+            tenant,
+            address,
+            limit,
+        }) => {
+            let report = suppression::list(notify, tenant.as_deref(), address.as_deref(), limit);
+            print(&report.await?, json)
+        }
+        Command::Suppression(SuppressionCommand::Remove {
+            tenant,
+            channel,
+            address,
+            why,
+        }) => {
+            let report = suppression::remove(notify, &tenant, channel, &address, why.operator()?);
             print(&report.await?, json)
         }
         Command::Requeue { ids, why } => {

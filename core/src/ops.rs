@@ -248,6 +248,18 @@ pub struct EventRecord {
     pub received_at: DateTime<Utc>,
 }
 
+/// An address that must not be contacted on a channel for a tenant, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SuppressionEntry {
+    pub tenant: String,
+    pub channel: Channel,
+    pub address: String,
+    pub reason: String,
+    /// What put it there, when a provider's event or answer did.
+    pub source: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// What an action on messages did to one of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActedOn {

@@ -24,7 +24,7 @@ use crate::model::{
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, EventRecord, Found, MessageFilter, MessageRecord,
-    Operator, ScheduleState,
+    Operator, ScheduleState, SuppressionEntry,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -274,6 +274,23 @@ pub trait NotifyDb: Send + Sync + 'static {
         reason: &str,
         source: &str,
     ) -> StoreResult<()>;
+    /// Suppression entries of `tenant` (all if `None`) whose address contains `address` (any
+    /// if `None`), newest first, at most `limit`.
+    async fn suppression_entries(
+        &self,
+        tenant: Option<&str>,
+        address: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<SuppressionEntry>>;
+    /// Takes `address` off `tenant`'s suppression list for `channel`, keeping the entry with
+    /// who removed it and why; `None` if it was not on the list.
+    async fn remove_suppression(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        address: &str,
+        by: &Operator,
+    ) -> StoreResult<Option<SuppressionEntry>>;
     /// Settles every `in_doubt` message its provider has reported on since its last call
     /// began: `sent`, or `failed` if the report says it could not be delivered.
     async fn settle_by_events(&self) -> StoreResult<Vec<Settled>>;

@@ -182,6 +182,101 @@ pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_
             Some("550 5.1.1 no such user".to_owned())
         )
     );
+
+    // `heraldctl trace` shows what SendGrid reported, in order.
+    let (code, document) = stack.heraldctl_json(&["trace", "fine@example.com"]).await?;
+    assert_eq!(code, 0, "{document:#}");
+    let reported: Vec<&str> = document["messages"][0]["provider"]["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(
+        reported,
+        ["processed", "delivered", "bounce"],
+        "{document:#}"
+    );
+    let (_, text) = stack.heraldctl(&["trace", "fine@example.com"]).await?;
+    assert!(
+        text.lines().any(|line| line.starts_with("  event ")
+            && line.ends_with("sendgrid bounce: 550 5.1.1 no such user")),
+        "{text}"
+    );
+
+    // The hard bounce put the address on the tenant's suppression list, with its event: the
+    // next message to it (in any letter case) is not sent.
+    let entry = stack
+        .notify
+        .query_one(
+            "SELECT tenant, channel, address, reason, source FROM suppression",
+            &[],
+        )
+        .await?;
+    let entry: Vec<String> = (0..5).map(|column| entry.text(column)).collect();
+    assert_eq!(
+        entry,
+        [
+            "acme",
+            "email",
+            "fine@example.com",
+            "bounce: 550 5.1.1 no such user",
+            "sendgrid:genuine-1"
+        ]
+    );
+    stack.insert_contact_to("Fine@Example.com").await?;
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'suppressed'",
+            1,
+            SOON,
+        )
+        .await?;
+    let received = stack.provider.store().list(Some(Channel::Email), None);
+    assert_eq!(received.len(), 2, "nothing mailed to the bounced address");
+
+    // An operator sees the entry and, the mailbox fixed, takes it off: mailed again.
+    let (code, document) = stack
+        .heraldctl_json(&["suppression", "list", "--tenant", "acme"])
+        .await?;
+    assert_eq!(code, 0, "{document:#}");
+    let entries = document["entries"].as_array().context("entries")?;
+    assert_eq!(entries.len(), 1, "{document:#}");
+    assert_eq!(entries[0]["address"], "fine@example.com");
+    assert_eq!(entries[0]["source"], "sendgrid:genuine-1");
+    let remove = [
+        "suppression",
+        "remove",
+        "acme",
+        "email",
+        "FINE@example.com",
+        "--by",
+        "alice",
+        "--reason",
+        "mailbox fixed",
+    ];
+    let (code, text) = stack.heraldctl(&remove).await?;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("no longer suppressed"), "{text}");
+    let (code, text) = stack.heraldctl(&remove).await?;
+    assert_eq!(code, 1, "nothing left to remove: {text}");
+    let kept = stack
+        .notify
+        .query_one(
+            "SELECT address, removed_by, removed_why FROM suppression_removed",
+            &[],
+        )
+        .await?;
+    assert_eq!(
+        (kept.text(0), kept.text(1), kept.text(2)),
+        (
+            "fine@example.com".to_owned(),
+            "alice".to_owned(),
+            "mailbox fixed".to_owned()
+        )
+    );
+    stack.insert_contact_to("fine@example.com").await?;
+    stack.wait_for_accepted(3, SOON).await?;
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, EventRecord, Found, MessageFilter, MessageRecord,
-    Operator, ScheduleState,
+    Operator, ScheduleState, SuppressionEntry,
 };
 
 /// A query parameter, as the shared code means it; each driver binds it its engine's way.
@@ -110,6 +110,8 @@ queries!(
     events_record,
     send_settle_by_events,
     suppression_add,
+    ops_suppression_list,
+    ops_suppression_remove,
     ops_schedules,
     ops_schedule_set_active,
     ops_find_by_recipient,
@@ -305,6 +307,17 @@ fn attempt_record_from(row: &impl Record) -> StoreResult<AttemptRecord> {
         http_status: row.opt_i32("http_status")?,
         provider_message_id: row.opt_text("provider_message_id")?,
         error: row.opt_text("error")?,
+    })
+}
+
+fn suppression_from(row: &impl Record) -> StoreResult<SuppressionEntry> {
+    Ok(SuppressionEntry {
+        tenant: row.text("tenant")?,
+        channel: row.channel("channel")?,
+        address: row.text("address")?,
+        reason: row.text("reason")?,
+        source: row.opt_text("source")?,
+        created_at: row.time("created_at")?,
     })
 }
 
@@ -748,6 +761,39 @@ impl<D: Driver> NotifyDb for Notify<D> {
             Param::Text(source),
         ];
         self.run(D::QUERIES.suppression_add, &params).await
+    }
+
+    async fn suppression_entries(
+        &self,
+        tenant: Option<&str>,
+        address: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<SuppressionEntry>> {
+        let params = [
+            Param::OptText(tenant),
+            Param::OptText(address),
+            Param::I64(i64::from(limit)),
+        ];
+        self.rows(D::QUERIES.ops_suppression_list, &params, suppression_from)
+            .await
+    }
+
+    async fn remove_suppression(
+        &self,
+        tenant: &str,
+        channel: Channel,
+        address: &str,
+        by: &Operator,
+    ) -> StoreResult<Option<SuppressionEntry>> {
+        let params = [
+            Param::Text(tenant),
+            Param::Text(channel.as_str()),
+            Param::Text(address),
+            Param::Text(&by.name),
+            Param::Text(by.reason.as_deref().unwrap_or_default()),
+        ];
+        self.first(D::QUERIES.ops_suppression_remove, &params, suppression_from)
+            .await
     }
 
     async fn settle_by_events(&self) -> StoreResult<Vec<Settled>> {

@@ -24,3 +24,18 @@ GO
 
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.suppression') AND name = N'suppression_address')
     CREATE UNIQUE INDEX suppression_address ON dbo.suppression (tenant, channel, address_lower);
+
+-- Entries an operator removed (heraldctl suppression remove), with who and why: the address
+-- may be contacted again since.
+IF OBJECT_ID(N'dbo.suppression_removed', N'U') IS NULL
+    CREATE TABLE dbo.suppression_removed (
+        tenant      nvarchar(128) NOT NULL,
+        channel     nvarchar(8)   NOT NULL,
+        address     nvarchar(320) NOT NULL,
+        reason      nvarchar(max) NOT NULL,
+        source      nvarchar(300) NULL,
+        created_at  datetime2(7)  NOT NULL,
+        removed_by  nvarchar(200) NOT NULL,
+        removed_why nvarchar(max) NOT NULL,
+        removed_at  datetime2(7)  NOT NULL CONSTRAINT suppression_removed_at_default DEFAULT SYSUTCDATETIME()
+    );

@@ -3,4 +3,6 @@
 SELECT message_id, provider, event, reason, occurred_at, received_at
   FROM dbo.delivery_event
  WHERE message_id IN (SELECT ids.message_id FROM OPENJSON(@P1) WITH (message_id bigint '$') AS ids)
- ORDER BY message_id, CASE WHEN occurred_at IS NULL THEN 1 ELSE 0 END, occurred_at, received_at;
+ -- within a second, what follows `processed` and `deferred` comes after them
+ ORDER BY message_id, CASE WHEN occurred_at IS NULL THEN 1 ELSE 0 END, occurred_at, received_at,
+          CASE event WHEN N'processed' THEN 0 WHEN N'deferred' THEN 1 ELSE 2 END;

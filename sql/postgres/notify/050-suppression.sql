@@ -12,3 +12,17 @@ CREATE TABLE IF NOT EXISTS suppression (
 ALTER TABLE suppression ADD COLUMN IF NOT EXISTS source text;
 
 CREATE UNIQUE INDEX IF NOT EXISTS suppression_address ON suppression (tenant, channel, lower(address));
+
+-- Entries an operator removed (heraldctl suppression remove), with who and why: the address
+-- may be contacted again since.
+CREATE TABLE IF NOT EXISTS suppression_removed (
+    tenant     text        NOT NULL,
+    channel    text        NOT NULL,
+    address    text        NOT NULL,
+    reason     text        NOT NULL,
+    source     text,
+    created_at timestamptz NOT NULL,
+    removed_by text        NOT NULL,
+    removed_why text       NOT NULL,
+    removed_at timestamptz NOT NULL DEFAULT now()
+);
