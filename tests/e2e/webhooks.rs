@@ -21,16 +21,16 @@ async fn events(stack: &Stack) -> anyhow::Result<i64> {
         .await
 }
 
-pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_nothing(
-    engine: Engine,
-) -> anyhow::Result<()> {
+/// A stack whose fake provider posts SendGrid's signed events to the sender, which takes them
+/// with the fake's verification key; the welcome emails only. Returns it and the events URL.
+async fn with_sendgrid_events(engine: Engine, test: &str) -> anyhow::Result<(Stack, String)> {
     let webhook = free_address()?;
     let url = format!("http://{webhook}/webhooks/sendgrid");
     let provider = fake_provider::Config {
         sendgrid_events_url: Some(url.clone()),
         ..provider_config()
     };
-    let mut stack = Stack::with_provider(engine, "sendgrid_events", provider).await?;
+    let mut stack = Stack::with_provider(engine, test, provider).await?;
     stack.load_welcome_schedule().await?;
     stack.set(Service::Sender, "HERALD__WEBHOOKS__LISTEN", &webhook);
     let key = sendgrid_verification_key();
@@ -39,6 +39,13 @@ pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_
         "HERALD__WEBHOOKS__SENDGRID_VERIFICATION_KEY",
         &key,
     );
+    Ok((stack, url))
+}
+
+pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_nothing(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let (mut stack, url) = with_sendgrid_events(engine, "sendgrid_events").await?;
     // SendGrid takes the first email, but its answer never arrives: in doubt.
     stack.provider.faults().push([Fault {
         channel: Some(Channel::Email),
@@ -288,20 +295,7 @@ pub async fn a_sender_killed_in_its_calls_leaves_nothing_in_doubt_that_sendgrid_
     engine: Engine,
 ) -> anyhow::Result<()> {
     const CHANGES: usize = 30;
-    let webhook = free_address()?;
-    let provider = fake_provider::Config {
-        sendgrid_events_url: Some(format!("http://{webhook}/webhooks/sendgrid")),
-        ..provider_config()
-    };
-    let mut stack = Stack::with_provider(engine, "kill_storm_events", provider).await?;
-    stack.load_welcome_schedule().await?;
-    stack.set(Service::Sender, "HERALD__WEBHOOKS__LISTEN", &webhook);
-    let key = sendgrid_verification_key();
-    stack.set(
-        Service::Sender,
-        "HERALD__WEBHOOKS__SENDGRID_VERIFICATION_KEY",
-        &key,
-    );
+    let (mut stack, _) = with_sendgrid_events(engine, "kill_storm_events").await?;
     // Unnamed, as senders run by default: a restarted one is another instance, so the calls
     // cut by a kill stay `sending` until their lease runs out (10 s here) while their events
     // arrive; only then are they in doubt, and settled by the events already recorded.
