@@ -336,7 +336,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print(&report.await?, json)
         }
         Command::Queue => print(&queue::queue(notify).await?, json),
-        Command::Lag => print(&queue::lag(&settings.kafka).await?, json),
+        Command::Lag => {
+            let reader = queue::offsets_reader(&settings.kafka)?;
+            let group = &settings.kafka.consumer_group;
+            print(&queue::lag(&reader, group).await?, json)
+        }
         Command::Schedules => print(&schedules::schedules(notify).await?, json),
         Command::Schedule(command) => {
             let (args, active) = match command {

@@ -70,16 +70,23 @@ pub struct LagReport {
     group: GroupLag,
 }
 
-pub async fn lag(settings: &KafkaSettings) -> anyhow::Result<LagReport> {
-    let reader = Arc::new(OffsetsReader::new(settings).context("creating a Kafka client")?);
-    let group = settings.consumer_group.clone();
-    let group = kafka::ask(&reader, move |reader| {
-        reader.describe(&group, BROKER_TIMEOUT)
+/// A client that asks the broker about the renderers' group (one per process: the status
+/// page reuses it for every load).
+pub fn offsets_reader(settings: &KafkaSettings) -> anyhow::Result<Arc<OffsetsReader>> {
+    Ok(Arc::new(
+        OffsetsReader::new(settings).context("creating a Kafka client")?,
+    ))
+}
+
+pub async fn lag(reader: &Arc<OffsetsReader>, group: &str) -> anyhow::Result<LagReport> {
+    let asked = group.to_owned();
+    let group = kafka::ask(reader, move |reader| {
+        reader.describe(&asked, BROKER_TIMEOUT)
     })
     .await
     .context("asking the broker for the group's offsets")?;
     Ok(LagReport {
-        topic: settings.topic.clone(),
+        topic: reader.topic().to_owned(),
         total_lag: group.partitions.iter().map(|p| p.lag).sum(),
         group,
     })

@@ -24,6 +24,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use herald_core::config::Settings;
+use herald_core::kafka::OffsetsReader;
 use herald_core::shutdown;
 use herald_core::store::NotifyDb;
 use herald_core::telemetry::error_chain;
@@ -63,6 +64,8 @@ pub fn token_from_env() -> anyhow::Result<Option<String>> {
 struct Page {
     settings: Settings,
     notify: Arc<dyn NotifyDb>,
+    /// One Kafka client for every load.
+    offsets: Arc<OffsetsReader>,
     token: Option<String>,
     templates: Tera,
 }
@@ -83,9 +86,11 @@ pub async fn serve(
     } else {
         String::new()
     };
+    let offsets = queue::offsets_reader(&settings.kafka)?;
     let page = Arc::new(Page {
         settings,
         notify,
+        offsets,
         token,
         templates: templates()?,
     });
@@ -273,7 +278,10 @@ impl Page {
         let (trace, queue, lag, schedules, failures) = tokio::join!(
             traced,
             section(queue::queue(notify)),
-            section(queue::lag(&self.settings.kafka)),
+            section(queue::lag(
+                &self.offsets,
+                &self.settings.kafka.consumer_group
+            )),
             section(schedules::schedules(notify)),
             section(messages::failures(notify, FAILURES_WITHIN, FAILURES_SHOWN)),
         );
