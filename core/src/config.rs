@@ -391,10 +391,13 @@ pub struct SenderSettings {
     pub backoff_max: Duration,
     #[serde(with = "humantime_serde")]
     pub http_timeout: Duration,
-    /// How often `in_doubt` SMS are looked for in Twilio's message list; `0s`: never.
+    /// How often messages `in_doubt` are settled by the providers' reports recorded since,
+    /// and SMS looked for in Twilio's message list; `0s`: never (reports still settle a
+    /// message that is in doubt when they arrive).
     #[serde(with = "humantime_serde")]
     pub settle_interval: Duration,
-    /// How long after its call an `in_doubt` SMS is looked for; then it waits for a person.
+    /// How long after its call an `in_doubt` SMS is looked for in the list; then, unless a
+    /// report settles it, it waits for a person.
     #[serde(with = "humantime_serde")]
     pub settle_within: Duration,
 }

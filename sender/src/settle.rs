@@ -41,8 +41,8 @@ pub struct Settler {
 }
 
 impl Settler {
-    /// Looks for in-doubt SMS every `settle_interval` until cancelled; returns at once if
-    /// the interval is zero.
+    /// Settles what it can of the messages in doubt every `settle_interval` until cancelled;
+    /// returns at once if the interval is zero.
     pub async fn run(self, cancel: CancellationToken) {
         let every = self.settings.settle_interval;
         if every.is_zero() {
@@ -54,7 +54,7 @@ impl Settler {
                 () = tokio::time::sleep(every) => {}
             }
             if let Err(error) = self.round().await {
-                tracing::warn!(error = %error_chain(&error), "could not look for in-doubt SMS; trying again later");
+                tracing::warn!(error = %error_chain(&error), "could not look at the messages in doubt; trying again later");
             }
         }
     }
