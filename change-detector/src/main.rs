@@ -44,13 +44,8 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn({
             let (ticking, cancel) = (detector_metrics.clone(), cancel.clone());
             async move {
-                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-                loop {
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        _ = every.tick() => ticking.tick(),
-                    }
-                }
+                let second = std::time::Duration::from_secs(1);
+                shutdown::every(second, &cancel, || async { ticking.tick() }).await;
             }
         });
     }

@@ -7,13 +7,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_core::metrics::{ScheduleLabels, Seconds, age_seconds, latency_histogram};
+use herald_core::metrics::{Seconds, latency_histogram};
 use herald_core::model::Schedule;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+/// Labels of a schedule's series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScheduleLabels {
+    tenant: String,
+    schedule: String,
+}
 
 /// What one detection pass did.
 pub struct Pass {
@@ -179,4 +187,11 @@ fn labels(schedule: &Schedule) -> ScheduleLabels {
         tenant: schedule.tenant.clone(),
         schedule: schedule.name.clone(),
     }
+}
+
+/// Seconds from `then` to now (0 if `then` is ahead of this clock).
+fn age_seconds(then: DateTime<Utc>) -> f64 {
+    (Utc::now() - then)
+        .to_std()
+        .map_or(0.0, |age| age.as_secs_f64())
 }

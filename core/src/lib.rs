@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod config;
 pub mod event;
 pub mod kafka;
+pub mod listener;
 pub mod metrics;
 pub mod model;
 pub mod ops;

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,17 +15,15 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::future::BoxFuture;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
-use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::kafka::{self, OffsetsReader};
+use crate::listener;
 use crate::store::{NotifyDb, SourceDb};
 use crate::telemetry::error_chain;
-use tokio_util::sync::CancellationToken;
 
 /// How long `/readyz` waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,24 +49,11 @@ impl Dependency {
 /// A gauge of seconds (ages, durations).
 pub type Seconds = Gauge<f64, AtomicU64>;
 
-/// Labels of a schedule's series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ScheduleLabels {
-    pub tenant: String,
-    pub schedule: String,
-}
-
-/// Latency buckets in seconds, from 1 ms to about 30 s.
-pub fn latency_buckets() -> impl Iterator<Item = f64> {
-    [
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    ]
-    .into_iter()
-}
-
-/// A histogram of durations in seconds.
+/// A histogram of durations in seconds, its buckets from 1 ms to 30 s.
 pub fn latency_histogram() -> Histogram {
-    Histogram::new(latency_buckets())
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
 }
 
 /// The notification database, for `/readyz`.
@@ -111,9 +97,6 @@ pub async fn serve(
     dependencies: Vec<Dependency>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen).await?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, "serving /metrics, /healthz and /readyz");
     let endpoint = Arc::new(Endpoint {
         registry,
         dependencies,
@@ -123,14 +106,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(endpoint);
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, %address, "the metrics listener stopped");
-        }
-    });
+    listener::serve(listen, app, "/metrics, /healthz and /readyz", cancel).await?;
     Ok(())
 }
 
@@ -177,11 +153,4 @@ async fn ready(State(endpoint): State<Arc<Endpoint>>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, body)
-}
-
-/// Seconds from `then` to now (0 if `then` is ahead of this clock).
-pub fn age_seconds(then: chrono::DateTime<chrono::Utc>) -> f64 {
-    (chrono::Utc::now() - then)
-        .to_std()
-        .map_or(0.0, |age| age.as_secs_f64())
 }

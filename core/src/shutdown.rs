@@ -1,5 +1,7 @@
 //! Graceful shutdown: SIGINT or SIGTERM cancels one token that every loop watches.
 
+use std::time::Duration;
+
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -17,4 +19,19 @@ pub fn on_signal() -> CancellationToken {
         cancel.cancel();
     });
     token
+}
+
+/// Runs `work` now and then every `period` after it ends, until `cancel` fires.
+pub async fn every<F, Fut>(period: Duration, cancel: &CancellationToken, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        work().await;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use herald_core::kafka::{self, OffsetsReader};
 use herald_core::metrics::latency_histogram;
 use herald_core::model::MessageStatus;
+use herald_core::shutdown;
 use herald_core::telemetry::error_chain;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -109,27 +110,24 @@ impl RendererMetrics {
         every: Duration,
         cancel: CancellationToken,
     ) {
-        let topic = reader.topic().to_owned();
-        loop {
-            match kafka::ask(&reader, |reader| reader.end_and_committed(LAG_TIMEOUT)).await {
-                Ok((end, committed)) => {
-                    for (partition, lag) in kafka::lag(&end, &committed) {
-                        let labels = PartitionLabels {
-                            topic: topic.clone(),
-                            partition,
-                        };
-                        self.lag.get_or_create(&labels).set(lag);
-                    }
+        shutdown::every(every, &cancel, || self.read_lag(&reader)).await;
+    }
+
+    async fn read_lag(&self, reader: &Arc<OffsetsReader>) {
+        match kafka::ask(reader, |reader| reader.end_and_committed(LAG_TIMEOUT)).await {
+            Ok((end, committed)) => {
+                for (partition, lag) in kafka::lag(&end, &committed) {
+                    let labels = PartitionLabels {
+                        topic: reader.topic().to_owned(),
+                        partition,
+                    };
+                    self.lag.get_or_create(&labels).set(lag);
                 }
-                Err(error) => tracing::warn!(
-                    error = %error_chain(&error),
-                    "could not read the consumer group's lag for /metrics"
-                ),
             }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-            }
+            Err(error) => tracing::warn!(
+                error = %error_chain(&error),
+                "could not read the consumer group's lag for /metrics"
+            ),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use herald_core::metrics::{Seconds, latency_histogram};
 use herald_core::model::{AttemptOutcome, Channel};
+use herald_core::shutdown;
 use herald_core::store::NotifyDb;
 use herald_core::telemetry::error_chain;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -200,42 +201,40 @@ impl SenderMetrics {
         every: Duration,
         cancel: CancellationToken,
     ) {
-        loop {
-            match store.queue_depth().await {
-                Ok(depths) => {
-                    let mut shown = self.queue_shown.lock().expect("lock");
-                    let mut now_shown = HashSet::with_capacity(depths.len());
-                    for depth in depths {
-                        let labels = QueueLabels {
-                            tenant: depth.tenant,
-                            schedule: depth.schedule,
-                            status: depth.status,
-                        };
-                        self.queue_messages
-                            .get_or_create(&labels)
-                            .set(depth.messages);
-                        self.queue_oldest
-                            .get_or_create(&labels)
-                            .set(depth.oldest_seconds);
-                        now_shown.insert(labels);
-                    }
-                    // Series with nothing open any more go away; the others never blink.
-                    for gone in shown.difference(&now_shown) {
-                        self.queue_messages.remove(gone);
-                        self.queue_oldest.remove(gone);
-                    }
-                    *shown = now_shown;
-                    self.queue_read_at.set(chrono::Utc::now().timestamp());
+        shutdown::every(every, &cancel, || self.read_queue(store.as_ref())).await;
+    }
+
+    async fn read_queue(&self, store: &dyn NotifyDb) {
+        match store.queue_depth().await {
+            Ok(depths) => {
+                let mut shown = self.queue_shown.lock().expect("lock");
+                let mut now_shown = HashSet::with_capacity(depths.len());
+                for depth in depths {
+                    let labels = QueueLabels {
+                        tenant: depth.tenant,
+                        schedule: depth.schedule,
+                        status: depth.status,
+                    };
+                    self.queue_messages
+                        .get_or_create(&labels)
+                        .set(depth.messages);
+                    self.queue_oldest
+                        .get_or_create(&labels)
+                        .set(depth.oldest_seconds);
+                    now_shown.insert(labels);
                 }
-                Err(error) => tracing::warn!(
-                    error = %error_chain(&error),
-                    "could not read the queue's depth for /metrics"
-                ),
+                // Series with nothing open any more go away; the others never blink.
+                for gone in shown.difference(&now_shown) {
+                    self.queue_messages.remove(gone);
+                    self.queue_oldest.remove(gone);
+                }
+                *shown = now_shown;
+                self.queue_read_at.set(chrono::Utc::now().timestamp());
             }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-            }
+            Err(error) => tracing::warn!(
+                error = %error_chain(&error),
+                "could not read the queue's depth for /metrics"
+            ),
         }
     }
 }

@@ -35,6 +35,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use herald_core::config::WebhookSettings;
+use herald_core::listener;
 use herald_core::model::{DeliveryEvent, EventsRecorded};
 use herald_core::store::{NotifyDb, StoreResult};
 use herald_core::telemetry::error_chain;
@@ -45,7 +46,6 @@ use p256::pkcs8::DecodePublicKey;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha1::Sha1;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::SenderMetrics;
@@ -114,22 +114,13 @@ impl Webhooks {
     /// Binds `listen` (a taken port is an error at startup) and takes webhooks until
     /// `cancel` fires.
     pub async fn serve(self, listen: SocketAddr, cancel: CancellationToken) -> std::io::Result<()> {
-        let listener = TcpListener::bind(listen).await?;
-        let address = listener.local_addr()?;
-        tracing::info!(%address, "taking the providers' webhooks at /webhooks/sendgrid and /webhooks/twilio");
         let app = Router::new()
             .route("/webhooks/sendgrid", post(sendgrid))
             .route("/webhooks/twilio", post(twilio))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(Arc::new(self));
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(cancel.cancelled_owned())
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, %address, "the webhook listener stopped");
-            }
-        });
+        let what = "the providers' webhooks at /webhooks/sendgrid and /webhooks/twilio";
+        listener::serve(listen, app, what, cancel).await?;
         Ok(())
     }
 
