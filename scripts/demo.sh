@@ -55,6 +55,7 @@ export HERALD__SOURCE__PASSWORD=herald HERALD__NOTIFY__PASSWORD=herald
 export HERALD__KAFKA__TOPIC="herald.demo.$(date +%s)"   # a fresh topic per demo run
 export HERALD__PROVIDERS__SENDGRID__API_KEY=SG.fake-key
 export HERALD__PROVIDERS__TWILIO__AUTH_TOKEN=fake-token
+export HERALD__UNSUBSCRIBE__SECRET=dev-unsubscribe-secret   # signs the welcome emails' unsubscribe links
 
 start() {
     local name="$1"

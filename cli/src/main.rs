@@ -172,6 +172,10 @@ enum SuppressionCommand {
         #[arg(value_parser = parse_channel)]
         channel: Channel,
         address: String,
+        /// The entry for this schedule only (a one-click unsubscribe from it), not the one for
+        /// all the tenant's schedules.
+        #[arg(long)]
+        schedule: Option<String>,
         #[command(flatten)]
         why: Why,
     },
@@ -379,9 +383,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant,
             channel,
             address,
+            schedule,
             why,
         }) => {
-            let report = suppression::remove(notify, &tenant, channel, &address, why.operator()?);
+            let target = suppression::Target {
+                tenant: &tenant,
+                channel,
+                address: &address,
+                schedule: schedule.as_deref(),
+            };
+            let report = suppression::remove(notify, target, why.operator()?);
             print(&report.await?, json)
         }
         Command::Requeue { ids, why } => {

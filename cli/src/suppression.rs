@@ -38,6 +38,7 @@ impl Report for SuppressionReport {
                     e.tenant.clone(),
                     e.channel.to_string(),
                     e.address.clone(),
+                    e.schedule.clone().unwrap_or_else(|| "(all)".into()),
                     time(e.created_at),
                     or_dash(e.source.as_deref()),
                     e.reason.clone(),
@@ -45,7 +46,9 @@ impl Report for SuppressionReport {
             })
             .collect();
         table(
-            &["TENANT", "CHANNEL", "ADDRESS", "SINCE", "SOURCE", "REASON"],
+            &[
+                "TENANT", "CHANNEL", "ADDRESS", "SCHEDULE", "SINCE", "SOURCE", "REASON",
+            ],
             &rows,
         )
     }
@@ -56,11 +59,22 @@ impl Report for SuppressionReport {
     }
 }
 
+/// The suppression entry to take off: an address's for all of a tenant's schedules on a
+/// channel, or for one schedule.
+pub struct Target<'a> {
+    pub tenant: &'a str,
+    pub channel: Channel,
+    pub address: &'a str,
+    pub schedule: Option<&'a str>,
+}
+
 #[derive(Serialize)]
 pub struct RemovalReport {
     tenant: String,
     channel: Channel,
     address: String,
+    /// The schedule whose entry was asked for; `null`: the entry for all of them.
+    schedule: Option<String>,
     /// The entry taken off the list; `null` if the address was not on it.
     removed: Option<SuppressionEntry>,
     by: Operator,
@@ -68,18 +82,23 @@ pub struct RemovalReport {
 
 pub async fn remove(
     notify: &dyn NotifyDb,
-    tenant: &str,
-    channel: Channel,
-    address: &str,
+    target: Target<'_>,
     by: Operator,
 ) -> anyhow::Result<RemovalReport> {
+    let Target {
+        tenant,
+        channel,
+        address,
+        schedule,
+    } = target;
     let removed = notify
-        .remove_suppression(tenant, channel, address, &by)
+        .remove_suppression(tenant, channel, address, schedule, &by)
         .await?;
     Ok(RemovalReport {
         tenant: tenant.to_owned(),
         channel,
         address: address.to_owned(),
+        schedule: schedule.map(str::to_owned),
         removed,
         by,
     })
@@ -89,17 +108,21 @@ impl Report for RemovalReport {
     fn text(&self) -> String {
         match &self.removed {
             Some(entry) => format!(
-                "{} ({} for {}) is no longer suppressed; it was since {}: {} (removed by {})\n",
+                "{} ({} for {}{}) is no longer suppressed; it was since {}: {} (removed by {})\n",
                 entry.address,
                 entry.channel,
                 entry.tenant,
+                scope(entry.schedule.as_deref()),
                 time(entry.created_at),
                 entry.reason,
                 self.by.name
             ),
             None => format!(
-                "{} is not on {}'s suppression list for {}: nothing removed\n",
-                self.address, self.tenant, self.channel
+                "{} is not on {}'s suppression list for {}{}: nothing removed\n",
+                self.address,
+                self.tenant,
+                self.channel,
+                scope(self.schedule.as_deref())
             ),
         }
     }
@@ -108,4 +131,9 @@ impl Report for RemovalReport {
     fn bad_news(&self) -> bool {
         self.removed.is_none()
     }
+}
+
+/// `, schedule <name>` for a schedule's entry; nothing for the tenant-wide one.
+fn scope(schedule: Option<&str>) -> String {
+    schedule.map_or_else(String::new, |name| format!(", schedule {name}"))
 }

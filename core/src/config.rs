@@ -22,11 +22,12 @@ pub const ENVIRONMENT_VAR: &str = "HERALD_ENV";
 const ENV_PREFIX: &str = "HERALD";
 
 /// Secret settings, by their config path; each may come only from the environment.
-const SECRET_KEYS: [&str; 4] = [
+const SECRET_KEYS: [&str; 5] = [
     "source.password",
     "notify.password",
     "providers.sendgrid.api_key",
     "providers.twilio.auth_token",
+    "unsubscribe.secret",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,7 @@ pub struct Settings {
     pub providers: ProviderSettings,
     pub metrics: MetricsSettings,
     pub webhooks: WebhookSettings,
+    pub unsubscribe: UnsubscribeSettings,
 }
 
 impl Settings {
@@ -436,6 +438,20 @@ pub struct WebhookSettings {
     /// within it changes nothing: each event is recorded once).
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+}
+
+/// One-click unsubscribe (RFC 8058) in the emails of schedules that offer it: links to
+/// `<webhooks.public_url>/unsubscribe/<token>`, taken on `webhooks.listen`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsubscribeSettings {
+    /// Signs the links' tokens, so that none can be forged or turned to another message.
+    /// From the environment only: `HERALD__UNSUBSCRIBE__SECRET`. Unset: no links are offered.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    /// A mailbox that also takes unsubscribe requests (`mailto:` in `List-Unsubscribe`);
+    /// empty: none.
+    pub mailto: String,
 }
 
 /// `host:port`, or empty for none.

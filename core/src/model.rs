@@ -347,6 +347,21 @@ pub struct OutgoingMessage {
     pub body_text: String,
     /// Attempts made so far that count against `max_attempts`.
     pub counted_attempts: i32,
+    /// Its schedule offers one-click unsubscribe (RFC 8058): an email carries the link.
+    pub one_click: bool,
+}
+
+/// Whom a one-click unsubscribe link is about, and how far it unsubscribes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unsubscription {
+    pub tenant: String,
+    /// The message's schedule, by name (its id if the schedule is gone).
+    pub schedule: String,
+    pub address: String,
+    /// From all the tenant's emails (the schedule says `tenant`), not only the schedule's.
+    pub tenant_wide: bool,
+    /// The address is suppressed that far.
+    pub suppressed: bool,
 }
 
 /// The open part of the queue for one tenant, schedule and status (`render_retry`,

@@ -258,6 +258,9 @@ pub struct SuppressionEntry {
     /// What put it there, when a provider's event or answer did.
     pub source: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Only this schedule's messages are held back (a one-click unsubscribe from it); `None`:
+    /// all the tenant's on the channel.
+    pub schedule: Option<String>,
 }
 
 /// What an action on messages did to one of them.

@@ -20,7 +20,7 @@ use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, Engine};
 use crate::model::{
     AttemptOutcome, ChangedRow, Changes, Channel, Claimed, DeliveryEvent, EventsRecorded,
     InDoubtMessage, LateFinder, Mark, MergeFunction, MessageStatus, NewMessage, QueueDepth,
-    RenderRetry, Rendering, RowPosition, Schedule, Settled, SourceTable, Template,
+    RenderRetry, Rendering, RowPosition, Schedule, Settled, SourceTable, Template, Unsubscription,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, EventRecord, Found, MessageFilter, MessageRecord,
@@ -263,7 +263,7 @@ pub trait NotifyDb: Send + Sync + 'static {
         how: &str,
     ) -> StoreResult<bool>;
     /// Records provider events, each once; one marked `suppress` puts its address on the
-    /// tenant's suppression list.
+    /// tenant's suppression list (for all its schedules).
     async fn record_events(&self, events: &[DeliveryEvent]) -> StoreResult<EventsRecorded>;
     /// Puts `address` on `tenant`'s suppression list for `channel` (kept if already there).
     async fn suppress_address(
@@ -282,15 +282,24 @@ pub trait NotifyDb: Send + Sync + 'static {
         address: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<SuppressionEntry>>;
-    /// Takes `address` off `tenant`'s suppression list for `channel`, keeping the entry with
-    /// who removed it and why; `None` if it was not on the list.
+    /// Takes `address` off `tenant`'s suppression list for `channel` (the entry for all its
+    /// schedules, or with `schedule` that schedule's), keeping the entry with who removed it
+    /// and why; `None` if it was not on the list.
     async fn remove_suppression(
         &self,
         tenant: &str,
         channel: Channel,
         address: &str,
+        schedule: Option<&str>,
         by: &Operator,
     ) -> StoreResult<Option<SuppressionEntry>>;
+    /// Whom the one-click unsubscribe link in email `message_id` is about; `None`: no such
+    /// email.
+    async fn unsubscription(&self, message_id: i64) -> StoreResult<Option<Unsubscription>>;
+    /// The recipient of email `message_id` unsubscribes with its one-click link: suppressed
+    /// for the schedule or the whole tenant, as the schedule says, and recorded as the
+    /// message's event, once. `None`: no such email.
+    async fn unsubscribe(&self, message_id: i64) -> StoreResult<Option<Unsubscription>>;
     /// Settles every `in_doubt` message its provider has reported on since its last call
     /// began: `sent`, or `failed` if the report says it could not be delivered.
     async fn settle_by_events(&self) -> StoreResult<Vec<Settled>>;

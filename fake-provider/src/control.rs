@@ -1,4 +1,5 @@
-//! The `/_fake/*` control API: health, recorded messages, and fault injection.
+//! The `/_fake/*` control API: health, recorded messages, fault injection, and what becomes of
+//! accepted messages.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::faults::parse_faults;
+use crate::outcomes::parse_outcomes;
 use crate::server::App;
 use crate::store::Channel;
 
@@ -55,6 +57,33 @@ pub(crate) async fn add_faults(State(app): State<Arc<App>>, body: Bytes) -> Resp
 
 pub(crate) async fn list_faults(State(app): State<Arc<App>>) -> Response {
     Json(app.faults.pending()).into_response()
+}
+
+/// Appends one outcome rule or an array of them; answers with all the rules.
+pub(crate) async fn add_outcomes(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let parsed = std::str::from_utf8(&body)
+        .map_err(|e| e.to_string())
+        .and_then(parse_outcomes);
+    match parsed {
+        Ok(outcomes) => {
+            tracing::info!(?outcomes, "outcomes set");
+            app.outcomes.push(outcomes);
+            Json(app.outcomes.list()).into_response()
+        }
+        Err(error) => {
+            let body = serde_json::json!({ "error": error });
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        }
+    }
+}
+
+pub(crate) async fn list_outcomes(State(app): State<Arc<App>>) -> Response {
+    Json(app.outcomes.list()).into_response()
+}
+
+pub(crate) async fn clear_outcomes(State(app): State<Arc<App>>) -> StatusCode {
+    app.outcomes.clear();
+    StatusCode::NO_CONTENT
 }
 
 pub(crate) async fn clear_faults(State(app): State<Arc<App>>) -> StatusCode {

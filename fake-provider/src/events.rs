@@ -1,6 +1,7 @@
-//! SendGrid's Event Webhook, as the fake sends it: for each email it accepts, a signed POST of
-//! a JSON array of events (`processed`, then `delivered`) to the configured URL, posted again
-//! until it is answered 2xx, as SendGrid does. Each event
+//! SendGrid's Event Webhook, as the fake sends it: for each email it accepts, signed POSTs of
+//! JSON arrays of events to the configured URL (`processed`, then what the recipient's
+//! [`Outcome`] makes: `delivered` by default), each posted again until it is answered 2xx, as
+//! SendGrid does. Each event
 //! carries its `sg_event_id`, the `sg_message_id` (the `X-Message-Id` of the answer, then
 //! `.filter…`), the recipient, a Unix `timestamp` and the request's `custom_args` as
 //! top-level fields. The signature is SendGrid's: ECDSA P-256 with SHA-256 over the
@@ -10,7 +11,7 @@
 //! ([`sendgrid_verification_key`] is its public half, as SendGrid's settings page shows it).
 //!
 //! Twilio's status callbacks, likewise: for each SMS it accepts with a `StatusCallback`, a
-//! form-encoded POST per status (`sent`, then `delivered`) to that URL, signed as Twilio signs
+//! form-encoded POST per status (`sent`, then `delivered` by default) to that URL, signed as Twilio signs
 //! (`X-Twilio-Signature`: HMAC-SHA1 keyed by the auth token over the URL followed by every
 //! parameter, sorted by name, as name then value; base64).
 
@@ -26,6 +27,8 @@ use p256::pkcs8::EncodePublicKey;
 use serde_json::{Value, json};
 use sha1::Sha1;
 
+use crate::outcomes::{Outcome, REPORT_GAP, Report};
+
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
 pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
@@ -33,8 +36,6 @@ pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 /// The fake's signing key: fixed, so that local settings can name its public half. A test
 /// fixture, not a secret.
 const DEV_KEY: &[u8; 32] = b"herald-fake-provider-webhook-key";
-/// Events follow the acceptance after this long, as SendGrid's do after a moment.
-const EVENT_DELAY: Duration = Duration::from_millis(50);
 /// A post not answered 2xx is made again after this long, for up to [`RETRY_FOR`] (SendGrid
 /// retries for a day).
 const RETRY_EVERY: Duration = Duration::from_millis(250);
@@ -83,17 +84,32 @@ pub(crate) struct AcceptedSms {
     pub from: Option<String>,
     pub to: Option<String>,
     pub callback: String,
+    /// What becomes of it; `None`: delivered.
+    pub outcome: Option<Outcome>,
 }
 
-/// Posts the SMS's statuses (`sent`, then `delivered`) to its callback URL, each signed with
-/// `auth_token` and posted again until answered 2xx.
+/// Posts the SMS's statuses to its callback URL (`sent`, then `delivered`, `undelivered` or
+/// `failed` as its outcome says), each signed with `auth_token` and posted again until
+/// answered 2xx.
 pub(crate) async fn post_twilio_statuses(
     client: reqwest::Client,
     auth_token: String,
     sms: AcceptedSms,
 ) {
-    for status in ["sent", "delivered"] {
-        tokio::time::sleep(EVENT_DELAY).await;
+    let report = sms.outcome.as_ref().map_or(Report::Delivered, |o| o.report);
+    let error_code = sms.outcome.as_ref().map(|o| match (o.error_code, report) {
+        (Some(code), _) => code,
+        (None, Report::Failed) => 30008,
+        (None, _) => 30003,
+    });
+    let statuses: &[&str] = match report {
+        Report::Undelivered => &["sent", "undelivered"],
+        Report::Failed => &["failed"],
+        _ => &["sent", "delivered"],
+    };
+    let delay = sms.outcome.as_ref().map_or(REPORT_GAP, Outcome::delay);
+    for (n, &status) in statuses.iter().enumerate() {
+        tokio::time::sleep(if n == 0 { REPORT_GAP } else { delay }).await;
         let mut params = vec![
             ("AccountSid".to_owned(), sms.account_sid.clone()),
             ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
@@ -104,6 +120,10 @@ pub(crate) async fn post_twilio_statuses(
         ];
         params.extend(sms.from.clone().map(|from| ("From".to_owned(), from)));
         params.extend(sms.to.clone().map(|to| ("To".to_owned(), to)));
+        if matches!(status, "undelivered" | "failed") {
+            let code = error_code.unwrap_or(30003);
+            params.push(("ErrorCode".to_owned(), code.to_string()));
+        }
         let signature = sign_twilio_request(&auth_token, &sms.callback, &params);
         let body = serde_urlencoded::to_string(&params).expect("a form encodes");
         let request = client
@@ -142,53 +162,89 @@ async fn post_until_taken(request: reqwest::RequestBuilder, url: &str, what: &st
     }
 }
 
-/// An accepted email, as its events describe it.
+/// An email accepted for one recipient, as its events describe it.
 pub(crate) struct AcceptedEmail {
     pub message_id: String,
-    pub to: Vec<String>,
+    pub to: String,
     pub custom_args: BTreeMap<String, String>,
+    /// What becomes of it; `None`: delivered.
+    pub outcome: Option<Outcome>,
 }
 
-/// Posts the email's events to `url` after [`EVENT_DELAY`], signed; logs the outcome.
+/// The events after `processed` that an outcome makes, each as its own fields.
+fn sendgrid_reports(outcome: Option<&Outcome>) -> Vec<Value> {
+    let report = outcome.map_or(Report::Delivered, |o| o.report);
+    let reason = |default: &str| {
+        json!(
+            outcome
+                .and_then(|o| o.reason.clone())
+                .unwrap_or_else(|| default.to_owned())
+        )
+    };
+    let delivered = json!({ "event": "delivered", "response": "250 OK" });
+    match report {
+        Report::Deferred => vec![
+            json!({ "event": "deferred", "response": reason("451 4.2.0 Mailbox temporarily unavailable"), "attempt": "1" }),
+            delivered,
+        ],
+        Report::Bounce => vec![json!({
+            "event": "bounce", "type": "bounce", "status": "5.1.1",
+            "reason": reason("550 5.1.1 The email account that you tried to reach does not exist"),
+            "bounce_classification": "Invalid Address",
+        })],
+        Report::Blocked => vec![json!({
+            "event": "bounce", "type": "blocked", "status": "4.7.1",
+            "reason": reason("421 4.7.1 Temporarily rate limited; try again later"),
+            "bounce_classification": "Reputation",
+        })],
+        Report::Dropped => vec![json!({ "event": "dropped", "reason": reason("Bounced Address") })],
+        Report::Spamreport => vec![delivered, json!({ "event": "spamreport" })],
+        Report::Unsubscribe => vec![delivered, json!({ "event": "unsubscribe" })],
+        Report::Delivered | Report::Undelivered | Report::Failed => vec![delivered],
+    }
+}
+
+/// Posts the email's events to `url`: `processed` after a moment, the rest of what its
+/// outcome makes after the outcome's delay, each post signed and made until taken.
 pub(crate) async fn post_sendgrid_events(
     client: reqwest::Client,
     url: String,
     email: AcceptedEmail,
 ) {
-    tokio::time::sleep(EVENT_DELAY).await;
-    let timestamp = chrono::Utc::now().timestamp();
-    let events: Vec<Value> = email
-        .to
-        .iter()
-        .flat_map(|to| ["processed", "delivered"].map(|event| (to, event)))
-        .map(|(to, event)| {
-            let mut fields = json!({
-                "email": to,
-                "timestamp": timestamp,
-                "event": event,
-                "sg_event_id": STANDARD.encode(rand::random::<[u8; 16]>()),
-                "sg_message_id": format!("{}.filterdrecv-fake-1-0", email.message_id),
-                "smtp-id": format!("<{}@fake.sendgrid>", email.message_id),
-            });
-            if event == "delivered" {
-                fields["response"] = json!("250 OK");
-            }
-            for (key, value) in &email.custom_args {
-                fields[key] = json!(value);
-            }
-            fields
-        })
-        .collect();
-    let body = serde_json::to_vec(&events).expect("events serialize");
-    let timestamp = timestamp.to_string();
-    let signature = sign_sendgrid_events(&timestamp, &body);
-    let request = client
-        .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, signature)
-        .header(TIMESTAMP_HEADER, timestamp)
-        .body(body);
-    post_until_taken(request, &url, "event webhook").await;
+    let delay = email.outcome.as_ref().map_or(REPORT_GAP, Outcome::delay);
+    let batches = [
+        vec![json!({ "event": "processed" })],
+        sendgrid_reports(email.outcome.as_ref()),
+    ];
+    for (n, batch) in batches.into_iter().enumerate() {
+        tokio::time::sleep(if n == 0 { REPORT_GAP } else { delay }).await;
+        let timestamp = chrono::Utc::now().timestamp();
+        let events: Vec<Value> = batch
+            .into_iter()
+            .map(|mut fields| {
+                fields["email"] = json!(email.to);
+                fields["timestamp"] = json!(timestamp);
+                fields["sg_event_id"] = json!(STANDARD.encode(rand::random::<[u8; 16]>()));
+                fields["sg_message_id"] =
+                    json!(format!("{}.filterdrecv-fake-1-0", email.message_id));
+                fields["smtp-id"] = json!(format!("<{}@fake.sendgrid>", email.message_id));
+                for (key, value) in &email.custom_args {
+                    fields[key] = json!(value);
+                }
+                fields
+            })
+            .collect();
+        let body = serde_json::to_vec(&events).expect("events serialize");
+        let timestamp = timestamp.to_string();
+        let signature = sign_sendgrid_events(&timestamp, &body);
+        let request = client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header(TIMESTAMP_HEADER, timestamp)
+            .body(body);
+        post_until_taken(request, &url, "event webhook").await;
+    }
 }
 
 #[cfg(test)]

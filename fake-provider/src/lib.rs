@@ -4,11 +4,13 @@
 //! It speaks both wire protocols (auth, validation errors, success bodies and headers),
 //! records every provider request as a [`Received`], and injects [`Fault`]s (rate limits,
 //! 5xx, slow answers, dropped connections). With `sendgrid_events_url` set, it posts
-//! SendGrid's signed Event Webhook for each email it accepts (`processed`, `delivered`); for
-//! each SMS sent with a `StatusCallback`, Twilio's signed status callbacks. The control API
-//! lives under `/_fake/`: `GET /_fake/health`,
-//! `GET|DELETE /_fake/messages[?channel=email|sms&accepted=true|false]` and
-//! `GET|POST|DELETE /_fake/faults`.
+//! SendGrid's signed Event Webhook for each email it accepts; for each SMS sent with a
+//! `StatusCallback`, Twilio's signed status callbacks. What they report is `delivered` unless
+//! an [`Outcome`] for the recipient says otherwise (a bounce, a drop, a spam report, an
+//! unsubscribe, an undelivered SMS with its error code, and when). The control API lives
+//! under `/_fake/`: `GET /_fake/health`,
+//! `GET|DELETE /_fake/messages[?channel=email|sms&accepted=true|false]`,
+//! `GET|POST|DELETE /_fake/faults` and `GET|POST|DELETE /_fake/outcomes`.
 //!
 //! Start it with [`serve`] on a listener of your own, or with [`FakeProvider::start`] on a
 //! free loopback port.
@@ -16,6 +18,7 @@
 mod control;
 mod events;
 mod faults;
+mod outcomes;
 mod provider;
 mod sendgrid;
 mod server;
@@ -27,6 +30,7 @@ pub use events::{
     sign_sendgrid_events, sign_twilio_request,
 };
 pub use faults::{Fault, FaultKind, FaultQueue, parse_faults};
+pub use outcomes::{Outcome, Outcomes, Report, parse_outcomes};
 pub use server::{Config, FakeProvider, serve};
 pub use store::{Channel, Received, Store};
 pub use twilio::{OPTED_OUT_NUMBER, is_account_sid};

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 
 use clap::Parser;
-use fake_provider::{Config, Fault, is_account_sid, parse_faults};
+use fake_provider::{Config, Fault, Outcome, is_account_sid, parse_faults, parse_outcomes};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -55,6 +55,18 @@ struct Args {
     /// Fault(s) queued at start: a JSON object or array, as for `POST /_fake/faults` (repeatable).
     #[arg(long = "fault", value_name = "JSON", value_parser = parse_fault_arg)]
     faults: Vec<FaultList>,
+    /// What becomes of accepted messages to matching recipients: a JSON object or array, as
+    /// for `POST /_fake/outcomes` (repeatable), e.g.
+    /// `{"to":"bounce-*@example.com","report":"bounce"}`.
+    #[arg(long = "outcome", value_name = "JSON", value_parser = parse_outcome_arg)]
+    outcomes: Vec<OutcomeList>,
+}
+
+#[derive(Clone)]
+struct OutcomeList(Vec<Outcome>);
+
+fn parse_outcome_arg(json: &str) -> Result<OutcomeList, String> {
+    parse_outcomes(json).map(OutcomeList)
 }
 
 #[derive(Clone)]
@@ -86,6 +98,7 @@ async fn main() -> std::io::Result<()> {
         twilio_auth_token: args.twilio_auth_token,
         latency: std::time::Duration::from_millis(args.latency_ms),
         faults: args.faults.into_iter().flat_map(|l| l.0).collect(),
+        outcomes: args.outcomes.into_iter().flat_map(|l| l.0).collect(),
         sendgrid_events_url: args.sendgrid_events_url,
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

@@ -24,6 +24,8 @@ pub(crate) struct Summary {
     pub text: Option<String>,
     pub html: Option<String>,
     pub custom_args: BTreeMap<String, String>,
+    /// Email headers asked for (`headers`, merged as `custom_args`).
+    pub headers: BTreeMap<String, String>,
 }
 
 /// A non-success JSON answer and the error message recorded for it.
@@ -152,18 +154,22 @@ async fn process<P: Provider>(
         text,
         html,
         custom_args,
+        headers,
     } = summary;
     if let (Channel::Email, Some(url), Some(id)) = (
         P::CHANNEL,
         &app.config.sendgrid_events_url,
         &provider_message_id,
     ) {
-        let email = AcceptedEmail {
-            message_id: id.clone(),
-            to: to.clone(),
-            custom_args: custom_args.clone(),
-        };
-        tokio::spawn(post_sendgrid_events(app.client.clone(), url.clone(), email));
+        for recipient in &to {
+            let email = AcceptedEmail {
+                message_id: id.clone(),
+                to: recipient.clone(),
+                custom_args: custom_args.clone(),
+                outcome: app.outcomes.for_recipient(Channel::Email, recipient),
+            };
+            tokio::spawn(post_sendgrid_events(app.client.clone(), url.clone(), email));
+        }
     }
     if let (Channel::Sms, Some(sid), Some(callback)) = (
         P::CHANNEL,
@@ -176,6 +182,9 @@ async fn process<P: Provider>(
             from: from.clone(),
             to: to.first().cloned(),
             callback: callback.to_owned(),
+            outcome: to
+                .first()
+                .and_then(|to| app.outcomes.for_recipient(Channel::Sms, to)),
         };
         let token = app.config.twilio_auth_token.clone();
         tokio::spawn(post_twilio_statuses(app.client.clone(), token, sms));
@@ -195,6 +204,7 @@ async fn process<P: Provider>(
         text,
         html,
         custom_args,
+        headers,
         error,
         raw,
     });

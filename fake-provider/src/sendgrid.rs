@@ -1,5 +1,6 @@
 //! SendGrid v3 Mail Send: `POST /v3/mail/send`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Extension;
@@ -111,6 +112,69 @@ fn name_refused(address: &Value) -> bool {
     str_at(address, "/name").is_some_and(|name| name.contains([',', ';']))
 }
 
+/// Headers SendGrid sets itself and refuses in `headers` (the fake's list and wording).
+const RESERVED_HEADERS: [&str; 12] = [
+    "x-sg-id",
+    "x-sg-eid",
+    "received",
+    "dkim-signature",
+    "content-type",
+    "content-transfer-encoding",
+    "to",
+    "from",
+    "subject",
+    "reply-to",
+    "cc",
+    "bcc",
+];
+
+/// `headers` must be an object of strings, none of them one SendGrid sets itself.
+fn check_headers(holder: &Value, field: String, errors: &mut Vec<ApiError>) {
+    let Some(headers) = holder.get("headers") else {
+        return;
+    };
+    match headers.as_object() {
+        None => errors.push(ApiError::new(
+            field,
+            &format!(
+                "Invalid type. Expected: object, given: {}.",
+                json_type(headers)
+            ),
+            "headers",
+        )),
+        Some(headers) if headers.values().any(|v| !v.is_string()) => errors.push(ApiError::new(
+            field,
+            "All values of the headers object must be strings.",
+            "headers",
+        )),
+        Some(headers) => {
+            for name in headers.keys() {
+                if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                    errors.push(ApiError::new(
+                        field.clone(),
+                        &format!("{name} is a reserved header and cannot be set in headers."),
+                        "headers",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The objects of strings at `key` (`custom_args`, `headers`) of the request and of every
+/// personalization, merged.
+fn merged(raw: &Value, personalizations: &[Value], key: &str) -> BTreeMap<String, String> {
+    std::iter::once(raw)
+        .chain(personalizations)
+        .filter_map(|v| v.get(key)?.as_object())
+        .flatten()
+        .map(|(k, v)| {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            (k.clone(), v)
+        })
+        .collect()
+}
+
 /// `custom_args` must be an object of strings.
 fn check_custom_args(holder: &Value, field: String, anchor: &str, errors: &mut Vec<ApiError>) {
     let Some(args) = holder.get("custom_args") else {
@@ -187,15 +251,8 @@ impl Provider for SendGrid {
                 .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
                 .and_then(|c| Some(c.get("value")?.as_str()?.to_owned()))
         };
-        let custom_args = std::iter::once(raw)
-            .chain(personalizations)
-            .filter_map(|v| v.get("custom_args")?.as_object())
-            .flatten()
-            .map(|(k, v)| {
-                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                (k.clone(), v)
-            })
-            .collect();
+        let custom_args = merged(raw, personalizations, "custom_args");
+        let headers = merged(raw, personalizations, "headers");
         Summary {
             to,
             from: str_at(raw, "/from/email").map(str::to_owned),
@@ -205,6 +262,7 @@ impl Provider for SendGrid {
             text: content("text/plain"),
             html: content("text/html"),
             custom_args,
+            headers,
         }
     }
 
@@ -261,6 +319,7 @@ impl Provider for SendGrid {
                         "personalizations.custom_args",
                         &mut errors,
                     );
+                    check_headers(p, format!("personalizations.{n}.headers"), &mut errors);
                 }
             }
         }
@@ -321,6 +380,7 @@ impl Provider for SendGrid {
             }
         }
         check_custom_args(raw, "custom_args".into(), "custom_args", &mut errors);
+        check_headers(raw, "headers".into(), &mut errors);
 
         if errors.is_empty() {
             Ok(())
@@ -466,6 +526,33 @@ mod tests {
         assert_eq!(
             errors[1]["help"],
             "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.custom_args"
+        );
+    }
+
+    #[test]
+    fn headers_are_strings_and_none_is_reserved() {
+        let with = |headers: Value| {
+            let mut body = valid();
+            body["personalizations"][0]["headers"] = headers;
+            fields(body)
+        };
+        let one_click = json!({
+            "List-Unsubscribe": "<https://x.io/u/1>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"
+        });
+        assert!(with(one_click.clone()).is_empty());
+        assert_eq!(with(json!(["a"])), ["personalizations.0.headers"]);
+        assert_eq!(with(json!({"X-N": 1})), ["personalizations.0.headers"]);
+        assert_eq!(
+            with(json!({"Subject": "x", "X-Ok": "y"})),
+            ["personalizations.0.headers"]
+        );
+        let mut body = valid();
+        body["personalizations"][0]["headers"] = one_click;
+        let summary = SendGrid::summarize(&body);
+        assert_eq!(
+            summary.headers["List-Unsubscribe-Post"],
+            "List-Unsubscribe=One-Click"
         );
     }
 

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
 use crate::faults::{Fault, FaultQueue};
+use crate::outcomes::{Outcome, Outcomes};
 use crate::store::Store;
 use crate::{control, sendgrid, twilio};
 
@@ -41,6 +42,8 @@ pub struct Config {
     /// Twilio take 100–300 ms); a `slow` fault adds to it. Requests wait side by side.
     pub latency: Duration,
     pub faults: Vec<Fault>,
+    /// What becomes of accepted messages, by recipient, from the start.
+    pub outcomes: Vec<Outcome>,
     /// Where SendGrid's Event Webhook posts the events of each accepted email; none if unset.
     pub sendgrid_events_url: Option<String>,
 }
@@ -53,6 +56,7 @@ impl Default for Config {
             twilio_auth_token: "fake-token".into(),
             latency: Duration::ZERO,
             faults: Vec::new(),
+            outcomes: Vec::new(),
             sendgrid_events_url: None,
         }
     }
@@ -67,6 +71,7 @@ impl fmt::Debug for Config {
             .field("twilio_auth_token", &"<redacted>")
             .field("latency", &self.latency)
             .field("faults", &self.faults)
+            .field("outcomes", &self.outcomes)
             .field("sendgrid_events_url", &self.sendgrid_events_url)
             .finish()
     }
@@ -77,6 +82,7 @@ pub(crate) struct App {
     pub config: Config,
     pub store: Store,
     pub faults: FaultQueue,
+    pub outcomes: Outcomes,
     /// Posts the providers' webhooks.
     pub client: reqwest::Client,
 }
@@ -85,10 +91,13 @@ impl App {
     fn new(mut config: Config) -> Arc<Self> {
         let faults = FaultQueue::default();
         faults.push(std::mem::take(&mut config.faults));
+        let outcomes = Outcomes::default();
+        outcomes.push(std::mem::take(&mut config.outcomes));
         Arc::new(Self {
             config,
             store: Store::default(),
             faults,
+            outcomes,
             client: reqwest::Client::new(),
         })
     }
@@ -123,6 +132,12 @@ fn router(app: Arc<App>) -> Router {
             get(control::list_faults)
                 .post(control::add_faults)
                 .delete(control::clear_faults),
+        )
+        .route(
+            "/_fake/outcomes",
+            get(control::list_outcomes)
+                .post(control::add_outcomes)
+                .delete(control::clear_outcomes),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
@@ -245,6 +260,11 @@ impl FakeProvider {
     /// The pending faults (same data as `/_fake/faults`).
     pub fn faults(&self) -> &FaultQueue {
         &self.app.faults
+    }
+
+    /// What becomes of accepted messages (same data as `/_fake/outcomes`).
+    pub fn outcomes(&self) -> &Outcomes {
+        &self.app.outcomes
     }
 
     /// Stops accepting, waits for open connections to finish, and returns.

@@ -47,6 +47,9 @@ pub struct Received {
     pub html: Option<String>,
     /// Top-level `custom_args` merged with every personalization's.
     pub custom_args: BTreeMap<String, String>,
+    /// Email headers asked for: the request's `headers` merged with every personalization's.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// First error message when the request was rejected.
     pub error: Option<String>,
     /// The request body: JSON as sent, form fields as a JSON object, or the text of an unparsable body.

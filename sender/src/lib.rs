@@ -6,5 +6,6 @@ pub mod circuit;
 pub mod metrics;
 pub mod provider;
 pub mod settle;
+pub mod unsubscribe;
 pub mod webhooks;
 pub mod worker;

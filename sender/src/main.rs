@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 use sender::metrics::SenderMetrics;
 use sender::provider::Providers;
 use sender::settle::Settler;
+use sender::unsubscribe::OneClick;
 use sender::webhooks::Webhooks;
 use sender::worker::Sender;
 
@@ -28,11 +29,13 @@ async fn main() -> anyhow::Result<()> {
     let store = store::connect_notify(&settings.notify)
         .await
         .context("connecting to the notification database")?;
+    let one_click = OneClick::new(&settings.unsubscribe, &settings.webhooks.public_url);
     let providers = Arc::new(
         Providers::new(
             &settings.providers,
             settings.sender.http_timeout,
             &settings.webhooks.public_url,
+            one_click.clone(),
         )
         .context("setting up the providers")?,
     );
@@ -60,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
             sender_metrics.clone(),
             &settings.webhooks,
             twilio_token,
+            one_click,
         )?
         .serve(listen, cancel.clone())
         .await

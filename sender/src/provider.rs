@@ -19,6 +19,7 @@ mod twilio;
 
 use std::time::Duration;
 
+use crate::unsubscribe::OneClick;
 use chrono::{DateTime, Utc};
 use herald_core::config::{ProviderSettings, env_var_for};
 use herald_core::model::{Channel, OutgoingMessage};
@@ -119,6 +120,7 @@ impl Providers {
         settings: &ProviderSettings,
         http_timeout: Duration,
         public_url: &str,
+        one_click: Option<OneClick>,
     ) -> Result<Self, SetupError> {
         let client = Client::builder()
             .timeout(http_timeout)
@@ -127,7 +129,7 @@ impl Providers {
             .user_agent(concat!("herald-sender/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
-            sendgrid: SendGrid::new(client.clone(), &settings.sendgrid)?,
+            sendgrid: SendGrid::new(client.clone(), &settings.sendgrid, one_click)?,
             twilio: Twilio::new(client, &settings.twilio, status_callback(public_url)?)?,
         })
     }

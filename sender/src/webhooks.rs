@@ -49,6 +49,7 @@ use sha1::Sha1;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::SenderMetrics;
+use crate::unsubscribe::{self, OneClick};
 
 const SIGNATURE: &str = "X-Twilio-Email-Event-Webhook-Signature";
 const TIMESTAMP: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
@@ -73,6 +74,8 @@ pub struct Webhooks {
     /// Twilio signs callbacks with the auth token, over the URL it posted to: `None`, every
     /// callback is refused.
     twilio: Option<(SecretString, String)>,
+    /// One-click unsubscribe links are served here too, when emails carry them.
+    one_click: Option<OneClick>,
 }
 
 impl Webhooks {
@@ -82,6 +85,7 @@ impl Webhooks {
         metrics: Arc<SenderMetrics>,
         settings: &WebhookSettings,
         twilio_auth_token: Option<SecretString>,
+        one_click: Option<OneClick>,
     ) -> Result<Self, KeyError> {
         let key = settings.sendgrid_verification_key.trim();
         let sendgrid_key = if key.is_empty() {
@@ -108,18 +112,30 @@ impl Webhooks {
             sendgrid_key,
             max_age: settings.max_age,
             twilio,
+            one_click,
         })
     }
 
-    /// Binds `listen` (a taken port is an error at startup) and takes webhooks until
-    /// `cancel` fires.
-    pub async fn serve(self, listen: SocketAddr, cancel: CancellationToken) -> std::io::Result<()> {
-        let app = Router::new()
+    /// Binds `listen` (a taken port is an error at startup) and takes webhooks (and one-click
+    /// unsubscribes) until `cancel` fires.
+    pub async fn serve(
+        mut self,
+        listen: SocketAddr,
+        cancel: CancellationToken,
+    ) -> std::io::Result<()> {
+        let unsubscribe = self.one_click.take().map(|one_click| {
+            unsubscribe::router(one_click, self.store.clone(), self.metrics.clone())
+        });
+        let mut app = Router::new()
             .route("/webhooks/sendgrid", post(sendgrid))
             .route("/webhooks/twilio", post(twilio))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(Arc::new(self));
-        let what = "the providers' webhooks at /webhooks/sendgrid and /webhooks/twilio";
+        let mut what = "the providers' webhooks at /webhooks/sendgrid and /webhooks/twilio";
+        if let Some(unsubscribe) = unsubscribe {
+            app = app.merge(unsubscribe);
+            what = "the providers' webhooks at /webhooks/sendgrid and /webhooks/twilio, and one-click unsubscribes at /unsubscribe/…";
+        }
         listener::serve(listen, app, what, cancel).await?;
         Ok(())
     }

@@ -44,7 +44,7 @@ impl Harness {
             },
         };
         adjust(&mut settings);
-        let providers = Providers::new(&settings, http_timeout, "").expect("providers build");
+        let providers = Providers::new(&settings, http_timeout, "", None).expect("providers build");
         Self { fake, providers }
     }
 
@@ -69,6 +69,7 @@ fn email() -> OutgoingMessage {
         body_html: Some("<p>It is on its way.</p>".into()),
         body_text: "It is on its way.".into(),
         counted_attempts: 0,
+        one_click: false,
     }
 }
 

@@ -392,6 +392,7 @@ async fn http(requests: i64, latency: Duration, settings: &Settings) -> anyhow::
         &providers,
         settings.sender.http_timeout,
         "",
+        None,
     )?);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -435,6 +436,7 @@ fn sample_email(n: i64) -> OutgoingMessage {
         body_html: Some("<p>Hello Bench Mark,</p><p>welcome to Acme.</p>".into()),
         body_text: "Hello Bench Mark, welcome to Acme.".into(),
         counted_attempts: 0,
+        one_click: false,
     }
 }
 

@@ -16,6 +16,7 @@ mod pipeline;
 mod replay;
 mod schedules;
 mod status_page;
+mod unsubscribe;
 mod webhooks;
 
 /// One `#[tokio::test]` per scenario and engine: `postgres::name` and `mssql::name`.
@@ -80,6 +81,8 @@ on_every_engine! {
     webhooks::sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_nothing,
     webhooks::a_sender_killed_in_its_calls_leaves_nothing_in_doubt_that_sendgrid_has,
     webhooks::twilio_callbacks_settle_doubt_and_a_stop_suppresses,
+    webhooks::reported_bounces_drops_complaints_and_stops_suppress_their_addresses,
+    unsubscribe::one_click_unsubscribes_from_the_schedule_or_the_tenant_and_a_forged_link_does_nothing,
     delivery::names_and_settings_reach_the_provider_in_the_form_it_accepts,
     bad_input::bad_input_is_recorded_with_its_reason_and_the_rest_flows,
     bad_input::every_service_stops_cleanly_on_sigterm,

@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use fake_provider::{
     Channel, Fault, FaultKind, SIGNATURE_HEADER, TIMESTAMP_HEADER, TWILIO_SIGNATURE_HEADER,
-    sendgrid_verification_key, sign_sendgrid_events, sign_twilio_request,
+    parse_outcomes, sendgrid_verification_key, sign_sendgrid_events, sign_twilio_request,
 };
-use herald_tests::{Engine, SOON, Service, Stack, free_address, provider_config, wait_until};
+use herald_tests::{
+    Contact, Engine, SOON, Service, Stack, free_address, provider_config, wait_until,
+};
 
 /// `SELECT count(*) FROM delivery_event`.
 async fn events(stack: &Stack) -> anyhow::Result<i64> {
@@ -521,5 +523,174 @@ pub async fn twilio_callbacks_settle_doubt_and_a_stop_suppresses(
         stack.provider.store().list(Some(Channel::Sms), None).len(),
         1
     );
+    Ok(())
+}
+
+/// What the providers report after taking a message, as the fake provider reports it for
+/// each recipient: a hard bounce, a drop for a bounced address, a spam report and a STOP
+/// (Twilio 21610) put the address on the tenant's suppression list, so the next message to it
+/// is not sent; a temporary block, a deferral and an unreachable handset do not. Support sees
+/// each message's latest report in `message_log`.
+pub async fn reported_bounces_drops_complaints_and_stops_suppress_their_addresses(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let webhook = free_address()?;
+    let public_url = format!("http://{webhook}");
+    let outcomes = parse_outcomes(
+        r#"[{"to":"bounce@example.com","report":"bounce"},
+            {"to":"gone@example.com","report":"dropped"},
+            {"to":"spam@example.com","report":"spamreport"},
+            {"to":"busy@example.com","report":"blocked"},
+            {"to":"slow@example.com","report":"deferred","delay_ms":200},
+            {"to":"+15550000002","report":"undelivered","error_code":21610},
+            {"to":"+15550000003","report":"undelivered"}]"#,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let provider = fake_provider::Config {
+        sendgrid_events_url: Some(format!("{public_url}/webhooks/sendgrid")),
+        outcomes,
+        ..provider_config()
+    };
+    let mut stack = Stack::with_provider(engine, "provider_reports", provider).await?;
+    stack.load_example_schedules().await?;
+    stack.set(Service::Sender, "HERALD__WEBHOOKS__LISTEN", &webhook);
+    stack.set(Service::Sender, "HERALD__WEBHOOKS__PUBLIC_URL", &public_url);
+    let key = sendgrid_verification_key();
+    stack.set(
+        Service::Sender,
+        "HERALD__WEBHOOKS__SENDGRID_VERIFICATION_KEY",
+        &key,
+    );
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+
+    // A welcome email each; an appointment SMS to the last two.
+    let people = [
+        ("bounce@example.com", "+15550000001"),
+        ("gone@example.com", "+15550000001"),
+        ("spam@example.com", "+15550000001"),
+        ("slow@example.com", "+15550000001"),
+        ("busy@example.com", "+15550000002"),
+        ("fine@example.com", "+15550000003"),
+    ];
+    let mut appointments = Vec::new();
+    for (n, (email, phone)) in people.iter().enumerate() {
+        let contact = Contact {
+            email: Some(email),
+            phone,
+            ..Contact::default()
+        };
+        let contact = stack.insert_contact(&contact).await?;
+        if n >= 4 {
+            appointments.push(stack.insert_appointment(contact, "Room 1").await?);
+        }
+    }
+    // processed + bounce, + dropped, + delivered + spamreport, + deferred + delivered,
+    // + bounce (blocked), + delivered; sent + undelivered twice.
+    stack
+        .wait_for_count("SELECT count(*) FROM delivery_event", 18, SOON)
+        .await?;
+    assert_eq!(stack.messages_with_status("sent").await?, 8);
+
+    let log = stack
+        .notify
+        .query(
+            "SELECT recipient, last_event, last_event_reason FROM message_log ORDER BY recipient",
+            &[],
+        )
+        .await?;
+    let log: Vec<(String, String, Option<String>)> = log
+        .iter()
+        .map(|r| (r.text(0), r.text(1), r.opt_text(2)))
+        .collect();
+    let entry = |to: &str, event: &str, reason: Option<&str>| {
+        (to.to_owned(), event.to_owned(), reason.map(str::to_owned))
+    };
+    assert_eq!(
+        log,
+        [
+            entry("+15550000002", "undelivered", Some("21610")),
+            entry("+15550000003", "undelivered", Some("30003")),
+            entry(
+                "bounce@example.com",
+                "bounce",
+                Some("550 5.1.1 The email account that you tried to reach does not exist")
+            ),
+            entry(
+                "busy@example.com",
+                "bounce",
+                Some("421 4.7.1 Temporarily rate limited; try again later")
+            ),
+            entry("fine@example.com", "delivered", Some("250 OK")),
+            entry("gone@example.com", "dropped", Some("Bounced Address")),
+            entry("slow@example.com", "delivered", Some("250 OK")),
+            entry("spam@example.com", "spamreport", None),
+        ]
+    );
+
+    let suppressed = stack
+        .notify
+        .query(
+            "SELECT channel, address, reason FROM suppression ORDER BY channel, address",
+            &[],
+        )
+        .await?;
+    let suppressed: Vec<[String; 3]> = suppressed
+        .iter()
+        .map(|r| [r.text(0), r.text(1), r.text(2)])
+        .collect();
+    let entry =
+        |channel: &str, address: &str, reason: &str| [channel, address, reason].map(str::to_owned);
+    assert_eq!(
+        suppressed,
+        [
+            entry(
+                "email",
+                "bounce@example.com",
+                "bounce: 550 5.1.1 The email account that you tried to reach does not exist"
+            ),
+            entry("email", "gone@example.com", "dropped: Bounced Address"),
+            entry("email", "spam@example.com", "spamreport"),
+            entry("sms", "+15550000002", "undelivered: 21610"),
+        ]
+    );
+
+    // Everyone again: the suppressed addresses get nothing, the others their messages.
+    for (email, phone) in people {
+        let contact = Contact {
+            email: Some(email),
+            phone,
+            ..Contact::default()
+        };
+        stack.insert_contact(&contact).await?;
+    }
+    for appointment in appointments {
+        stack.move_appointment(appointment, "Room 7").await?;
+    }
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status IN ('sent', 'suppressed')",
+            16,
+            SOON,
+        )
+        .await?;
+    let suppressed = stack
+        .notify
+        .query(
+            "SELECT recipient FROM message WHERE status = 'suppressed' ORDER BY recipient",
+            &[],
+        )
+        .await?;
+    let suppressed: Vec<String> = suppressed.iter().map(|r| r.text(0)).collect();
+    assert_eq!(
+        suppressed,
+        [
+            "+15550000002",
+            "bounce@example.com",
+            "gone@example.com",
+            "spam@example.com"
+        ]
+    );
+    assert_eq!(stack.accepted_count(), 12, "8, then 4 not suppressed");
     Ok(())
 }

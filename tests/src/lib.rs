@@ -7,6 +7,7 @@
 //! binaries built (`cargo build --workspace --bins`, which `scripts/test.sh` does too).
 //! `HERALD_TEST_PG` and `HERALD_TEST_KAFKA` override where they are.
 
+mod chromium;
 mod db;
 mod fixtures;
 mod kafka;
@@ -23,6 +24,7 @@ use fake_provider::{Config as ProviderConfig, FakeProvider, Received};
 use herald_core::config::{self, DatabaseSettings, DetectorSettings, Settings};
 use tokio_postgres::{Client, NoTls};
 
+pub use chromium::Chromium;
 pub use db::{Db, Row, Value};
 pub use fixtures::{Contact, SOON};
 pub use kafka::GroupOffsets;
@@ -36,6 +38,8 @@ const PG_PASSWORD: &str = "herald";
 pub const SENDGRID_KEY: &str = "SG.e2e-key";
 pub const TWILIO_SID: &str = "ACe2e00000000000000000000000000000";
 pub const TWILIO_TOKEN: &str = "e2e-token";
+/// Signs the sender's one-click unsubscribe links.
+pub const UNSUBSCRIBE_SECRET: &str = "e2e-unsubscribe-secret";
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

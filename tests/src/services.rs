@@ -12,7 +12,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use crate::{Engine, SENDGRID_KEY, Server, TWILIO_SID, TWILIO_TOKEN, kafka_brokers, repo_root};
+use crate::{
+    Engine, SENDGRID_KEY, Server, TWILIO_SID, TWILIO_TOKEN, UNSUBSCRIBE_SECRET, kafka_brokers,
+    repo_root,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Service {
@@ -81,6 +84,7 @@ impl Services {
             ("HERALD__PROVIDERS__TWILIO__BASE_URL", provider_url.into()),
             ("HERALD__PROVIDERS__TWILIO__ACCOUNT_SID", TWILIO_SID.into()),
             ("HERALD__PROVIDERS__TWILIO__AUTH_TOKEN", TWILIO_TOKEN.into()),
+            ("HERALD__UNSUBSCRIBE__SECRET", UNSUBSCRIBE_SECRET.into()),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))

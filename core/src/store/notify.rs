@@ -19,7 +19,7 @@ use super::{AttemptColumns, NotifyDb, Record, StoreError, StoreResult, payload_t
 use crate::model::{
     AttemptOutcome, Channel, Claimed, DeliveryEvent, EventsRecorded, InDoubtMessage, LateFinder,
     Mark, MergeFunction, MessageKey, MessageStatus, NewMessage, OutgoingMessage, QueueDepth,
-    RenderRetry, Rendering, RowPosition, Schedule, Settled, SourceTable, Template,
+    RenderRetry, Rendering, RowPosition, Schedule, Settled, SourceTable, Template, Unsubscription,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, EventRecord, Found, MessageFilter, MessageRecord,
@@ -112,6 +112,8 @@ queries!(
     suppression_add,
     ops_suppression_list,
     ops_suppression_remove,
+    unsubscribe_target,
+    unsubscribe,
     ops_schedules,
     ops_schedule_set_active,
     ops_find_by_recipient,
@@ -318,6 +320,17 @@ fn suppression_from(row: &impl Record) -> StoreResult<SuppressionEntry> {
         reason: row.text("reason")?,
         source: row.opt_text("source")?,
         created_at: row.time("created_at")?,
+        schedule: row.opt_text("schedule")?,
+    })
+}
+
+fn unsubscription_from(row: &impl Record) -> StoreResult<Unsubscription> {
+    Ok(Unsubscription {
+        tenant: row.text("tenant")?,
+        schedule: row.text("schedule")?,
+        address: row.text("address")?,
+        tenant_wide: row.bool("tenant_wide")?,
+        suppressed: row.bool("suppressed")?,
     })
 }
 
@@ -783,6 +796,7 @@ impl<D: Driver> NotifyDb for Notify<D> {
         tenant: &str,
         channel: Channel,
         address: &str,
+        schedule: Option<&str>,
         by: &Operator,
     ) -> StoreResult<Option<SuppressionEntry>> {
         let params = [
@@ -791,8 +805,21 @@ impl<D: Driver> NotifyDb for Notify<D> {
             Param::Text(address),
             Param::Text(&by.name),
             Param::Text(by.reason.as_deref().unwrap_or_default()),
+            Param::OptText(schedule),
         ];
         self.first(D::QUERIES.ops_suppression_remove, &params, suppression_from)
+            .await
+    }
+
+    async fn unsubscription(&self, message_id: i64) -> StoreResult<Option<Unsubscription>> {
+        let params = [Param::I64(message_id)];
+        self.first(D::QUERIES.unsubscribe_target, &params, unsubscription_from)
+            .await
+    }
+
+    async fn unsubscribe(&self, message_id: i64) -> StoreResult<Option<Unsubscription>> {
+        let params = [Param::I64(message_id)];
+        self.first(D::QUERIES.unsubscribe, &params, unsubscription_from)
             .await
     }
 
@@ -858,6 +885,7 @@ impl<D: Driver> NotifyDb for Notify<D> {
                 body_html: row.opt_text("body_html")?,
                 body_text: row.text("body_text")?,
                 counted_attempts: row.i32("counted_attempts")?,
+                one_click: row.bool("one_click")?,
             };
             let attempt = row.i32("attempt")?;
             Ok(Claimed::Sending { message, attempt })

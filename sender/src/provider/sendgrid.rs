@@ -2,12 +2,15 @@
 //! that the provider's events and a support search lead back to the message.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use herald_core::config::SendGridSettings;
 use herald_core::model::{Channel, OutgoingMessage};
 use reqwest::{Client, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+
+use crate::unsubscribe::OneClick;
 
 use super::{
     Delivery, ErrorBody, Provider, SetupError, endpoint, missing_secret, no_answer, refusal,
@@ -22,10 +25,16 @@ pub(super) struct SendGrid {
     api_key: Option<SecretString>,
     from_email: String,
     from_name: String,
+    /// Puts one-click unsubscribe links in the emails of schedules that offer them.
+    one_click: Option<OneClick>,
 }
 
 impl SendGrid {
-    pub(super) fn new(client: Client, settings: &SendGridSettings) -> Result<Self, SetupError> {
+    pub(super) fn new(
+        client: Client,
+        settings: &SendGridSettings,
+        one_click: Option<OneClick>,
+    ) -> Result<Self, SetupError> {
         warn_if_missing(&settings.api_key, API_KEY, Channel::Email);
         Ok(Self {
             client,
@@ -33,6 +42,7 @@ impl SendGrid {
             api_key: settings.api_key.clone(),
             from_email: settings.from_email.clone(),
             from_name: settings.from_name.clone(),
+            one_click,
         })
     }
 
@@ -81,6 +91,11 @@ impl SendGrid {
                     tenant: &message.tenant,
                     schedule_id: message.schedule_id.to_string(),
                 },
+                headers: self
+                    .one_click
+                    .as_ref()
+                    .filter(|_| message.one_click)
+                    .map(|links| links.headers(message.message_id).into_iter().collect()),
             }],
             from: Address {
                 email: &self.from_email,
@@ -105,6 +120,9 @@ struct Mail<'a> {
 struct Personalization<'a> {
     to: [Address<'a>; 1],
     custom_args: CustomArgs<'a>,
+    /// Name to value, as SendGrid takes them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<BTreeMap<&'static str, String>>,
 }
 
 #[derive(Serialize)]
@@ -209,7 +227,7 @@ mod tests {
 
     #[test]
     fn mail_has_plain_text_first_and_omits_what_is_absent() {
-        let sendgrid = SendGrid::new(Client::new(), &sendgrid_settings()).unwrap();
+        let sendgrid = SendGrid::new(Client::new(), &sendgrid_settings(), None).unwrap();
         let mut message = OutgoingMessage {
             message_id: 42,
             tenant: "acme".into(),
@@ -221,6 +239,7 @@ mod tests {
             body_html: Some("<p>hi</p>".into()),
             body_text: "hi".into(),
             counted_attempts: 0,
+            one_click: false,
         };
         let full = serde_json::to_value(sendgrid.mail(&message)).unwrap();
         assert_eq!(
@@ -245,6 +264,7 @@ mod tests {
                 from_name: "Acme; Inc.".into(),
                 ..sendgrid_settings()
             },
+            None,
         )
         .unwrap();
         let named = serde_json::to_value(comma_from.mail(&message)).unwrap();
@@ -253,6 +273,26 @@ mod tests {
             "Sammy Davis Jr."
         );
         assert_eq!(named["from"]["name"], "Acme Inc.");
+
+        // A schedule that offers one-click unsubscribe: its emails carry the headers.
+        let settings = herald_core::config::UnsubscribeSettings {
+            secret: Some("s3cret".to_owned().into()),
+            mailto: String::new(),
+        };
+        let one_click = OneClick::new(&settings, "https://hooks.example.com").unwrap();
+        let token = one_click.token(42);
+        let links = SendGrid::new(Client::new(), &sendgrid_settings(), Some(one_click)).unwrap();
+        let plain = serde_json::to_value(links.mail(&message)).unwrap();
+        assert!(plain["personalizations"][0].get("headers").is_none());
+        message.one_click = true;
+        let offered = serde_json::to_value(links.mail(&message)).unwrap();
+        assert_eq!(
+            offered["personalizations"][0]["headers"],
+            serde_json::json!({
+                "List-Unsubscribe": format!("<https://hooks.example.com/unsubscribe/{token}>"),
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"
+            })
+        );
 
         message.recipient_name = None;
         message.body_html = None;

@@ -31,17 +31,20 @@ SELECT N'acme', N'appointment-reminder',
 -- 2. Schedules: "when a row of <table> is inserted (created_at) or changed (modified_at),
 --    send <channel> to whoever <merge_function> names, with <template>". On SQL Server,
 --    merge_function names a stored procedure taking one parameter, the row's key.
+--    unsubscribe: the emails carry a one-click unsubscribe link (RFC 8058) that stops this
+--    schedule's emails to the address ('schedule') or all the tenant's ('tenant'); NULL, none.
 INSERT INTO dbo.schedule (tenant, name, channel, source_schema, source_table, key_column,
-                          change_column, merge_schema, merge_function, template_name)
+                          change_column, merge_schema, merge_function, template_name,
+                          unsubscribe)
 SELECT v.tenant, v.name, v.channel, v.source_schema, v.source_table, v.key_column,
-       v.change_column, v.merge_schema, v.merge_function, v.template_name
+       v.change_column, v.merge_schema, v.merge_function, v.template_name, v.unsubscribe
   FROM (VALUES
            (N'acme', N'welcome-email', N'email', N'crm', N'contact', N'contact_id',
-            N'created_at', N'crm', N'welcome_email', N'welcome'),
+            N'created_at', N'crm', N'welcome_email', N'welcome', N'schedule'),
            (N'acme', N'appointment-sms', N'sms', N'crm', N'appointment', N'appointment_id',
-            N'modified_at', N'crm', N'appointment_sms', N'appointment-reminder')
+            N'modified_at', N'crm', N'appointment_sms', N'appointment-reminder', NULL)
        ) AS v (tenant, name, channel, source_schema, source_table, key_column,
-               change_column, merge_schema, merge_function, template_name)
+               change_column, merge_schema, merge_function, template_name, unsubscribe)
  WHERE NOT EXISTS (SELECT 1 FROM dbo.schedule AS s WHERE s.tenant = v.tenant AND s.name = v.name);
 
 -- 3. Pause a schedule (its table is no longer polled), and resume it. Resuming carries on

@@ -43,3 +43,11 @@ IF OBJECT_ID(N'dbo.schedule', N'U') IS NULL
         updated_at     datetime2(7)  NOT NULL CONSTRAINT schedule_updated_default DEFAULT SYSUTCDATETIME(),
         CONSTRAINT schedule_name UNIQUE (tenant, name)
     );
+GO
+
+-- One-click unsubscribe (RFC 8058) in the schedule's emails: 'schedule' stops this schedule's
+-- emails to the address that clicks it, 'tenant' all the tenant's emails to it; NULL (the
+-- default) offers none, for mail a recipient cannot opt out of (a receipt, a password reset).
+IF COL_LENGTH(N'dbo.schedule', N'unsubscribe') IS NULL
+    ALTER TABLE dbo.schedule ADD unsubscribe nvarchar(8) NULL
+        CONSTRAINT schedule_unsubscribe CHECK (unsubscribe IN (N'schedule', N'tenant'));

@@ -1,4 +1,6 @@
--- Addresses that must not be contacted (unsubscribed, bounced, complained). Matching is
+-- Addresses that must not be contacted (unsubscribed, bounced, complained): by any of the
+-- tenant's messages on the channel, or, with schedule_id, by that schedule's (a one-click
+-- unsubscribe from it). Matching is
 -- case-insensitive whatever the database's collation: address_lower is indexed instead of
 -- an expression (SQL Server indexes computed columns, not expressions).
 
@@ -22,8 +24,15 @@ IF COL_LENGTH(N'dbo.suppression', N'source') IS NULL
     ALTER TABLE dbo.suppression ADD source nvarchar(300) NULL;
 GO
 
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.suppression') AND name = N'suppression_address')
-    CREATE UNIQUE INDEX suppression_address ON dbo.suppression (tenant, channel, address_lower);
+IF COL_LENGTH(N'dbo.suppression', N'schedule_id') IS NULL
+    ALTER TABLE dbo.suppression ADD schedule_id bigint NULL;
+GO
+
+-- One entry per address and scope (a unique index holds one NULL: the tenant-wide entry).
+IF EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.suppression') AND name = N'suppression_address')
+    DROP INDEX suppression_address ON dbo.suppression;
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.suppression') AND name = N'suppression_entry')
+    CREATE UNIQUE INDEX suppression_entry ON dbo.suppression (tenant, channel, address_lower, schedule_id);
 
 -- Entries an operator removed (heraldctl suppression remove), with who and why: the address
 -- may be contacted again since.
@@ -39,3 +48,7 @@ IF OBJECT_ID(N'dbo.suppression_removed', N'U') IS NULL
         removed_why nvarchar(max) NOT NULL,
         removed_at  datetime2(7)  NOT NULL CONSTRAINT suppression_removed_at_default DEFAULT SYSUTCDATETIME()
     );
+GO
+
+IF COL_LENGTH(N'dbo.suppression_removed', N'schedule_id') IS NULL
+    ALTER TABLE dbo.suppression_removed ADD schedule_id bigint NULL;

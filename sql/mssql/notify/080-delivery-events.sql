@@ -1,6 +1,7 @@
 -- What the providers said about messages after taking them (SendGrid's Event Webhook:
 -- processed, delivered, deferred, bounce, dropped, spamreport, unsubscribe, open, click),
 -- one row per event, kept once: a provider that posts an event again changes nothing.
+-- Provider `herald`: what a recipient told us directly (a one-click unsubscribe).
 -- message_id is NULL for an event that names no message of ours.
 --   SELECT event, reason, occurred_at FROM dbo.delivery_event WHERE message_id = 42 ORDER BY occurred_at;
 
@@ -10,7 +11,7 @@ GO
 
 IF OBJECT_ID(N'dbo.delivery_event', N'U') IS NULL
     CREATE TABLE dbo.delivery_event (
-        provider            nvarchar(16)  NOT NULL CONSTRAINT delivery_event_provider CHECK (provider IN (N'sendgrid', N'twilio')),
+        provider            nvarchar(16)  NOT NULL CONSTRAINT delivery_event_provider CHECK (provider IN (N'sendgrid', N'twilio', N'herald')),
         event_id            nvarchar(200) NOT NULL,
         message_id          bigint        NULL CONSTRAINT delivery_event_message_fk
                                           REFERENCES dbo.message (message_id) ON DELETE CASCADE,

@@ -36,8 +36,11 @@ SELECT m.message_id,
   OUTER APPLY (SELECT TOP (1) d.event, d.reason, d.occurred_at
                  FROM dbo.delivery_event AS d
                 WHERE d.message_id = m.message_id
-                -- within a second, what follows `processed` and `deferred` is later
+                -- within a second, by the lifecycle: processed, deferred, sent or
+                -- delivered, then the rest (bounce, spamreport, undelivered, …)
                 ORDER BY CASE WHEN d.occurred_at IS NULL THEN 1 ELSE 0 END, d.occurred_at DESC,
-                         CASE d.event WHEN N'processed' THEN 0 WHEN N'deferred' THEN 1
-                                      ELSE 2 END DESC,
+                         CASE WHEN d.event = N'processed' THEN 0
+                              WHEN d.event = N'deferred' THEN 1
+                              WHEN d.event IN (N'sent', N'delivered') THEN 2
+                              ELSE 3 END DESC,
                          d.received_at DESC) AS e;

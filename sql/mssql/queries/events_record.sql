@@ -4,7 +4,7 @@
 -- message that does not exist (or is on the other provider's channel) is kept without it. A
 -- new event marked `suppress` (a hard bounce, a complaint, an unsubscribe) about its
 -- message's own recipient puts the address on the message's tenant's suppression list for
--- that channel, with the event as reason and source (messages in doubt are settled by
+-- that channel (all its schedules), with the event as reason and source (messages in doubt are settled by
 -- send_settle_by_events.sql). One transaction; the inserts take UPDLOCK, HOLDLOCK on the keys
 -- they check, so two posts of the same event cannot both record it.
 -- Returns how many events were new and how many addresses they suppressed.
@@ -86,7 +86,7 @@ SELECT c.tenant, c.channel, c.address, c.reason, c.source
    AND NOT EXISTS (SELECT 1
                      FROM dbo.suppression AS s WITH (UPDLOCK, HOLDLOCK)
                     WHERE s.tenant = c.tenant AND s.channel = c.channel
-                      AND s.address_lower = LOWER(c.address));
+                      AND s.address_lower = LOWER(c.address) AND s.schedule_id IS NULL);
 
 COMMIT TRANSACTION;
 

@@ -1,11 +1,12 @@
 -- Sender @P1 takes up to @P3 due queued messages on channels @P4 (a JSON array) and starts
 -- their provider calls: each goes `sending` with its attempt row, under a lease of @P2
--- milliseconds that covers the call; one whose recipient is on the suppression list goes
--- `suppressed` instead. One transaction, so no message is ever claimed but not begun;
+-- milliseconds that covers the call; one whose recipient is on the suppression list (the
+-- tenant's, or its schedule's) goes `suppressed` instead. One transaction, so no message is ever claimed but not begun;
 -- XACT_ABORT rolls it back on any error, and a session that fails midway is closed by the
 -- engine. The ordered TOP is an updatable CTE with SQL Server's SKIP LOCKED (UPDLOCK,
 -- READPAST, ROWLOCK; READ COMMITTED or REPEATABLE READ only, see render_claim_retries.sql).
--- Returns both, `sending` ones with their attempt number and the attempts counted before it.
+-- Returns both, `sending` ones with their attempt number, the attempts counted before it and
+-- whether their schedule offers one-click unsubscribe.
 SET XACT_ABORT ON;
 BEGIN TRANSACTION;
 
@@ -32,7 +33,8 @@ WITH due AS (
                                FROM dbo.suppression AS s
                               WHERE s.tenant = m.tenant
                                 AND s.channel = m.channel
-                                AND s.address_lower = LOWER(m.recipient))
+                                AND s.address_lower = LOWER(m.recipient)
+                                AND (s.schedule_id IS NULL OR s.schedule_id = m.schedule_id))
                 THEN 1 ELSE 0 END AS suppressed
       FROM dbo.message AS m WITH (UPDLOCK, READPAST, ROWLOCK)
      WHERE m.status = N'queued'
@@ -64,6 +66,8 @@ SELECT message_id, attempt, @P1 FROM @claimed WHERE suppressed = 0;
 
 COMMIT TRANSACTION;
 
-SELECT message_id, tenant, schedule_id, channel, recipient, recipient_name, subject,
-       body_html, body_text, suppressed, attempt, counted_attempts
-  FROM @claimed;
+SELECT c.message_id, c.tenant, c.schedule_id, c.channel, c.recipient, c.recipient_name,
+       c.subject, c.body_html, c.body_text, c.suppressed, c.attempt, c.counted_attempts,
+       CAST(CASE WHEN sc.unsubscribe IS NOT NULL THEN 1 ELSE 0 END AS bit) AS one_click
+  FROM @claimed AS c
+  LEFT JOIN dbo.schedule AS sc ON sc.schedule_id = c.schedule_id;

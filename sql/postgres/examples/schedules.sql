@@ -24,12 +24,15 @@ ON CONFLICT (tenant, name, locale) DO NOTHING;
 
 -- 2. Schedules: "when a row of <table> is inserted (created_at) or changed (modified_at),
 --    send <channel> to whoever <merge_function> names, with <template>".
+--    unsubscribe: the emails carry a one-click unsubscribe link (RFC 8058) that stops this
+--    schedule's emails to the address ('schedule') or all the tenant's ('tenant'); NULL, none.
 INSERT INTO schedule (tenant, name, channel, source_schema, source_table, key_column,
-                      change_column, merge_schema, merge_function, template_name) VALUES
+                      change_column, merge_schema, merge_function, template_name,
+                      unsubscribe) VALUES
     ('acme', 'welcome-email', 'email', 'crm', 'contact', 'contact_id',
-     'created_at', 'crm', 'welcome_email', 'welcome'),
+     'created_at', 'crm', 'welcome_email', 'welcome', 'schedule'),
     ('acme', 'appointment-sms', 'sms', 'crm', 'appointment', 'appointment_id',
-     'modified_at', 'crm', 'appointment_sms', 'appointment-reminder')
+     'modified_at', 'crm', 'appointment_sms', 'appointment-reminder', NULL)
 ON CONFLICT (tenant, name) DO NOTHING;
 
 -- 3. Pause a schedule (its table is no longer polled), and resume it. Resuming carries on

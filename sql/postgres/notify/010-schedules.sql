@@ -34,3 +34,9 @@ CREATE TABLE IF NOT EXISTS schedule (
     updated_at     timestamptz NOT NULL DEFAULT now(),
     UNIQUE (tenant, name)
 );
+
+-- One-click unsubscribe (RFC 8058) in the schedule's emails: 'schedule' stops this schedule's
+-- emails to the address that clicks it, 'tenant' all the tenant's emails to it; NULL (the
+-- default) offers none, for mail a recipient cannot opt out of (a receipt, a password reset).
+ALTER TABLE schedule ADD COLUMN IF NOT EXISTS unsubscribe text
+    CHECK (unsubscribe IN ('schedule', 'tenant'));

@@ -1,4 +1,6 @@
--- Addresses that must not be contacted (unsubscribed, bounced, complained).
+-- Addresses that must not be contacted (unsubscribed, bounced, complained): by any of the
+-- tenant's messages on the channel, or, with schedule_id, by that schedule's (a one-click
+-- unsubscribe from it).
 
 CREATE TABLE IF NOT EXISTS suppression (
     tenant     text        NOT NULL,
@@ -11,7 +13,12 @@ CREATE TABLE IF NOT EXISTS suppression (
 -- What put the address here, when a provider's event did: `sendgrid:<sg_event_id>`.
 ALTER TABLE suppression ADD COLUMN IF NOT EXISTS source text;
 
-CREATE UNIQUE INDEX IF NOT EXISTS suppression_address ON suppression (tenant, channel, lower(address));
+ALTER TABLE suppression ADD COLUMN IF NOT EXISTS schedule_id bigint;
+
+-- One entry per address and scope (0: the tenant's every schedule; ids start at 1).
+DROP INDEX IF EXISTS suppression_address;
+CREATE UNIQUE INDEX IF NOT EXISTS suppression_entry
+    ON suppression (tenant, channel, lower(address), coalesce(schedule_id, 0));
 
 -- Entries an operator removed (heraldctl suppression remove), with who and why: the address
 -- may be contacted again since.
@@ -26,3 +33,5 @@ CREATE TABLE IF NOT EXISTS suppression_removed (
     removed_why text       NOT NULL,
     removed_at timestamptz NOT NULL DEFAULT now()
 );
+
+ALTER TABLE suppression_removed ADD COLUMN IF NOT EXISTS schedule_id bigint;

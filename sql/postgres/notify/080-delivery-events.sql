@@ -1,11 +1,12 @@
 -- What the providers said about messages after taking them (SendGrid's Event Webhook:
 -- processed, delivered, deferred, bounce, dropped, spamreport, unsubscribe, open, click),
 -- one row per event, kept once: a provider that posts an event again changes nothing.
+-- Provider `herald`: what a recipient told us directly (a one-click unsubscribe).
 -- message_id is NULL for an event that names no message of ours.
 --   SELECT event, reason, occurred_at FROM delivery_event WHERE message_id = 42 ORDER BY occurred_at;
 
 CREATE TABLE IF NOT EXISTS delivery_event (
-    provider            text        NOT NULL CHECK (provider IN ('sendgrid', 'twilio')),
+    provider            text        NOT NULL CHECK (provider IN ('sendgrid', 'twilio', 'herald')),
     event_id            text        NOT NULL,
     message_id          bigint      REFERENCES message ON DELETE CASCADE,
     provider_message_id text,

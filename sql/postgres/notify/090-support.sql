@@ -29,9 +29,12 @@ SELECT m.message_id,
   LEFT JOIN LATERAL (SELECT d.event, d.reason, d.occurred_at
                        FROM delivery_event d
                       WHERE d.message_id = m.message_id
-                      -- within a second, what follows `processed` and `deferred` is later
+                      -- within a second, by the lifecycle: processed, deferred, sent or
+                      -- delivered, then the rest (bounce, spamreport, undelivered, …)
                       ORDER BY d.occurred_at DESC NULLS LAST,
-                               CASE d.event WHEN 'processed' THEN 0 WHEN 'deferred' THEN 1
-                                            ELSE 2 END DESC,
+                               CASE WHEN d.event = 'processed' THEN 0
+                                    WHEN d.event = 'deferred' THEN 1
+                                    WHEN d.event IN ('sent', 'delivered') THEN 2
+                                    ELSE 3 END DESC,
                                d.received_at DESC
                       LIMIT 1) e ON true;

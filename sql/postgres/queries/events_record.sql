@@ -3,7 +3,8 @@
 -- each once: an event already recorded is left as it is. An event naming a message that does
 -- not exist (or is on the other provider's channel) is kept without it. A new event marked
 -- `suppress` (a hard bounce, a complaint, an unsubscribe) about its message's own recipient
--- puts the address on the message's tenant's suppression list for that channel, with the
+-- puts the address on the message's tenant's suppression list for that channel (all its
+-- schedules), with the
 -- event as reason and source (messages in doubt are settled by send_settle_by_events.sql).
 -- Returns how many events were new and how many addresses they suppressed.
 WITH e AS (
@@ -31,7 +32,7 @@ WITH e AS (
       JOIN e ON e.provider = r.provider AND e.event_id = r.event_id
       JOIN message m ON m.message_id = r.message_id
      WHERE e.suppress AND lower(e.address) = lower(m.recipient)
-        ON CONFLICT (tenant, channel, lower(address)) DO NOTHING
+        ON CONFLICT (tenant, channel, lower(address), coalesce(schedule_id, 0)) DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM suppressed) AS suppressed

@@ -1,15 +1,18 @@
 -- Sender $1 takes up to $3 due queued messages on channels $4 and starts their provider
 -- calls: each goes `sending` with its attempt row, under a lease of $2 seconds that covers
--- the call; one whose recipient is on the suppression list goes `suppressed` instead. One
--- statement, so no message is ever claimed but not begun. Returns both, `sending` ones
--- with their attempt number and the attempts counted before it.
+-- the call; one whose recipient is on the suppression list (the tenant's, or its schedule's)
+-- goes `suppressed` instead. One statement, so no message is ever claimed but not begun.
+-- Returns both, `sending` ones with their attempt number, the attempts counted before it and
+-- whether their schedule offers one-click unsubscribe.
 WITH due AS (
     SELECT message_id,
            EXISTS (SELECT 1
                      FROM suppression s
                     WHERE s.tenant = message.tenant
                       AND s.channel = message.channel
-                      AND lower(s.address) = lower(message.recipient)) AS suppressed
+                      AND lower(s.address) = lower(message.recipient)
+                      AND (s.schedule_id IS NULL OR s.schedule_id = message.schedule_id))
+               AS suppressed
       FROM message
      WHERE status = 'queued'
        AND next_attempt_at <= now()
@@ -34,7 +37,10 @@ WITH due AS (
     RETURNING m.message_id, m.tenant, m.schedule_id, m.channel, m.recipient, m.recipient_name,
               m.subject, m.body_html, m.body_text, due.suppressed,
               m.send_attempts AS attempt,
-              m.send_attempts - m.uncounted_attempts - 1 AS counted_attempts
+              m.send_attempts - m.uncounted_attempts - 1 AS counted_attempts,
+              EXISTS (SELECT 1 FROM schedule sc
+                       WHERE sc.schedule_id = m.schedule_id AND sc.unsubscribe IS NOT NULL)
+                  AS one_click
 ), attempts AS (
     INSERT INTO delivery_attempt (message_id, attempt, sender)
     SELECT message_id, attempt, $1 FROM claimed WHERE NOT suppressed
