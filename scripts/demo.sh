@@ -64,8 +64,10 @@ start() {
     echo $! >"$RUN_DIR/$name.pid"
     log "started $name (log: $RUN_DIR/$name.log)"
 }
+# Grace's mailbox does not exist: SendGrid will report her welcome email bounced.
 start fake-provider --listen 127.0.0.1:8025 \
-    --sendgrid-events-url http://127.0.0.1:9404/webhooks/sendgrid   # [webhooks] in local.toml
+    --sendgrid-events-url http://127.0.0.1:9404/webhooks/sendgrid \
+    --outcome '{"to":"grace@example.com","report":"bounce"}'   # [webhooks] in local.toml
 wait_for_port 127.0.0.1 8025 10
 start change-detector
 start renderer
@@ -111,7 +113,7 @@ psql_to "$SOURCE_DB" -c \
 expected=7
 wait_for_notifications "$expected"
 
-log "waiting for SendGrid's events (processed, delivered) for the 3 emails"
+log "waiting for SendGrid's events for the 3 emails (processed, then delivered or bounce)"
 for _ in $(seq 1 50); do
     events=$(psql_to "$NOTIFY_DB" -Atc "SELECT count(*) FROM delivery_event")
     [[ "$events" -ge 6 ]] && break
@@ -130,6 +132,19 @@ echo "What support sees (SELECT ... FROM message_log):"
 psql_to "$NOTIFY_DB" -c "SELECT message_id, schedule, channel, recipient, status, sent_at::time(0) AS sent_at, provider_message_id, last_event FROM message_log ORDER BY message_id"
 
 [[ "$arrived" -ge "$expected" ]] || die "only $arrived of $expected notifications arrived (logs in $RUN_DIR)"
+
+# The welcome emails offer one-click unsubscribe (RFC 8058): Ada's mail client posts to the
+# List-Unsubscribe link her email carried.
+link=$(curl -fsS "$PROVIDER/_fake/messages?channel=email" | python3 -c '
+import json, sys
+for m in json.load(sys.stdin):
+    if m["to"] == ["ada@example.com"]:
+        print(m["headers"]["List-Unsubscribe"].strip("<>"))')
+log "Ada clicks unsubscribe in her mail client: POST $link"
+curl -fsS -X POST -d List-Unsubscribe=One-Click "$link" >/dev/null
+echo
+echo "Who gets no more email (heraldctl suppression list): Grace bounced, Ada unsubscribed"
+"$BIN/heraldctl" suppression list
 
 if [[ "${1:-}" == --keep-running ]]; then
     log "services left running; the fake provider is at $PROVIDER/_fake/messages; stop with: scripts/demo.sh stop"

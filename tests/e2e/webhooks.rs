@@ -286,6 +286,30 @@ pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_
     );
     stack.insert_contact_to("fine@example.com").await?;
     stack.wait_for_accepted(3, SOON).await?;
+
+    // An event without our id finds its message through SendGrid's, as earlier events named it.
+    let sendgrid_id = stack
+        .notify
+        .query_one(
+            "SELECT provider_message_id FROM message WHERE message_id = $1",
+            &[fine_id.into()],
+        )
+        .await?
+        .text(0);
+    let body = format!(
+        r#"[{{"email":"fine@example.com","timestamp":{now},"event":"open","sg_event_id":"open-1","sg_message_id":"{sendgrid_id}.filterdrecv-1-0"}}]"#
+    );
+    let signature = sign_sendgrid_events(&now, body.as_bytes());
+    let (status, text) = post(body, now.clone(), Some(signature)).await?;
+    assert_eq!((status, text.trim()), (200, "recorded 1 new event(s)"));
+    let opened = stack
+        .notify
+        .count(
+            "SELECT message_id FROM delivery_event WHERE event_id = 'open-1'",
+            &[],
+        )
+        .await?;
+    assert_eq!(opened, fine_id);
     Ok(())
 }
 

@@ -27,3 +27,7 @@ GO
 
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.delivery_event') AND name = N'delivery_event_message')
     CREATE INDEX delivery_event_message ON dbo.delivery_event (message_id) WHERE message_id IS NOT NULL;
+
+-- An event without our message id finds it through an earlier event with the provider's id.
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.delivery_event') AND name = N'delivery_event_provider_message')
+    CREATE INDEX delivery_event_provider_message ON dbo.delivery_event (provider, provider_message_id) WHERE provider_message_id IS NOT NULL;

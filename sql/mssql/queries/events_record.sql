@@ -1,7 +1,9 @@
 -- Records provider events (@P1: a JSON array, one object per event: provider, event_id,
 -- message_id, provider_message_id, event, reason, occurred_at in ISO 8601, payload, address,
--- suppress), each once: an event already recorded is left as it is. An event naming a
--- message that does not exist (or is on the other provider's channel) is kept without it. A
+-- suppress), each once: an event already recorded is left as it is. An event without our
+-- message id is matched through the provider's id of the message, as an earlier event named
+-- it. An event naming a message that does not exist (or is on the other provider's channel)
+-- is kept without it. A
 -- new event marked `suppress` (a hard bounce, a complaint, an unsubscribe) about its
 -- message's own recipient puts the address on the message's tenant's suppression list for
 -- that channel (all its schedules), with the event as reason and source (messages in doubt are settled by
@@ -60,7 +62,12 @@ SELECT e.provider, e.event_id, m.message_id, e.provider_message_id, e.event, e.r
        e.occurred_at, e.payload
   FROM @events AS e
   LEFT JOIN dbo.message AS m
-         ON m.message_id = e.message_id
+         ON m.message_id = COALESCE(e.message_id,
+                                    (SELECT TOP (1) d.message_id
+                                       FROM dbo.delivery_event AS d
+                                      WHERE d.provider = e.provider
+                                        AND d.provider_message_id = e.provider_message_id
+                                        AND d.message_id IS NOT NULL))
         AND m.channel = CASE e.provider WHEN N'sendgrid' THEN N'email' ELSE N'sms' END
  WHERE NOT EXISTS (SELECT 1
                      FROM dbo.delivery_event AS d WITH (UPDLOCK, HOLDLOCK)

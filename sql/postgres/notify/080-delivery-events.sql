@@ -20,3 +20,7 @@ CREATE TABLE IF NOT EXISTS delivery_event (
 
 CREATE INDEX IF NOT EXISTS delivery_event_message ON delivery_event (message_id)
     WHERE message_id IS NOT NULL;
+
+-- An event without our message id finds it through an earlier event with the provider's id.
+CREATE INDEX IF NOT EXISTS delivery_event_provider_message
+    ON delivery_event (provider, provider_message_id) WHERE provider_message_id IS NOT NULL;

@@ -1,7 +1,9 @@
 -- Records provider events ($1: a JSON array, one object per event: provider, event_id,
 -- message_id, provider_message_id, event, reason, occurred_at, payload, address, suppress),
--- each once: an event already recorded is left as it is. An event naming a message that does
--- not exist (or is on the other provider's channel) is kept without it. A new event marked
+-- each once: an event already recorded is left as it is. An event without our message id is
+-- matched through the provider's id of the message, as an earlier event named it. An event
+-- naming a message that does not exist (or is on the other provider's channel) is kept
+-- without it. A new event marked
 -- `suppress` (a hard bounce, a complaint, an unsubscribe) about its message's own recipient
 -- puts the address on the message's tenant's suppression list for that channel (all its
 -- schedules), with the
@@ -20,7 +22,13 @@ WITH e AS (
            e.occurred_at, e.payload
       FROM e
       LEFT JOIN message m
-             ON m.message_id = e.message_id
+             ON m.message_id = coalesce(e.message_id,
+                                        (SELECT d.message_id
+                                           FROM delivery_event d
+                                          WHERE d.provider = e.provider
+                                            AND d.provider_message_id = e.provider_message_id
+                                            AND d.message_id IS NOT NULL
+                                          LIMIT 1))
             AND m.channel = CASE e.provider WHEN 'sendgrid' THEN 'email' ELSE 'sms' END
         ON CONFLICT (provider, event_id) DO NOTHING
     RETURNING provider, event_id, message_id, provider_message_id
