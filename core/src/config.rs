@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Where the config files are: `HERALD_CONFIG_DIR`, else `./config`.
@@ -20,6 +20,9 @@ pub const CONFIG_DIR_VAR: &str = "HERALD_CONFIG_DIR";
 /// Which environment file to layer over `base.toml`: `HERALD_ENV`, else `local`.
 pub const ENVIRONMENT_VAR: &str = "HERALD_ENV";
 const ENV_PREFIX: &str = "HERALD";
+
+/// The shortest `unsubscribe.secret` taken.
+const MIN_SECRET_CHARS: usize = 16;
 
 /// Secret settings, by their config path; each may come only from the environment.
 const SECRET_KEYS: [&str; 5] = [
@@ -178,6 +181,14 @@ impl Settings {
         if !public_url.is_empty() && !http {
             return Err(ConfigError::Inconsistent(format!(
                 "webhooks.public_url ({public_url:?}) must be an http(s) URL, or empty"
+            )));
+        }
+        let secret = self.unsubscribe.secret.as_ref();
+        let secret_length = secret.map_or(0, |s| s.expose_secret().trim().chars().count());
+        if (1..MIN_SECRET_CHARS).contains(&secret_length) {
+            return Err(ConfigError::Inconsistent(format!(
+                "unsubscribe.secret must be at least {MIN_SECRET_CHARS} characters: it signs \
+                 the unsubscribe links, and a short one can be guessed"
             )));
         }
         if sender.max_in_flight == 0 {
@@ -620,6 +631,21 @@ mod tests {
         assert_eq!(settings.detector.batch_size, 77);
         assert_eq!(settings.detector.poll_interval, Duration::from_millis(250));
         assert_eq!(settings.kafka.brokers, ["k1:9092", "k2:9092"]);
+    }
+
+    #[test]
+    fn a_short_unsubscribe_secret_is_refused_and_an_empty_one_is_unset() {
+        let load = |secret: &str| {
+            let variables = [("HERALD__UNSUBSCRIBE__SECRET".to_owned(), secret.to_owned())]
+                .into_iter()
+                .collect();
+            Settings::load_with(&config_dir(), "local", Some(variables))
+        };
+        let error = load("hunter2").unwrap_err().to_string();
+        assert!(error.contains("at least 16"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(load("").is_ok(), "empty: no links, not an error");
+        assert!(load("sixteen-chars-ok").is_ok());
     }
 
     #[test]

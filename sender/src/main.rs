@@ -30,6 +30,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to the notification database")?;
     let one_click = OneClick::new(&settings.unsubscribe, &settings.webhooks.public_url);
+    if one_click.is_some() && settings.webhooks.listen.is_none() {
+        tracing::warn!(
+            "webhooks.listen is not set: the unsubscribe links in emails lead nowhere this sender serves"
+        );
+    }
     let providers = Arc::new(
         Providers::new(
             &settings.providers,

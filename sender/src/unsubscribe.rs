@@ -56,7 +56,11 @@ impl OneClick {
     /// then go without links.
     pub fn new(settings: &UnsubscribeSettings, public_url: &str) -> Option<Self> {
         let public_url = public_url.trim().trim_end_matches('/');
-        let Some(secret) = settings.secret.clone() else {
+        let secret = settings
+            .secret
+            .clone()
+            .filter(|secret| !secret.expose_secret().trim().is_empty());
+        let Some(secret) = secret else {
             tracing::warn!(
                 "unsubscribe.secret is not set (HERALD__UNSUBSCRIBE__SECRET): emails go without one-click unsubscribe links"
             );

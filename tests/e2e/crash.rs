@@ -59,7 +59,9 @@ async fn killed_mid_stream(engine: Engine, victim: Service) -> anyhow::Result<()
                 .await?;
             }
             stack.kill(victim).await?;
-            sending_at_kill = stack.messages_with_status("sending").await?;
+            if victim == Service::Sender {
+                sending_at_kill = stack.messages_with_status("sending").await?;
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
             stack.start(victim).await?;
         }

@@ -614,7 +614,13 @@ pub async fn reported_bounces_drops_complaints_and_stops_suppress_their_addresse
     stack
         .wait_for_count("SELECT count(*) FROM delivery_event", 18, SOON)
         .await?;
-    assert_eq!(stack.messages_with_status("sent").await?, 8);
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'sent'",
+            8,
+            SOON,
+        )
+        .await?;
 
     let log = stack
         .notify

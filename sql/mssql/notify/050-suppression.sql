@@ -29,10 +29,11 @@ IF COL_LENGTH(N'dbo.suppression', N'schedule_id') IS NULL
 GO
 
 -- One entry per address and scope (a unique index holds one NULL: the tenant-wide entry).
-IF EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.suppression') AND name = N'suppression_address')
-    DROP INDEX suppression_address ON dbo.suppression;
+-- It replaces suppression_address (no scope): stop the senders before applying this.
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.suppression') AND name = N'suppression_entry')
     CREATE UNIQUE INDEX suppression_entry ON dbo.suppression (tenant, channel, address_lower, schedule_id);
+IF EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.suppression') AND name = N'suppression_address')
+    DROP INDEX suppression_address ON dbo.suppression;
 
 -- Entries an operator removed (heraldctl suppression remove), with who and why: the address
 -- may be contacted again since.

@@ -25,6 +25,15 @@ IF OBJECT_ID(N'dbo.delivery_event', N'U') IS NULL
     );
 GO
 
+-- Databases made before `herald` was a provider allowed only the two.
+IF EXISTS (SELECT 1 FROM sys.check_constraints
+            WHERE name = N'delivery_event_provider' AND [definition] NOT LIKE N'%herald%')
+    ALTER TABLE dbo.delivery_event DROP CONSTRAINT delivery_event_provider;
+IF NOT EXISTS (SELECT 1 FROM sys.check_constraints WHERE name = N'delivery_event_provider')
+    ALTER TABLE dbo.delivery_event ADD CONSTRAINT delivery_event_provider
+        CHECK (provider IN (N'sendgrid', N'twilio', N'herald'));
+GO
+
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.delivery_event') AND name = N'delivery_event_message')
     CREATE INDEX delivery_event_message ON dbo.delivery_event (message_id) WHERE message_id IS NOT NULL;
 

@@ -30,9 +30,14 @@ WITH reports AS (
            CASE WHEN d.event IN (N'failed', N'undelivered', N'dropped', N'bounce')
                 THEN 1 ELSE 0 END AS undelivered,
            ROW_NUMBER() OVER (PARTITION BY m.message_id
+                              -- within one post and second, by the lifecycle
                               ORDER BY d.received_at DESC,
                                        CASE WHEN d.occurred_at IS NULL THEN 1 ELSE 0 END,
-                                       d.occurred_at DESC) AS newest
+                                       d.occurred_at DESC,
+                                       CASE WHEN d.event = N'processed' THEN 0
+                                            WHEN d.event = N'deferred' THEN 1
+                                            WHEN d.event IN (N'sent', N'delivered') THEN 2
+                                            ELSE 3 END DESC) AS newest
       FROM dbo.message AS m
       JOIN dbo.delivery_attempt AS a
         ON a.message_id = m.message_id AND a.attempt = m.send_attempts

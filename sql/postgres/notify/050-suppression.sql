@@ -15,10 +15,11 @@ ALTER TABLE suppression ADD COLUMN IF NOT EXISTS source text;
 
 ALTER TABLE suppression ADD COLUMN IF NOT EXISTS schedule_id bigint;
 
--- One entry per address and scope (0: the tenant's every schedule; ids start at 1).
-DROP INDEX IF EXISTS suppression_address;
+-- One entry per address and scope (0: the tenant's every schedule; ids start at 1). It
+-- replaces suppression_address (no scope): stop the senders before applying this.
 CREATE UNIQUE INDEX IF NOT EXISTS suppression_entry
     ON suppression (tenant, channel, lower(address), coalesce(schedule_id, 0));
+DROP INDEX IF EXISTS suppression_address;
 
 -- Entries an operator removed (heraldctl suppression remove), with who and why: the address
 -- may be contacted again since.

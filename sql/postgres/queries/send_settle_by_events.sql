@@ -13,7 +13,12 @@ WITH latest AS (
       JOIN delivery_event d ON d.message_id = m.message_id AND d.received_at >= a.started_at
      WHERE m.status = 'in_doubt'
        AND d.provider = CASE m.channel WHEN 'email' THEN 'sendgrid' ELSE 'twilio' END
-     ORDER BY m.message_id, d.received_at DESC, d.occurred_at DESC NULLS LAST
+     -- the latest; within one post and second, by the lifecycle (see message_log)
+     ORDER BY m.message_id, d.received_at DESC, d.occurred_at DESC NULLS LAST,
+              CASE WHEN d.event = 'processed' THEN 0
+                   WHEN d.event = 'deferred' THEN 1
+                   WHEN d.event IN ('sent', 'delivered') THEN 2
+                   ELSE 3 END DESC
 ), settled AS (
     UPDATE message m
        SET status = CASE WHEN l.undelivered THEN 'failed' ELSE 'sent' END,
