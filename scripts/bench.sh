@@ -5,6 +5,8 @@
 #   scripts/bench.sh [pipeline] [OPTIONS]   the whole pipeline and its raw stages, one table
 #   scripts/bench.sh detection              commit → event latency, rows read again per poll, poll time
 #   scripts/bench.sh sender                 messages sent per second, provider answering at once and in 100 ms
+#   scripts/bench.sh tenants [--flood N] [--provider-latency MS]
+#                                           a small tenant's latency while a large one's flood drains
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -12,6 +14,7 @@ usage() {
     cat <<'EOF'
 usage: scripts/bench.sh [pipeline] [OPTIONS]
        scripts/bench.sh detection | sender
+       scripts/bench.sh tenants [--flood N (100000)] [--provider-latency MS (50)]
 
 The pipeline benchmark (the default) measures, in one run on this machine:
   - raw stages: broker produce and consume (the services' own client settings), the

@@ -16,6 +16,7 @@ mod pipeline;
 mod replay;
 mod schedules;
 mod status_page;
+mod tenants;
 mod unsubscribe;
 mod webhooks;
 
@@ -97,6 +98,7 @@ on_every_engine! {
     operate::in_doubt_messages_are_listed_and_settled_once,
     operate::trace_by_recipient_finds_the_whole_chain,
     status_page::the_status_page_shows_what_the_database_holds,
+    tenants::a_tenants_flood_does_not_hold_up_another_tenants_messages,
 }
 
 on_postgres! {

@@ -43,6 +43,58 @@ impl Stack {
         .await
     }
 
+    /// Adds a second tenant, `globex`, with a table of its own in the source
+    /// (`crm.globex_customer`, `tests/fixtures/<engine>/second_tenant.sql`) and an active
+    /// welcome email schedule on it.
+    pub async fn add_second_tenant(&self) -> anyhow::Result<()> {
+        self.apply_source_fixture("second_tenant").await?;
+        self.notify
+            .batch(
+                "INSERT INTO template (tenant, name, locale, subject, body_html, body_text)
+                 VALUES ('globex', 'welcome', 'en', 'Welcome to Globex, {{ first_name }}',
+                         '<p>Welcome to Globex.</p>', 'Welcome to Globex.');
+                 INSERT INTO schedule (tenant, name, channel, source_schema, source_table,
+                                       key_column, change_column, merge_schema, merge_function,
+                                       template_name)
+                 VALUES ('globex', 'welcome-email', 'email', 'crm', 'globex_customer',
+                         'customer_id', 'created_at', 'crm', 'globex_welcome', 'welcome');",
+            )
+            .await
+    }
+
+    /// Inserts a globex customer (see [`Stack::add_second_tenant`]) in its own transaction.
+    pub async fn insert_globex_customer(&self, email: &str) -> anyhow::Result<()> {
+        self.source
+            .execute(
+                "INSERT INTO crm.globex_customer (email, name) VALUES ($1, 'Customer')",
+                &[email.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts `count` contacts in one statement (`flood-<n>@example.com`), as an import does.
+    pub async fn insert_contacts(&self, count: i64) -> anyhow::Result<()> {
+        let sql = match self.engine {
+            Engine::Postgres => {
+                "INSERT INTO crm.contact (first_name, last_name, email, phone, locale)
+                 SELECT 'Flood', 'No ' || n, 'flood-' || n || '@example.com', '+15550000001', 'en'
+                   FROM generate_series(1, $1::bigint) AS n"
+            }
+            Engine::Mssql => {
+                "WITH numbers AS (
+                     SELECT TOP ($1) ROW_NUMBER() OVER (ORDER BY (SELECT NULL)) AS n
+                       FROM sys.all_objects AS a CROSS JOIN sys.all_objects AS b)
+                 INSERT INTO crm.contact (first_name, last_name, email, phone, locale)
+                 SELECT N'Flood', CONCAT(N'No ', n), CONCAT(N'flood-', n, N'@example.com'),
+                        N'+15550000001', N'en'
+                   FROM numbers"
+            }
+        };
+        self.source.execute(sql, &[count.into()]).await?;
+        Ok(())
+    }
+
     /// Inserts a contact through `db`, a connection to the source (maybe in a transaction);
     /// returns its key.
     pub async fn insert_contact_on(&self, db: &Db, contact: &Contact<'_>) -> anyhow::Result<i64> {

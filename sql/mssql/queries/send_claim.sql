@@ -1,15 +1,20 @@
 -- Sender @P1 takes up to @P3 due queued messages on channels @P4 (a JSON array) and starts
 -- their provider calls: each goes `sending` with its attempt row, under a lease of @P2
 -- milliseconds that covers the call; one whose recipient is on the suppression list (the
--- tenant's, or its schedule's) goes `suppressed` instead. One transaction, so no message is ever claimed but not begun;
--- XACT_ABORT rolls it back on any error, and a session that fails midway is closed by the
--- engine. The ordered TOP is an updatable CTE with SQL Server's SKIP LOCKED (UPDLOCK,
--- READPAST, ROWLOCK; READ COMMITTED or REPEATABLE READ only, see render_claim_retries.sql).
+-- tenant's, or its schedule's) goes `suppressed` instead. Tenants are served in turn: each
+-- tenant with queued messages gets an equal share of the claim (what a tenant leaves unused
+-- goes to the next claim), its oldest first, so a tenant's backlog never holds up another's
+-- messages. One transaction, so no message is ever claimed but not begun; XACT_ABORT rolls it
+-- back on any error, and a session that fails midway is closed by the engine. The chosen
+-- rows are read with SQL Server's SKIP LOCKED (UPDLOCK, READPAST, ROWLOCK; READ COMMITTED or
+-- REPEATABLE READ only, see render_claim_retries.sql) and stay locked until the commit.
 -- Returns both, `sending` ones with their attempt number, the attempts counted before it and
 -- whether their schedule offers one-click unsubscribe.
 SET XACT_ABORT ON;
 BEGIN TRANSACTION;
 
+DECLARE @tenants TABLE (tenant nvarchar(128) NOT NULL PRIMARY KEY);
+DECLARE @chosen TABLE (message_id bigint NOT NULL PRIMARY KEY);
 DECLARE @claimed TABLE (
     message_id       bigint        NOT NULL PRIMARY KEY,
     tenant           nvarchar(128) NOT NULL,
@@ -25,32 +30,50 @@ DECLARE @claimed TABLE (
     counted_attempts int           NOT NULL
 );
 
-WITH due AS (
-    SELECT TOP (@P3) m.message_id, m.tenant, m.schedule_id, m.channel, m.recipient,
-           m.recipient_name, m.subject, m.body_html, m.body_text, m.status, m.send_attempts,
-           m.uncounted_attempts, m.last_error, m.lease_owner, m.lease_expires_at, m.updated_at,
-           CASE WHEN EXISTS (SELECT 1
-                               FROM dbo.suppression AS s
-                              WHERE s.tenant = m.tenant
-                                AND s.channel = m.channel
-                                AND s.address_lower = LOWER(m.recipient)
-                                AND (s.schedule_id IS NULL OR s.schedule_id = m.schedule_id))
-                THEN 1 ELSE 0 END AS suppressed
-      FROM dbo.message AS m WITH (UPDLOCK, READPAST, ROWLOCK)
+-- Each tenant with queued messages: one seek of message_send_due_by_tenant per tenant (the
+-- ROW_NUMBER() = 1 of the recursive part is the next tenant; recursive parts take no TOP).
+WITH tenants AS (
+    SELECT TOP (1) m.tenant
+      FROM dbo.message AS m
      WHERE m.status = N'queued'
-       AND m.next_attempt_at <= SYSUTCDATETIME()
-       AND m.channel IN (SELECT c.value FROM OPENJSON(@P4) AS c)
-       -- a claim made by a sender of an earlier version, not begun
-       AND (m.lease_expires_at IS NULL OR m.lease_expires_at < SYSUTCDATETIME())
-     ORDER BY m.next_attempt_at
+     ORDER BY m.tenant
+    UNION ALL
+    SELECT r.tenant
+      FROM (SELECT m.tenant, ROW_NUMBER() OVER (ORDER BY m.tenant) AS rn
+              FROM dbo.message AS m
+              JOIN tenants AS t ON m.tenant > t.tenant
+             WHERE m.status = N'queued') AS r
+     WHERE r.rn = 1
 )
-UPDATE due
-   SET status = CASE WHEN suppressed = 1 THEN N'suppressed' ELSE N'sending' END,
-       send_attempts = send_attempts + 1 - suppressed,
-       last_error = CASE WHEN suppressed = 1
+INSERT INTO @tenants (tenant)
+SELECT tenant FROM tenants
+OPTION (MAXRECURSION 0);
+
+DECLARE @per_tenant int = CEILING(CAST(@P3 AS float)
+                                  / (SELECT CASE WHEN COUNT(*) = 0 THEN 1 ELSE COUNT(*) END
+                                       FROM @tenants));
+
+INSERT INTO @chosen (message_id)
+SELECT TOP (@P3) p.message_id
+  FROM @tenants AS t
+ CROSS APPLY (SELECT TOP (@per_tenant) m.message_id, m.next_attempt_at
+                FROM dbo.message AS m WITH (UPDLOCK, READPAST, ROWLOCK)
+               WHERE m.status = N'queued'
+                 AND m.tenant = t.tenant
+                 AND m.next_attempt_at <= SYSUTCDATETIME()
+                 AND m.channel IN (SELECT c.value FROM OPENJSON(@P4) AS c)
+                 -- a claim made by a sender of an earlier version, not begun
+                 AND (m.lease_expires_at IS NULL OR m.lease_expires_at < SYSUTCDATETIME())
+               ORDER BY m.next_attempt_at) AS p
+ ORDER BY p.next_attempt_at;
+
+UPDATE m
+   SET status = CASE WHEN s.suppressed = 1 THEN N'suppressed' ELSE N'sending' END,
+       send_attempts = m.send_attempts + 1 - s.suppressed,
+       last_error = CASE WHEN s.suppressed = 1
                          THEN N'the recipient is on the suppression list' END,
-       lease_owner = CASE WHEN suppressed = 1 THEN NULL ELSE @P1 END,
-       lease_expires_at = CASE WHEN suppressed = 1 THEN NULL
+       lease_owner = CASE WHEN s.suppressed = 1 THEN NULL ELSE @P1 END,
+       lease_expires_at = CASE WHEN s.suppressed = 1 THEN NULL
                                ELSE DATEADD(millisecond, @P2, SYSUTCDATETIME()) END,
        updated_at = SYSUTCDATETIME()
 OUTPUT inserted.message_id, inserted.tenant, inserted.schedule_id, inserted.channel,
@@ -59,7 +82,17 @@ OUTPUT inserted.message_id, inserted.tenant, inserted.schedule_id, inserted.chan
        CASE WHEN inserted.status = N'suppressed' THEN 1 ELSE 0 END,
        inserted.send_attempts, inserted.send_attempts - inserted.uncounted_attempts - 1
   INTO @claimed (message_id, tenant, schedule_id, channel, recipient, recipient_name,
-                 subject, body_html, body_text, suppressed, attempt, counted_attempts);
+                 subject, body_html, body_text, suppressed, attempt, counted_attempts)
+  FROM dbo.message AS m
+  JOIN @chosen AS c ON c.message_id = m.message_id
+ CROSS APPLY (SELECT CASE WHEN EXISTS (
+                          SELECT 1
+                            FROM dbo.suppression AS sp
+                           WHERE sp.tenant = m.tenant
+                             AND sp.channel = m.channel
+                             AND sp.address_lower = LOWER(m.recipient)
+                             AND (sp.schedule_id IS NULL OR sp.schedule_id = m.schedule_id))
+                      THEN 1 ELSE 0 END AS suppressed) AS s;
 
 INSERT INTO dbo.delivery_attempt (message_id, attempt, sender)
 SELECT message_id, attempt, @P1 FROM @claimed WHERE suppressed = 0;

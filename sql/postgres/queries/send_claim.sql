@@ -2,26 +2,50 @@
 -- calls: each goes `sending` with its attempt row, under a lease of $2 seconds that covers
 -- the call; one whose recipient is on the suppression list (the tenant's, or its schedule's)
 -- goes `suppressed` instead. One statement, so no message is ever claimed but not begun.
--- Returns both, `sending` ones with their attempt number, the attempts counted before it and
--- whether their schedule offers one-click unsubscribe.
-WITH due AS (
-    SELECT message_id,
+-- Tenants are served in turn: each tenant with queued messages gets an equal share of the
+-- claim (what a tenant leaves unused goes to the next claim), its oldest first, so a tenant's
+-- backlog never holds up another's messages. Returns both, `sending` ones with their attempt
+-- number, the attempts counted before it and whether their schedule offers one-click
+-- unsubscribe.
+WITH RECURSIVE tenants AS (
+    -- each tenant with queued messages: one probe of message_send_due_by_tenant each
+    (SELECT tenant FROM message WHERE status = 'queued' ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.tenant
+              FROM message m
+             WHERE m.status = 'queued' AND m.tenant > t.tenant
+             ORDER BY m.tenant
+             LIMIT 1)
+      FROM tenants t
+     WHERE t.tenant IS NOT NULL
+), share AS (
+    SELECT ceil($3::bigint::float8 / greatest(count(*), 1))::bigint AS per_tenant
+      FROM tenants
+     WHERE tenant IS NOT NULL
+), due AS (
+    SELECT p.message_id,
            EXISTS (SELECT 1
                      FROM suppression s
-                    WHERE s.tenant = message.tenant
-                      AND s.channel = message.channel
-                      AND lower(s.address) = lower(message.recipient)
-                      AND (s.schedule_id IS NULL OR s.schedule_id = message.schedule_id))
+                    WHERE s.tenant = t.tenant
+                      AND s.channel = p.channel
+                      AND lower(s.address) = lower(p.recipient)
+                      AND (s.schedule_id IS NULL OR s.schedule_id = p.schedule_id))
                AS suppressed
-      FROM message
-     WHERE status = 'queued'
-       AND next_attempt_at <= now()
-       AND channel = ANY($4::text[])
-       -- a claim made by a sender of an earlier version, not begun
-       AND (lease_expires_at IS NULL OR lease_expires_at < now())
-     ORDER BY next_attempt_at
-     LIMIT $3
-       FOR UPDATE SKIP LOCKED
+      FROM tenants t
+     CROSS JOIN LATERAL (
+           SELECT m.message_id, m.channel, m.recipient, m.schedule_id, m.next_attempt_at
+             FROM message m
+            WHERE m.status = 'queued'
+              AND m.tenant = t.tenant
+              AND m.next_attempt_at <= now()
+              AND m.channel = ANY($4::text[])
+              -- a claim made by a sender of an earlier version, not begun
+              AND (m.lease_expires_at IS NULL OR m.lease_expires_at < now())
+            ORDER BY m.next_attempt_at
+            LIMIT (SELECT per_tenant FROM share)
+              FOR UPDATE SKIP LOCKED) p
+     ORDER BY p.next_attempt_at
+     LIMIT $3::bigint
 ), claimed AS (
     UPDATE message m
        SET status = CASE WHEN due.suppressed THEN 'suppressed' ELSE 'sending' END,

@@ -1,0 +1,86 @@
+//! Tenants are isolated: one tenant's flood does not hold up another tenant's messages.
+
+use std::time::{Duration, Instant};
+
+use herald_tests::{Engine, SOON, Service, Stack, provider_config, wait_until};
+
+const FLOOD: i64 = 5_000;
+const SMALL: usize = 10;
+
+/// acme imports 5,000 contacts; a moment later globex adds 10 customers. The provider takes
+/// 50 ms a call and the sender keeps 16 calls in flight, so acme's flood takes some 15 s to
+/// drain: globex's 10 welcome emails are sent while it drains (the sender serves tenants in
+/// turn), not after it.
+pub async fn a_tenants_flood_does_not_hold_up_another_tenants_messages(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let provider = fake_provider::Config {
+        latency: Duration::from_millis(50),
+        ..provider_config()
+    };
+    let mut stack = Stack::with_provider(engine, "tenant_flood", provider).await?;
+    stack.load_welcome_schedule().await?;
+    stack.add_second_tenant().await?;
+    stack.set(Service::Sender, "HERALD__SENDER__MAX_IN_FLIGHT", "16");
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+
+    // What the queue says was sent, per tenant: cheaper to poll than the provider's records.
+    let tenant_sent = |tenant: &'static str| {
+        let notify = &stack.notify;
+        async move {
+            let sent = notify
+                .count(
+                    "SELECT count(*) FROM message WHERE tenant = $1 AND status = 'sent'",
+                    &[tenant.into()],
+                )
+                .await?;
+            anyhow::Ok(usize::try_from(sent)?)
+        }
+    };
+    stack.insert_contacts(FLOOD).await?;
+    let started = wait_until(SOON, || async {
+        Ok((tenant_sent("acme").await? >= 100).then_some(()))
+    })
+    .await;
+    if started.is_err() {
+        anyhow::bail!("acme's flood did not start\n{}", stack.diagnostics().await);
+    }
+
+    let committed = Instant::now();
+    for n in 0..SMALL {
+        stack
+            .insert_globex_customer(&format!("customer-{n}@globex.example"))
+            .await?;
+    }
+    let sent = wait_until(SOON, || async {
+        Ok((tenant_sent("globex").await? == SMALL).then_some(()))
+    })
+    .await;
+    if sent.is_err() {
+        anyhow::bail!(
+            "globex got {} of {SMALL}\n{}",
+            tenant_sent("globex").await?,
+            stack.diagnostics().await
+        );
+    }
+    let waited = committed.elapsed();
+    let flood_sent = tenant_sent("acme").await?;
+    println!(
+        "globex's {SMALL} sent {:.1} s after their commits, with {flood_sent} of acme's {FLOOD} sent",
+        waited.as_secs_f64()
+    );
+    assert!(
+        flood_sent < 4_000,
+        "globex's messages waited for acme's flood: {flood_sent} of {FLOOD} were sent first"
+    );
+    // The flood is not starved either: it all goes.
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE status = 'sent'",
+            FLOOD + SMALL as i64,
+            Duration::from_secs(120),
+        )
+        .await?;
+    Ok(())
+}
