@@ -4,6 +4,7 @@
 //! (idempotent producer, `acks=all`), so a caller that moves a mark afterwards moves it past
 //! acknowledged events only.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,15 +17,16 @@ use herald_core::telemetry::error_chain;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+/// Shared by the passes under way; a producer that failed for good is replaced under them.
 pub struct Emitter {
     settings: KafkaSettings,
-    producer: FutureProducer,
+    producer: Mutex<FutureProducer>,
 }
 
 impl Emitter {
     pub fn new(settings: KafkaSettings) -> Result<Self, KafkaError> {
         Ok(Emitter {
-            producer: kafka::producer_config(&settings).create()?,
+            producer: Mutex::new(kafka::producer_config(&settings).create()?),
             settings,
         })
     }
@@ -35,6 +37,7 @@ impl Emitter {
         schedule: &Schedule,
         rows: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<(), KafkaError> {
+        let producer = self.producer();
         let detected_at = Utc::now();
         let mut deliveries = Vec::new();
         for (key, change) in rows {
@@ -52,11 +55,7 @@ impl Emitter {
             let record = FutureRecord::to(&self.settings.topic)
                 .key(&record_key)
                 .payload(&payload);
-            deliveries.push(
-                self.producer
-                    .send_result(record)
-                    .map_err(|(error, _)| error)?,
-            );
+            deliveries.push(producer.send_result(record).map_err(|(error, _)| error)?);
         }
         for delivery in join_all(deliveries).await {
             match delivery {
@@ -70,21 +69,30 @@ impl Emitter {
 
     /// A fatal producer error (e.g. a fenced idempotent producer) needs a new producer; the
     /// unacknowledged rows are read again from the mark.
-    pub fn recreate_if_fatal(&mut self) {
-        let Some((code, reason)) = self.producer.client().fatal_error() else {
+    pub fn recreate_if_fatal(&self) {
+        let mut current = self.producer.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((code, reason)) = current.client().fatal_error() else {
             return;
         };
         tracing::error!(%code, %reason, "fatal producer error; recreating the producer");
         match kafka::producer_config(&self.settings).create() {
-            Ok(producer) => self.producer = producer,
+            Ok(producer) => *current = producer,
             Err(error) => {
                 tracing::error!(error = %error_chain(&error), "could not recreate the producer")
             }
         }
     }
 
+    /// The producer in use (a handle: the passes under way keep theirs).
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     pub fn flush(&self) {
-        if let Err(error) = self.producer.flush(Duration::from_secs(10)) {
+        if let Err(error) = self.producer().flush(Duration::from_secs(10)) {
             tracing::error!(error = %error_chain(&error), "could not flush the producer");
         }
     }

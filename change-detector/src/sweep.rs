@@ -41,7 +41,7 @@ impl Sweep {
         if interval.is_zero() {
             return;
         }
-        let mut emitter = match Emitter::new(self.kafka.clone()) {
+        let emitter = match Emitter::new(self.kafka.clone()) {
             Ok(emitter) => emitter,
             Err(error) => {
                 tracing::error!(error = %error_chain(&error), "the sweep could not create its producer; no sweeps");

@@ -196,6 +196,15 @@ impl Settings {
                 "sender.max_in_flight must be at least 1".into(),
             ));
         }
+        let passes = self.detector.max_concurrent_passes;
+        if passes == 0 || passes >= self.source.pool_size as usize {
+            return Err(ConfigError::Inconsistent(format!(
+                "detector.max_concurrent_passes ({passes}) must be at least 1 and below \
+                 source.pool_size ({}): each pass holds a source connection, and the catalog \
+                 checks and the sweep need one too",
+                self.source.pool_size
+            )));
+        }
         if self.detector.batch_size == 0 {
             return Err(ConfigError::Inconsistent(
                 "detector.batch_size must be at least 1".into(),
@@ -315,6 +324,9 @@ pub struct DetectorSettings {
     pub poll_interval: Duration,
     /// Rows read per schedule per query.
     pub batch_size: u32,
+    /// Detection passes run side by side (each holds a source connection while it reads), so
+    /// a slow or huge table holds back only its own schedule.
+    pub max_concurrent_passes: usize,
     /// How long a detector owns a schedule without renewing the lease.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,

@@ -108,4 +108,5 @@ on_postgres! {
     exact::savepoints_rollbacks_freezing_and_a_killed_detector_inside_a_held_window,
     exact::a_change_breaking_the_write_delay_is_swept_late_and_audited,
     exact::a_renderer_on_a_replica_behind_the_event_waits_for_it,
+    tenants::a_locked_table_holds_back_only_its_own_schedule,
 }

@@ -1,7 +1,9 @@
-//! Tenants are isolated: one tenant's flood does not hold up another tenant's messages.
+//! Tenants are isolated: one tenant's flood does not hold up another tenant's messages, nor
+//! its locked table another's schedules.
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use herald_tests::{Engine, SOON, Service, Stack, provider_config, wait_until};
 
 const FLOOD: i64 = 5_000;
@@ -82,5 +84,41 @@ pub async fn a_tenants_flood_does_not_hold_up_another_tenants_messages(
             Duration::from_secs(120),
         )
         .await?;
+    Ok(())
+}
+
+/// globex's table is locked on the source (an `ACCESS EXCLUSIVE` lock held by a migration, a
+/// long `ALTER`): its schedule's pass waits for it, up to the source's statement timeout
+/// (30 s). acme's schedule is polled meanwhile, so acme's welcome email goes out while the
+/// lock is held; once it is released, globex's schedule carries on.
+pub async fn a_locked_table_holds_back_only_its_own_schedule() -> anyhow::Result<()> {
+    let mut stack = Stack::new(Engine::Postgres, "locked_table").await?;
+    stack.load_welcome_schedule().await?;
+    stack.add_second_tenant().await?;
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+
+    let migration = stack.connect_source().await?;
+    migration
+        .batch("BEGIN; LOCK TABLE crm.globex_customer IN ACCESS EXCLUSIVE MODE")
+        .await?;
+    let locked = Instant::now();
+    // Let globex's next pass run into the lock.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack.insert_contact_to("ada@example.com").await?;
+    stack
+        .wait_for_accepted(1, Duration::from_secs(15))
+        .await
+        .context("acme's email waited for globex's locked table")?;
+    assert!(
+        locked.elapsed() < Duration::from_secs(25),
+        "the lock was still held"
+    );
+    migration.batch("COMMIT").await?;
+
+    stack
+        .insert_globex_customer("customer@globex.example")
+        .await?;
+    stack.wait_for_accepted(2, SOON).await?;
     Ok(())
 }
