@@ -197,11 +197,11 @@ impl Settings {
             ));
         }
         let passes = self.detector.max_concurrent_passes;
-        if passes == 0 || passes >= self.source.pool_size as usize {
+        if passes == 0 || passes + 2 > self.source.pool_size as usize {
             return Err(ConfigError::Inconsistent(format!(
-                "detector.max_concurrent_passes ({passes}) must be at least 1 and below \
-                 source.pool_size ({}): each pass holds a source connection, and the catalog \
-                 checks and the sweep need one too",
+                "detector.max_concurrent_passes ({passes}) must be at least 1 and at most \
+                 source.pool_size ({}) - 2: each pass holds a source connection, and the \
+                 catalog checks and the sweep need one each",
                 self.source.pool_size
             )));
         }

@@ -54,7 +54,7 @@ type Begun = (OutgoingMessage, i32, Option<u64>);
 /// A call that ended: message id, attempt number, outcome.
 type Ended = (i64, i32, AttemptOutcome);
 
-/// A claim in progress: the messages marked `sending`, and whether it took all it asked for.
+/// A claim in progress: the messages marked `sending`, and whether it took any.
 type Claiming<'a> = BoxFuture<'a, StoreResult<(Vec<Begun>, bool)>>;
 
 /// A claim is made once this share of the window is free (or the window is empty), so one
@@ -136,12 +136,14 @@ impl Sender {
                 claimed = async { claiming.as_mut().expect("a claim").await }, if claiming.is_some() => {
                     claiming = None;
                     match claimed {
-                        Ok((begun, claimed_all)) => {
+                        Ok((begun, took_any)) => {
                             failures = 0;
                             calls.extend(begun.into_iter().map(|(message, attempt, probe)| {
                                 self.call(message, attempt, probe)
                             }));
-                            if !claimed_all {
+                            // A claim that found nothing waits; a short one may have left other
+                            // tenants' messages (each gets a share), so the next goes at once.
+                            if !took_any {
                                 next_claim = Instant::now() + idle_poll(self.settings.poll_interval);
                             }
                         }
@@ -199,7 +201,7 @@ impl Sender {
     /// channels whose provider takes calls, marked `sending` by the claim itself; a paused
     /// provider, once its pause is over, gets one message of its channel as the probe.
     /// Returns the calls to make, with their attempt numbers and probe tickets, and whether
-    /// the claim took as many as it asked for.
+    /// it took any message (suppressed ones too).
     async fn claim_and_begin(&self, free: usize, expire: bool) -> StoreResult<(Vec<Begun>, bool)> {
         if expire {
             let in_doubt = self.store.expire_lost_sends().await?;
@@ -242,11 +244,11 @@ impl Sender {
             }
         }
         let limit = free - begun.len();
-        let mut claimed_all = false;
+        let mut took_any = !begun.is_empty();
         if !open.is_empty() && limit > 0 {
             match self.claim(limit, &open).await {
                 Ok((claimed, taken)) => {
-                    claimed_all = taken == limit;
+                    took_any |= taken > 0;
                     begun.extend(
                         claimed
                             .into_iter()
@@ -259,7 +261,7 @@ impl Sender {
                 }
             }
         }
-        Ok((begun, claimed_all))
+        Ok((begun, took_any))
     }
 
     /// One claim of up to `limit` messages on `channels`: those to send now, with their

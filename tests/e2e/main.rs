@@ -99,6 +99,7 @@ on_every_engine! {
     operate::trace_by_recipient_finds_the_whole_chain,
     status_page::the_status_page_shows_what_the_database_holds,
     tenants::a_tenants_flood_does_not_hold_up_another_tenants_messages,
+    tenants::a_claim_takes_every_tenants_first_message_before_anyones_second,
 }
 
 on_postgres! {

@@ -122,3 +122,103 @@ pub async fn a_locked_table_holds_back_only_its_own_schedule() -> anyhow::Result
     stack.wait_for_accepted(2, SOON).await?;
     Ok(())
 }
+
+/// A claim, as the sender makes it, on a queue of several tenants' messages: every tenant
+/// with a message due gets its first in before anyone's second; messages not due yet, or on
+/// a channel not asked for, take no share from the others.
+pub async fn a_claim_takes_every_tenants_first_message_before_anyones_second(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let stack = Stack::new(engine, "fair_claim").await?;
+    let queue = |tenant: &str, channel: &str, count: i64, due_in_s: i64| {
+        let rows: Vec<(String, String, i64, chrono::DateTime<chrono::Utc>)> = (0..count)
+            .map(|n| {
+                let due = chrono::Utc::now() + chrono::Duration::seconds(due_in_s)
+                    - chrono::Duration::milliseconds(1_000 - n);
+                (tenant.to_owned(), channel.to_owned(), n, due)
+            })
+            .collect();
+        rows
+    };
+    let mut rows = Vec::new();
+    // a and b have backlogs (a's older); c has one; later has only messages due in an hour;
+    // texting has only SMS.
+    rows.extend(queue("a", "email", 50, -60));
+    rows.extend(queue("b", "email", 50, -30));
+    rows.extend(queue("c", "email", 1, -1));
+    rows.extend(queue("later", "email", 50, 3_600));
+    rows.extend(queue("texting", "sms", 50, -90));
+    for (tenant, channel, n, due) in &rows {
+        let recipient = if channel == "sms" {
+            format!("+1555000{n:04}")
+        } else {
+            format!("{tenant}-{n}@example.com")
+        };
+        stack
+            .notify
+            .execute(
+                "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
+                                      status, recipient, subject, body_text, next_attempt_at)
+                 VALUES ($1, 1, $2, '1', $3, 'queued', $4, 'Hello', 'Hello there', $5)",
+                &[
+                    tenant.as_str().into(),
+                    n.to_string().as_str().into(),
+                    channel.as_str().into(),
+                    recipient.as_str().into(),
+                    herald_tests::Value::Time(*due),
+                ],
+            )
+            .await?;
+    }
+    let notify = herald_core::store::connect_notify(&stack.database_settings("ntf")?).await?;
+    let claim = |limit: u32| {
+        let notify = notify.clone();
+        async move {
+            let claimed = notify
+                .claim_outgoing(
+                    "sender-under-test",
+                    Duration::from_secs(60),
+                    limit,
+                    &[herald_core::model::Channel::Email],
+                )
+                .await?;
+            let tenants: Vec<String> = claimed
+                .into_iter()
+                .map(|claimed| match claimed {
+                    herald_core::model::Claimed::Sending { message, .. } => message.tenant,
+                    herald_core::model::Claimed::Suppressed { .. } => "suppressed".into(),
+                })
+                .collect();
+            anyhow::Ok(tenants)
+        }
+    };
+    let count = |tenants: &[String], tenant: &str| tenants.iter().filter(|t| *t == tenant).count();
+
+    // Three tenants have email due: shares of 3 out of 9.
+    let first = claim(9).await?;
+    assert_eq!(
+        (
+            count(&first, "a"),
+            count(&first, "b"),
+            count(&first, "c"),
+            first.len()
+        ),
+        (3, 3, 1, 7),
+        "{first:?}"
+    );
+    // Two are left with email due: a claim of 3 takes each one's next, then the oldest's.
+    let second = claim(3).await?;
+    assert_eq!(
+        (count(&second, "a"), count(&second, "b")),
+        (2, 1),
+        "{second:?}"
+    );
+    assert!(
+        !first
+            .iter()
+            .chain(&second)
+            .any(|t| t == "later" || t == "texting"),
+        "not due, or not email"
+    );
+    Ok(())
+}

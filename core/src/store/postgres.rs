@@ -28,7 +28,7 @@ use super::{
 use crate::config::{DatabaseSettings, DetectorSettings};
 use crate::model::{ChangedRow, Changes, Mark, MergeFunction, RowPosition, SourceTable};
 use crate::telemetry::error_chain;
-use horizon::Epochs;
+use horizon::{Epochs, OpenSnapshot};
 
 macro_rules! query {
     ($name:literal) => {
@@ -499,6 +499,7 @@ impl SourceDb for PgSource {
         .await?;
         let snapshot = timed(timeout, transaction.query_one(&snapshot_query, &[])).await?;
         let xmin = parse_xid(snapshot.cell(0)?)?;
+        let open = OpenSnapshot::new(&self.epochs, xmin);
         let previous = previous_xmin(mark.position.as_deref(), &system_id).map(low_bits);
         let frontier = mark.frontier.as_ref();
         let limit = i64::from(settings.batch_size);
@@ -540,12 +541,10 @@ impl SourceDb for PgSource {
 
         let write_delay = chrono::Duration::from_std(settings.max_write_delay)
             .map_err(|e| StoreError::Refused(e.into()))?;
-        let proven = self
-            .epochs
-            .lock()
-            .expect("lock")
-            .line_for(xmin)
+        let proven = open
+            .line()
             .map(|line| horizon.map_or(line, |horizon| horizon.min(line)) - write_delay);
+        drop(open);
         Ok(detection::changes(
             mark,
             read,

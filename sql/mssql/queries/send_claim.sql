@@ -2,9 +2,10 @@
 -- their provider calls: each goes `sending` with its attempt row, under a lease of @P2
 -- milliseconds that covers the call; one whose recipient is on the suppression list (the
 -- tenant's, or its schedule's) goes `suppressed` instead. Tenants are served in turn: each
--- tenant with queued messages gets an equal share of the claim (what a tenant leaves unused
--- goes to the next claim), its oldest first, so a tenant's backlog never holds up another's
--- messages. One transaction, so no message is ever claimed but not begun; XACT_ABORT rolls it
+-- tenant with messages due on these channels gets an equal share of the claim, its oldest
+-- first, and the claim takes their first messages, then their second, and so on, so a
+-- tenant's backlog never holds up another's messages (a tenant with fewer than its share
+-- leaves the rest to the next claim). One transaction, so no message is ever claimed but not begun; XACT_ABORT rolls it
 -- back on any error, and a session that fails midway is closed by the engine. The chosen
 -- rows are read with SQL Server's SKIP LOCKED (UPDLOCK, READPAST, ROWLOCK; READ COMMITTED or
 -- REPEATABLE READ only, see render_claim_retries.sql) and stay locked until the commit.
@@ -31,23 +32,34 @@ DECLARE @claimed TABLE (
 );
 
 -- Each tenant with queued messages: one seek of message_send_due_by_tenant per tenant (the
--- ROW_NUMBER() = 1 of the recursive part is the next tenant; recursive parts take no TOP).
+-- ROW_NUMBER() = 1 of the recursive part is the next tenant; recursive parts take no TOP,
+-- and a UNION's first part no ORDER BY). READPAST: rows other claims hold are theirs.
 WITH tenants AS (
-    SELECT TOP (1) m.tenant
-      FROM dbo.message AS m
+    SELECT MIN(m.tenant) AS tenant
+      FROM dbo.message AS m WITH (READPAST)
      WHERE m.status = N'queued'
-     ORDER BY m.tenant
     UNION ALL
     SELECT r.tenant
       FROM (SELECT m.tenant, ROW_NUMBER() OVER (ORDER BY m.tenant) AS rn
-              FROM dbo.message AS m
+              FROM dbo.message AS m WITH (READPAST)
               JOIN tenants AS t ON m.tenant > t.tenant
              WHERE m.status = N'queued') AS r
      WHERE r.rn = 1
 )
 INSERT INTO @tenants (tenant)
-SELECT tenant FROM tenants
+SELECT tenant FROM tenants WHERE tenant IS NOT NULL
 OPTION (MAXRECURSION 0);
+
+-- Only those with a message due now on the channels asked for.
+DELETE t
+  FROM @tenants AS t
+ WHERE NOT EXISTS (SELECT 1
+                     FROM dbo.message AS m WITH (READPAST)
+                    WHERE m.status = N'queued'
+                      AND m.tenant = t.tenant
+                      AND m.next_attempt_at <= SYSUTCDATETIME()
+                      AND m.channel IN (SELECT c.value FROM OPENJSON(@P4) AS c)
+                      AND (m.lease_expires_at IS NULL OR m.lease_expires_at < SYSUTCDATETIME()));
 
 DECLARE @per_tenant int = CEILING(CAST(@P3 AS float)
                                   / (SELECT CASE WHEN COUNT(*) = 0 THEN 1 ELSE COUNT(*) END
@@ -65,7 +77,9 @@ SELECT TOP (@P3) p.message_id
                  -- a claim made by a sender of an earlier version, not begun
                  AND (m.lease_expires_at IS NULL OR m.lease_expires_at < SYSUTCDATETIME())
                ORDER BY m.next_attempt_at) AS p
- ORDER BY p.next_attempt_at;
+ -- each tenant's first, then each tenant's second, …
+ ORDER BY ROW_NUMBER() OVER (PARTITION BY t.tenant ORDER BY p.next_attempt_at),
+          p.next_attempt_at;
 
 UPDATE m
    SET status = CASE WHEN s.suppressed = 1 THEN N'suppressed' ELSE N'sending' END,

@@ -2,9 +2,10 @@
 -- calls: each goes `sending` with its attempt row, under a lease of $2 seconds that covers
 -- the call; one whose recipient is on the suppression list (the tenant's, or its schedule's)
 -- goes `suppressed` instead. One statement, so no message is ever claimed but not begun.
--- Tenants are served in turn: each tenant with queued messages gets an equal share of the
--- claim (what a tenant leaves unused goes to the next claim), its oldest first, so a tenant's
--- backlog never holds up another's messages. Returns both, `sending` ones with their attempt
+-- Tenants are served in turn: each tenant with messages due on these channels gets an equal
+-- share of the claim, its oldest first, and the claim takes their first messages, then their
+-- second, and so on, so a tenant's backlog never holds up another's messages (a tenant with
+-- fewer than its share leaves the rest to the next claim). Returns both, `sending` ones with their attempt
 -- number, the attempts counted before it and whether their schedule offers one-click
 -- unsubscribe.
 WITH RECURSIVE tenants AS (
@@ -18,10 +19,20 @@ WITH RECURSIVE tenants AS (
              LIMIT 1)
       FROM tenants t
      WHERE t.tenant IS NOT NULL
+), busy AS (
+    -- those with a message due now on the channels asked for
+    SELECT t.tenant
+      FROM tenants t
+     WHERE t.tenant IS NOT NULL
+       AND EXISTS (SELECT 1
+                     FROM message m
+                    WHERE m.status = 'queued'
+                      AND m.tenant = t.tenant
+                      AND m.next_attempt_at <= now()
+                      AND m.channel = ANY($4::text[])
+                      AND (m.lease_expires_at IS NULL OR m.lease_expires_at < now()))
 ), share AS (
-    SELECT ceil($3::bigint::float8 / greatest(count(*), 1))::bigint AS per_tenant
-      FROM tenants
-     WHERE tenant IS NOT NULL
+    SELECT ceil($3::bigint::float8 / greatest(count(*), 1))::bigint AS per_tenant FROM busy
 ), due AS (
     SELECT p.message_id,
            EXISTS (SELECT 1
@@ -31,7 +42,7 @@ WITH RECURSIVE tenants AS (
                       AND lower(s.address) = lower(p.recipient)
                       AND (s.schedule_id IS NULL OR s.schedule_id = p.schedule_id))
                AS suppressed
-      FROM tenants t
+      FROM busy t
      CROSS JOIN LATERAL (
            SELECT m.message_id, m.channel, m.recipient, m.schedule_id, m.next_attempt_at
              FROM message m
@@ -44,7 +55,9 @@ WITH RECURSIVE tenants AS (
             ORDER BY m.next_attempt_at
             LIMIT (SELECT per_tenant FROM share)
               FOR UPDATE SKIP LOCKED) p
-     ORDER BY p.next_attempt_at
+     -- each tenant's first, then each tenant's second, …
+     ORDER BY row_number() OVER (PARTITION BY t.tenant ORDER BY p.next_attempt_at),
+              p.next_attempt_at
      LIMIT $3::bigint
 ), claimed AS (
     UPDATE message m

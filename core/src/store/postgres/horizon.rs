@@ -13,8 +13,12 @@
 //! will ever commit has a change value of at least `h_j − G`: that is the line. A long open
 //! writer keeps X, and with it the line, where it started; an idle primary does not, since
 //! with nothing running X reaches U at once.
+//!
+//! Passes run side by side, and one that took its snapshot earlier may ask for its line
+//! later: epochs are dropped only once no open snapshot can prefer them.
 
 use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 
@@ -31,6 +35,40 @@ struct Epoch {
 #[derive(Debug, Default)]
 pub struct Epochs {
     entries: VecDeque<Epoch>,
+    /// The xmins of the snapshots passes hold ([`OpenSnapshot`]).
+    open: Vec<u64>,
+}
+
+/// A pass's snapshot, from when it was taken until the pass is done with it: the epochs it
+/// may ask for are kept meanwhile.
+pub struct OpenSnapshot<'a> {
+    epochs: &'a Mutex<Epochs>,
+    xmin: u64,
+}
+
+impl OpenSnapshot<'_> {
+    pub fn new(epochs: &Mutex<Epochs>, xmin: u64) -> OpenSnapshot<'_> {
+        lock(epochs).open.push(xmin);
+        OpenSnapshot { epochs, xmin }
+    }
+
+    /// The line this snapshot proves; see [`Epochs::line_for`].
+    pub fn line(&self) -> Option<DateTime<Utc>> {
+        lock(self.epochs).line_for(self.xmin)
+    }
+}
+
+impl Drop for OpenSnapshot<'_> {
+    fn drop(&mut self) {
+        let mut epochs = lock(self.epochs);
+        if let Some(at) = epochs.open.iter().position(|xmin| *xmin == self.xmin) {
+            epochs.open.swap_remove(at);
+        }
+    }
+}
+
+fn lock(epochs: &Mutex<Epochs>) -> std::sync::MutexGuard<'_, Epochs> {
+    epochs.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Epochs {
@@ -48,17 +86,24 @@ impl Epochs {
 
     /// The latest horizon that every transaction not visible in a snapshot with xmin
     /// `snapshot_xmin` wrote its first row after; `None` if no epoch proves one yet. Epochs
-    /// that a later snapshot can no longer prefer are dropped.
+    /// that no open snapshot, nor any taken later (a later snapshot's xmin is never lower),
+    /// can prefer are dropped.
     pub fn line_for(&mut self, snapshot_xmin: u64) -> Option<DateTime<Utc>> {
-        let best = self
-            .entries
+        let line = self.best(snapshot_xmin).map(|epoch| epoch.horizon);
+        let oldest = self.open.iter().copied().fold(snapshot_xmin, u64::min);
+        if let Some(kept) = self.best(oldest) {
+            self.entries
+                .retain(|epoch| *epoch == kept || epoch.next_xid > oldest);
+        }
+        line
+    }
+
+    fn best(&self, snapshot_xmin: u64) -> Option<Epoch> {
+        self.entries
             .iter()
             .filter(|epoch| epoch.next_xid <= snapshot_xmin)
             .max_by_key(|epoch| epoch.horizon)
-            .copied()?;
-        self.entries
-            .retain(|epoch| *epoch == best || epoch.next_xid > snapshot_xmin);
-        Some(best.horizon)
+            .copied()
     }
 }
 
@@ -85,6 +130,23 @@ mod tests {
         // It finished: the latest epoch below the new xmin wins.
         assert_eq!(epochs.line_for(107), Some(at(2)));
         assert_eq!(epochs.line_for(110), Some(at(3)));
+    }
+
+    #[test]
+    fn a_snapshot_taken_earlier_keeps_its_epoch_while_a_later_one_asks_first() {
+        let epochs = Mutex::new(Epochs::default());
+        lock(&epochs).record(100, at(1));
+        let slow = OpenSnapshot::new(&epochs, 104);
+        lock(&epochs).record(105, at(2));
+        lock(&epochs).record(110, at(3));
+        let fast = OpenSnapshot::new(&epochs, 112);
+        assert_eq!(fast.line(), Some(at(3)));
+        drop(fast);
+        assert_eq!(slow.line(), Some(at(1)), "the slow pass's epoch was kept");
+        drop(slow);
+        // Nothing open: what no later snapshot can prefer goes.
+        assert_eq!(lock(&epochs).line_for(112), Some(at(3)));
+        assert_eq!(lock(&epochs).entries.len(), 1);
     }
 
     #[test]
