@@ -380,6 +380,11 @@ pub struct RendererSettings {
     /// is `render_retry`, so it holds up no other.
     #[serde(with = "humantime_serde")]
     pub merge_timeout: Duration,
+    /// A schedule whose merge call takes longer than this is slow: for a minute its new
+    /// changes go straight to `render_retry` (waiting, not an attempt), where the retry loop
+    /// renders them a few at a time, so that they do not hold up other schedules' changes.
+    #[serde(with = "humantime_serde")]
+    pub slow_merge: Duration,
     /// Attempts before a failing merge function leaves the message `render_failed`.
     pub max_render_attempts: i32,
     /// How long a change's row may stay absent from the replica (behind the event, or

@@ -283,9 +283,10 @@ pub struct Rendering {
     pub body_html: Option<String>,
     pub body_text: Option<String>,
     pub error: Option<String>,
-    /// A `render_retry` because the replica had not applied the change yet: waiting for it
-    /// is not a failed attempt, and is retried at a steady pace.
-    pub replica_behind: bool,
+    /// A `render_retry` that is no failed attempt, retried at a steady pace however long it
+    /// takes: the replica has not applied the change yet, or the schedule's merge function
+    /// is slow and its changes wait for the retry loop.
+    pub waiting: bool,
 }
 
 impl Rendering {
@@ -300,7 +301,7 @@ impl Rendering {
             body_html: None,
             body_text: None,
             error: Some(error.into()),
-            replica_behind: false,
+            waiting: false,
         }
     }
 }

@@ -25,7 +25,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::render::{Change, Renderer};
+use crate::render::{Change, Lane, Renderer};
 
 /// Logs rebalances and commits.
 pub struct LoggingContext;
@@ -151,7 +151,9 @@ async fn record_batch(
             detected_at: event.detected_at,
         })
         .collect();
-    let Some(renderings) = retry_until_done(cancel, || renderer.render_all(&changes)).await else {
+    let Some(renderings) =
+        retry_until_done(cancel, || renderer.render_all(&changes, Lane::Events)).await
+    else {
         return false;
     };
     // The rendered messages, and the events they came from, in the same order.

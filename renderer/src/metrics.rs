@@ -38,7 +38,13 @@ pub struct RendererMetrics {
     rejected: Counter,
     merge_seconds: Histogram,
     batch_seconds: Histogram,
+    slow_merges: Family<TenantLabels, Counter>,
     lag: Family<PartitionLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
 }
 
 impl RendererMetrics {
@@ -48,6 +54,7 @@ impl RendererMetrics {
             rejected: Counter::default(),
             merge_seconds: latency_histogram(),
             batch_seconds: latency_histogram(),
+            slow_merges: Family::default(),
             lag: Family::default(),
         };
         registry.register(
@@ -74,6 +81,12 @@ impl RendererMetrics {
             metrics.batch_seconds.clone(),
         );
         registry.register(
+            "herald_renderer_slow_merges",
+            "Times a schedule's merge function turned slow (a call over renderer.slow_merge), \
+             so that its changes went to the retry loop, by tenant",
+            metrics.slow_merges.clone(),
+        );
+        registry.register(
             "herald_renderer_consumer_lag",
             "Events on the change topic the renderers' consumer group has not committed: \
              log-end offset - committed offset, per partition",
@@ -87,6 +100,14 @@ impl RendererMetrics {
             .get_or_create(&OutcomeLabels {
                 tenant: tenant.to_owned(),
                 outcome: status.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn slow_merge(&self, tenant: &str) {
+        self.slow_merges
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
             })
             .inc();
     }

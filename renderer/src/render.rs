@@ -24,6 +24,10 @@ use herald_core::telemetry::error_chain;
 use crate::metrics::RendererMetrics;
 use crate::templates::TemplateCache;
 
+/// How long a schedule whose merge function was slow has its new changes rendered by the
+/// retry loop (each slow call there extends it).
+const SLOW_FOR: Duration = Duration::from_secs(60);
+
 /// How long a schedule or template read from the notification database is reused: an
 /// admin's edit takes effect within this.
 const REUSE_FOR: Duration = Duration::from_secs(5);
@@ -45,7 +49,19 @@ pub struct Renderer {
     templates: Recent<(String, String, String), Option<Template>>,
     merge_calls: Mutex<HashMap<MergeFunction, MergeCall>>,
     tables: Mutex<HashMap<SourceTable, TableQueries>>,
+    /// Schedules whose merge function is slow, until when ([`SLOW_FOR`] after its last slow
+    /// call).
+    slow: Mutex<HashMap<i64, Instant>>,
     metrics: Arc<RendererMetrics>,
+}
+
+/// Where changes come from: the topic (the consumer), or the `render_retry` rows (the retry
+/// loop). A slow schedule's changes from the topic wait for the retry loop, which calls its
+/// merge function a few at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Events,
+    Retries,
 }
 
 /// A change to render: its message's identity, and what its event said.
@@ -62,8 +78,10 @@ pub struct Change {
 enum Failure {
     /// Worth another attempt later (the merge function failed, the template is missing).
     Transient(String),
-    /// The replica has not applied the change yet: retried, however many attempts it takes.
-    Behind(String),
+    /// Not the message's fault, and no attempt (the replica has not applied the change yet,
+    /// the schedule's merge function is slow): retried at a steady pace, however long it
+    /// takes.
+    Waiting(String),
     /// Will fail the same way every time (bad template, bad merge output).
     Permanent(String),
     /// Nothing to send.
@@ -87,6 +105,7 @@ impl Renderer {
             templates: Recent::default(),
             merge_calls: Mutex::default(),
             tables: Mutex::default(),
+            slow: Mutex::default(),
         }
     }
 
@@ -104,9 +123,10 @@ impl Renderer {
 
     /// Renders each change, in order. The changes of one schedule share their round trips to
     /// the replica: one version check for them all, and one merge statement where the engine
-    /// batches merge calls (else the calls run `merge_concurrency` at a time). Errs only when
-    /// a database is unavailable: nothing is recorded, and the caller retries the batch.
-    pub async fn render_all(&self, changes: &[Change]) -> StoreResult<Vec<Rendering>> {
+    /// batches merge calls (else the calls run `merge_concurrency` at a time). A slow
+    /// schedule's changes from the topic wait for the retry loop (see [`Lane`]). Errs only
+    /// when a database is unavailable: nothing is recorded, and the caller retries the batch.
+    pub async fn render_all(&self, changes: &[Change], lane: Lane) -> StoreResult<Vec<Rendering>> {
         let started = Instant::now();
         let mut by_schedule: HashMap<i64, Vec<usize>> = HashMap::new();
         for (index, change) in changes.iter().enumerate() {
@@ -115,12 +135,11 @@ impl Renderer {
                 .or_default()
                 .push(index);
         }
-        let groups = futures::future::try_join_all(
-            by_schedule
-                .into_iter()
-                .map(|(schedule_id, group)| self.render_schedule(schedule_id, changes, group)),
-        )
-        .await?;
+        let groups =
+            futures::future::try_join_all(by_schedule.into_iter().map(|(schedule_id, group)| {
+                self.render_schedule(schedule_id, changes, group, lane)
+            }))
+            .await?;
         let mut rendered: Vec<Option<Rendering>> = vec![None; changes.len()];
         for (index, outcome) in groups.into_iter().flatten() {
             rendered[index] = Some(self.conclude(&changes[index], outcome));
@@ -163,6 +182,7 @@ impl Renderer {
         schedule_id: i64,
         changes: &[Change],
         group: Vec<usize>,
+        lane: Lane,
     ) -> StoreResult<Vec<(usize, Result<Rendering, Failure>)>> {
         let Some(schedule) = self.schedule(schedule_id).await? else {
             let gone = || Failure::Permanent(format!("schedule {schedule_id} no longer exists"));
@@ -181,7 +201,7 @@ impl Renderer {
             .iter()
             .map(|&i| changes[i].key.source_key.as_str())
             .collect();
-        let merged = self.merge_rows(&schedule, &keys).await?;
+        let merged = self.merge_rows(&schedule, &keys, lane).await?;
         for (index, row) in current.into_iter().zip(merged) {
             let outcome = match row {
                 Ok(row) => self.fill(&schedule, changes[index].channel, row).await?,
@@ -287,7 +307,7 @@ impl Renderer {
             Some(VersionCheck {
                 ordering: Ordering::Less,
                 current,
-            }) => Some(Failure::Behind(format!(
+            }) => Some(Failure::Waiting(format!(
                 "the replica is behind this change: it shows version {} of the row, not {version} yet",
                 current.as_deref().unwrap_or_default()
             ))),
@@ -302,7 +322,7 @@ impl Renderer {
                         absent_for.as_secs()
                     )))
                 } else {
-                    Some(Failure::Behind(format!(
+                    Some(Failure::Waiting(format!(
                         "the replica does not show the row yet (version {version}): it is behind \
                          the change, or the row was deleted"
                     )))
@@ -314,11 +334,20 @@ impl Renderer {
     /// The merge row for each key: all in one statement where the engine batches merge
     /// calls; one call per key (`merge_concurrency` at a time) otherwise, and when the batch
     /// failed or timed out, so that one failing or hanging key holds up only its own message.
+    ///
+    /// A call (or batch) slower than `slow_merge` makes the schedule slow for [`SLOW_FOR`]:
+    /// from the topic its keys then wait for the retry loop (those not called yet, and all
+    /// of the next batches'); the retry loop calls them a quarter of `merge_concurrency` at a
+    /// time, for at most `merge_timeout` a round, the rest waiting for the next.
     async fn merge_rows(
         &self,
         schedule: &Schedule,
         keys: &[&str],
+        lane: Lane,
     ) -> StoreResult<Vec<Result<MergeRow, Failure>>> {
+        if lane == Lane::Events && self.is_slow(schedule.id) {
+            return Ok(keys.iter().map(|_| Err(self.slow_failure())).collect());
+        }
         let call = match cached(&self.merge_calls, &schedule.merge, || {
             self.source.resolve_merge(&schedule.merge)
         })
@@ -333,10 +362,19 @@ impl Renderer {
             }
         };
         let timeout = self.settings.merge_timeout;
-        if call.batched && keys.len() > 1 {
+        if call.batched && keys.len() > 1 && !self.is_slow(schedule.id) {
             let started = Instant::now();
             let merged = self.source.merge(&call, keys, timeout).await;
             self.metrics.merge_took(started.elapsed());
+            // A batch is slow if it timed out, or if its keys took over `slow_merge` each.
+            let per_key = match &merged {
+                Err(error) if error.is_timeout() => started.elapsed(),
+                _ => started.elapsed() / u32::try_from(keys.len()).unwrap_or(u32::MAX),
+            };
+            self.note_speed(schedule, per_key);
+            if lane == Lane::Events && self.is_slow(schedule.id) && merged.is_err() {
+                return Ok(keys.iter().map(|_| Err(self.slow_failure())).collect());
+            }
             match merged {
                 Ok(merged) => {
                     return Ok(keys
@@ -351,14 +389,80 @@ impl Renderer {
                 }
             }
         }
+        let concurrency = if self.is_slow(schedule.id) {
+            (self.settings.merge_concurrency / 4).max(1)
+        } else {
+            self.settings.merge_concurrency
+        };
+        let budget_ends = Instant::now() + timeout;
+        let call = &call;
         let calls: Vec<_> = keys
             .iter()
-            .map(|key| self.merge_one(schedule, &call, key))
+            .enumerate()
+            .map(|(n, key)| async move {
+                // Started as a slot frees: past the first slots, a key whose schedule turned
+                // out slow (from the topic), or one that would start past the round's budget,
+                // waits.
+                let over = Instant::now() >= budget_ends
+                    || (lane == Lane::Events && self.is_slow(schedule.id));
+                if n >= concurrency && over {
+                    return Ok(Err(self.slow_failure()));
+                }
+                self.merge_one(schedule, call, key).await
+            })
             .collect();
         futures::stream::iter(calls)
-            .buffered(self.settings.merge_concurrency)
+            .buffered(concurrency)
             .try_collect()
             .await
+    }
+
+    fn is_slow(&self, schedule_id: i64) -> bool {
+        let mut slow = self.slow.lock().expect("lock");
+        match slow.get(&schedule_id) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                slow.remove(&schedule_id);
+                tracing::info!(
+                    schedule_id,
+                    "the merge function's slow spell is over: its changes are rendered as they come again"
+                );
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Marks the schedule slow if a merge call (or batch) took `took`, longer than
+    /// `slow_merge`.
+    fn note_speed(&self, schedule: &Schedule, took: Duration) {
+        if took <= self.settings.slow_merge {
+            return;
+        }
+        let until = Instant::now() + SLOW_FOR;
+        if self
+            .slow
+            .lock()
+            .expect("lock")
+            .insert(schedule.id, until)
+            .is_none()
+        {
+            self.metrics.slow_merge(&schedule.tenant);
+            tracing::warn!(
+                schedule_id = schedule.id,
+                tenant = %schedule.tenant,
+                took_ms = took.as_millis() as u64,
+                "the merge function is slow: this schedule's changes are rendered by the retry loop, a few at a time, so that they hold up no one else's"
+            );
+        }
+    }
+
+    fn slow_failure(&self) -> Failure {
+        Failure::Waiting(format!(
+            "the schedule's merge function is slow (a call took over {:?}): rendered by the \
+             retry loop, so that it holds up no one else",
+            self.settings.slow_merge
+        ))
     }
 
     /// Calls the merge function for one key.
@@ -372,6 +476,7 @@ impl Renderer {
         let started = Instant::now();
         let merged = self.source.merge(call, &[key], timeout).await;
         self.metrics.merge_took(started.elapsed());
+        self.note_speed(schedule, started.elapsed());
         match merged {
             Ok(mut merged) => Ok(one_row(merged.pop().unwrap_or_default(), key)),
             // Cancelled: this message waits, the others go on.
@@ -451,7 +556,7 @@ impl Renderer {
             body_html: content.body_html,
             body_text: Some(content.body_text),
             error: None,
-            replica_behind: false,
+            waiting: false,
         }))
     }
 
@@ -465,7 +570,7 @@ impl Renderer {
 
 fn due_in(rendering: &Rendering, attempt: i32, backoff: Duration) -> Duration {
     match rendering.status {
-        MessageStatus::RenderRetry if rendering.replica_behind => backoff,
+        MessageStatus::RenderRetry if rendering.waiting => backoff,
         MessageStatus::RenderRetry => herald_core::backoff::delay(attempt, backoff, backoff * 32),
         _ => Duration::ZERO,
     }
@@ -565,8 +670,8 @@ impl Failure {
             Failure::Transient(reason) => {
                 Rendering::without_content(MessageStatus::RenderRetry, reason)
             }
-            Failure::Behind(reason) => Rendering {
-                replica_behind: true,
+            Failure::Waiting(reason) => Rendering {
+                waiting: true,
                 ..Rendering::without_content(MessageStatus::RenderRetry, reason)
             },
             Failure::Permanent(reason) => {
@@ -611,7 +716,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_render_retry_waits_and_a_replica_behind_at_a_steady_pace() {
+    fn only_a_render_retry_waits_and_a_waiting_at_a_steady_pace() {
         let backoff = Duration::from_secs(5);
         for status in [
             MessageStatus::Queued,
@@ -625,7 +730,7 @@ mod tests {
         let wait = due_in(&retry, 2, backoff);
         assert!(wait >= backoff && wait <= backoff * 2, "{wait:?}");
         let behind = Rendering {
-            replica_behind: true,
+            waiting: true,
             ..retry
         };
         assert_eq!(due_in(&behind, 9, backoff), backoff);

@@ -12,7 +12,7 @@ use herald_core::telemetry::error_chain;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::render::{Change, Renderer};
+use crate::render::{Change, Lane, Renderer};
 
 /// How long a claimed retry stays reserved for this renderer.
 const LEASE: Duration = Duration::from_secs(60);
@@ -50,7 +50,7 @@ pub async fn step(renderer: &Renderer) -> StoreResult<usize> {
         .collect();
     // An unavailable database fails the cycle: the leases run out and the retries are
     // claimed again.
-    let renderings = renderer.render_all(&changes).await?;
+    let renderings = renderer.render_all(&changes, Lane::Retries).await?;
     let handled = due.len();
     futures::stream::iter(due.iter().zip(&changes).zip(renderings))
         .for_each_concurrent(settings.merge_concurrency, |((retry, change), rendering)| async move {

@@ -100,6 +100,7 @@ on_every_engine! {
     status_page::the_status_page_shows_what_the_database_holds,
     tenants::a_tenants_flood_does_not_hold_up_another_tenants_messages,
     tenants::a_claim_takes_every_tenants_first_message_before_anyones_second,
+    tenants::a_slow_merge_function_holds_up_only_its_own_schedule,
 }
 
 on_postgres! {

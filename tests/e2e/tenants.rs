@@ -222,3 +222,80 @@ pub async fn a_claim_takes_every_tenants_first_message_before_anyones_second(
     );
     Ok(())
 }
+
+/// globex's merge function takes 4 s a call, and globex adds a customer every second. Once
+/// the renderer finds the function slow (a call over `slow_merge`, 1 s), globex's changes
+/// wait for the retry loop instead of holding up the batches they arrive in: acme's welcome
+/// emails, inserted meanwhile, are each accepted within 2.5 s of their commit (a batch that
+/// called globex's function would hold them 4 s or more). Every globex customer still gets
+/// their email, and waiting was no failed attempt.
+pub async fn a_slow_merge_function_holds_up_only_its_own_schedule(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "slow_merge").await?;
+    stack.load_welcome_schedule().await?;
+    stack.add_second_tenant().await?;
+    stack.apply_source_fixture("slow_globex_merge").await?;
+    stack.set(Service::Renderer, "HERALD__RENDERER__MERGE_TIMEOUT", "5s");
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+
+    let mut globex = 0;
+    let mut add_customer = async || {
+        globex += 1;
+        stack
+            .insert_globex_customer(&format!("customer-{globex}@globex.example"))
+            .await
+    };
+    add_customer().await?;
+    add_customer().await?;
+    // The first call shows the function slow (4 s).
+    let rendered = "SELECT count(*) FROM message WHERE tenant = 'globex'";
+    wait_until(SOON, || async {
+        Ok((stack.notify.count(rendered, &[]).await? > 0).then_some(()))
+    })
+    .await?;
+
+    let mut latencies = Vec::new();
+    for n in 0..5 {
+        add_customer().await?;
+        let email = format!("ada-{n}@example.com");
+        stack.insert_contact_to(&email).await?;
+        let committed = chrono::Utc::now();
+        let accepted = wait_until(SOON, || async {
+            Ok(stack
+                .accepted()
+                .into_iter()
+                .find(|received| received.to == [email.clone()])
+                .map(|received| received.answered_at))
+        })
+        .await?;
+        latencies.push((accepted - committed).num_milliseconds());
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    }
+    println!("acme's emails, commit → accepted (ms): {latencies:?}");
+    assert!(
+        latencies.iter().all(|ms| *ms < 2_500),
+        "acme's emails waited for globex's merge function: {latencies:?} ms"
+    );
+
+    stack
+        .wait_for_count(
+            "SELECT count(*) FROM message WHERE tenant = 'globex' AND status = 'sent'",
+            globex,
+            Duration::from_secs(120),
+        )
+        .await?;
+    let attempts = stack
+        .notify
+        .count(
+            "SELECT max(render_attempts) FROM message WHERE tenant = 'globex'",
+            &[],
+        )
+        .await?;
+    assert_eq!(
+        attempts, 1,
+        "waiting for the retry loop is no failed attempt"
+    );
+    Ok(())
+}

@@ -685,7 +685,7 @@ impl<D: Driver> NotifyDb for Notify<D> {
             text(&rendering.body_text),
             text(&rendering.error),
             Param::Interval(retry_in),
-            Param::Bool(rendering.replica_behind),
+            Param::Bool(rendering.waiting),
         ];
         self.run(D::QUERIES.render_finish_retry, &params).await
     }
@@ -1069,7 +1069,7 @@ mod tests {
                 body_html: Some("<p>Hi</p>".into()),
                 body_text: Some("Hi".into()),
                 error: None,
-                replica_behind: false,
+                waiting: false,
             },
             retry_in_secs: 1.5,
             event_partition: Some(3),

@@ -5,8 +5,8 @@
 -- probe is an index seek on message_identity; the engine checks lengths before sending,
 -- so no value is ever cut to fit by OPENJSON's conversion. DATEADD takes an int: retry
 -- delays are capped at 2,000,000 seconds. detected_at arrives as ISO 8601 in UTC (`Z`, at
--- most 6 fractional digits) and is stored as UTC. Waiting for a replica behind the change
--- (replica_behind) is not a render attempt. Returns how many were new (a row, not a row
+-- most 6 fractional digits) and is stored as UTC. Waiting (for a replica behind the change,
+-- or for the retry loop to call a slow merge function) is not a render attempt. Returns how many were new (a row, not a row
 -- count: counts depend on NOCOUNT).
 WITH batch AS (
     SELECT m.*,
@@ -20,7 +20,7 @@ WITH batch AS (
                subject nvarchar(max), body_html nvarchar(max), body_text nvarchar(max),
                error nvarchar(max), retry_in_secs float, event_partition int,
                event_offset bigint, detected_at datetimeoffset(7),
-               replica_behind bit) AS m
+               waiting bit) AS m
 )
 INSERT INTO dbo.message (tenant, schedule_id, source_key, change_version, channel, status,
                          recipient, recipient_name, locale, subject, body_html, body_text,
@@ -28,7 +28,7 @@ INSERT INTO dbo.message (tenant, schedule_id, source_key, change_version, channe
                          event_offset, detected_at)
 SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.status,
        b.recipient, b.recipient_name, b.locale, b.subject, b.body_html, b.body_text,
-       b.error, IIF(b.replica_behind = 1, 0, 1),
+       b.error, IIF(b.waiting = 1, 0, 1),
        DATEADD(millisecond,
                CAST(IIF(b.retry_in_secs < 2000000, b.retry_in_secs * 1000, 2000000000) AS int),
                SYSUTCDATETIME()),

@@ -1,6 +1,6 @@
 -- Record the outcome of re-rendering message @P1, leased by @P2: status @P3, content
--- @P4..@P9, error @P10, next attempt in @P11 milliseconds; waiting for a replica behind
--- the change (@P12) is not a render attempt.
+-- @P4..@P9, error @P10, next attempt in @P11 milliseconds; waiting (@P12: for a replica
+-- behind the change, or for a slow merge function's turn) is not a render attempt.
 UPDATE dbo.message
    SET status = @P3, recipient = @P4, recipient_name = @P5, locale = @P6, subject = @P7,
        body_html = @P8, body_text = @P9, last_error = @P10,

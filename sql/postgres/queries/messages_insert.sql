@@ -1,6 +1,7 @@
 -- Insert rendered messages ($1: a JSON array of NewMessage); an identity already present
--- (a replayed event, a rescan) inserts nothing. Waiting for a replica behind the change is
--- not a render attempt. Returns how many were new.
+-- (a replayed event, a rescan) inserts nothing. Waiting (for a replica behind the change, or
+-- for the retry loop to call a slow merge function) is not a render attempt. Returns how
+-- many were new.
 WITH inserted AS (
     INSERT INTO message (tenant, schedule_id, source_key, change_version, channel, status,
                          recipient, recipient_name, locale, subject, body_html, body_text,
@@ -8,7 +9,7 @@ WITH inserted AS (
                          detected_at)
     SELECT m.tenant, m.schedule_id, m.source_key, m.change_version, m.channel, m.status,
            m.recipient, m.recipient_name, m.locale, m.subject, m.body_html, m.body_text,
-           m.error, CASE WHEN m.replica_behind THEN 0 ELSE 1 END,
+           m.error, CASE WHEN m.waiting THEN 0 ELSE 1 END,
            now() + make_interval(secs => m.retry_in_secs), m.event_partition,
            m.event_offset, m.detected_at
       FROM jsonb_to_recordset($1::text::jsonb) AS m (
@@ -16,7 +17,7 @@ WITH inserted AS (
                channel text, status text, recipient text, recipient_name text, locale text,
                subject text, body_html text, body_text text, error text,
                retry_in_secs float8, event_partition integer, event_offset bigint,
-               detected_at timestamptz, replica_behind boolean)
+               detected_at timestamptz, waiting boolean)
         ON CONFLICT ON CONSTRAINT message_identity DO NOTHING
     RETURNING 1
 )

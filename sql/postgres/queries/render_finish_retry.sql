@@ -1,5 +1,5 @@
--- Record the outcome of re-rendering message $1, leased by $2; waiting for a replica behind
--- the change ($12) is not a render attempt.
+-- Record the outcome of re-rendering message $1, leased by $2; waiting ($12: for a replica
+-- behind the change, or for a slow merge function's turn) is not a render attempt.
 UPDATE message
    SET status = $3, recipient = $4, recipient_name = $5, locale = $6, subject = $7,
        body_html = $8, body_text = $9, last_error = $10,
