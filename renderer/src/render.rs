@@ -169,6 +169,10 @@ impl Renderer {
             MessageStatus::Queued => {
                 tracing::debug!(tenant = %key.tenant, schedule_id = key.schedule_id, source_key = %key.source_key, "rendered")
             }
+            // Waiting is no failure: a replica behind, a slow merge function's turn.
+            status if rendering.waiting => {
+                tracing::debug!(tenant = %key.tenant, schedule_id = key.schedule_id, source_key = %key.source_key, %status, reason = rendering.error.as_deref().unwrap_or_default(), "waiting")
+            }
             status => {
                 tracing::warn!(tenant = %key.tenant, schedule_id = key.schedule_id, source_key = %key.source_key, attempt = change.attempt, %status, reason = rendering.error.as_deref().unwrap_or_default(), "not rendered")
             }
@@ -338,7 +342,7 @@ impl Renderer {
     /// A call (or batch) slower than `slow_merge` makes the schedule slow for [`SLOW_FOR`]:
     /// from the topic its keys then wait for the retry loop (those not called yet, and all
     /// of the next batches'); the retry loop calls them a quarter of `merge_concurrency` at a
-    /// time, for at most `merge_timeout` a round, the rest waiting for the next.
+    /// time, starting calls for `merge_timeout` a round, the rest waiting for the next.
     async fn merge_rows(
         &self,
         schedule: &Schedule,
@@ -366,12 +370,15 @@ impl Renderer {
             let started = Instant::now();
             let merged = self.source.merge(&call, keys, timeout).await;
             self.metrics.merge_took(started.elapsed());
-            // A batch is slow if it timed out, or if its keys took over `slow_merge` each.
-            let per_key = match &merged {
-                Err(error) if error.is_timeout() => started.elapsed(),
-                _ => started.elapsed() / u32::try_from(keys.len()).unwrap_or(u32::MAX),
-            };
-            self.note_speed(schedule, per_key);
+            // A batch holds up the others as long as it takes: slow if it took over
+            // `slow_merge` (or timed out), unless its keys were quick (a twentieth of
+            // `slow_merge` each, at most) and there were just many of them.
+            let took = started.elapsed();
+            let per_key = took / u32::try_from(keys.len()).unwrap_or(u32::MAX);
+            let timed_out = merged.as_ref().is_err_and(|error| error.is_timeout());
+            if timed_out || per_key > self.settings.slow_merge / 20 {
+                self.note_speed(schedule, took);
+            }
             if lane == Lane::Events && self.is_slow(schedule.id) && merged.is_err() {
                 return Ok(keys.iter().map(|_| Err(self.slow_failure())).collect());
             }
@@ -401,10 +408,12 @@ impl Renderer {
             .enumerate()
             .map(|(n, key)| async move {
                 // Started as a slot frees: past the first slots, a key whose schedule turned
-                // out slow (from the topic), or one that would start past the round's budget,
-                // waits.
-                let over = Instant::now() >= budget_ends
-                    || (lane == Lane::Events && self.is_slow(schedule.id));
+                // out slow waits for the retry loop (from the topic), or for the next round
+                // (in the retry loop, once the round's budget is spent).
+                let over = match lane {
+                    Lane::Events => self.is_slow(schedule.id),
+                    Lane::Retries => Instant::now() >= budget_ends,
+                };
                 if n >= concurrency && over {
                     return Ok(Err(self.slow_failure()));
                 }

@@ -3,10 +3,12 @@
 //! and records the new outcome; after `max_render_attempts` they end `render_failed`.
 //! Several renderers share the work through the lease.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use herald_core::model::RenderRetry;
 use herald_core::store::StoreResult;
 use herald_core::telemetry::error_chain;
 use tokio::time::MissedTickBehavior;
@@ -31,7 +33,9 @@ pub async fn run(renderer: Arc<Renderer>, cancel: CancellationToken) {
     }
 }
 
-/// Re-renders the due retries once; returns how many were handled.
+/// Re-renders the due retries once; returns how many were handled. Each schedule's are
+/// rendered and recorded on their own, so that a slow merge function's round holds up no
+/// other schedule's retries.
 pub async fn step(renderer: &Renderer) -> StoreResult<usize> {
     let settings = renderer.settings();
     let owner = settings.instance_id.as_str();
@@ -39,6 +43,31 @@ pub async fn step(renderer: &Renderer) -> StoreResult<usize> {
         .notify()
         .claim_render_retries(owner, LEASE, settings.batch_size as u32)
         .await?;
+    let handled = due.len();
+    let mut by_schedule: BTreeMap<i64, Vec<RenderRetry>> = BTreeMap::new();
+    for retry in due {
+        by_schedule
+            .entry(retry.key.schedule_id)
+            .or_default()
+            .push(retry);
+    }
+    // An unavailable database fails the cycle: the leases run out and the retries are
+    // claimed again.
+    futures::future::try_join_all(
+        by_schedule
+            .into_values()
+            .map(|retries| retry_schedule(renderer, owner, retries)),
+    )
+    .await?;
+    Ok(handled)
+}
+
+/// Renders one schedule's due retries and records each outcome.
+async fn retry_schedule(
+    renderer: &Renderer,
+    owner: &str,
+    due: Vec<RenderRetry>,
+) -> StoreResult<()> {
     let changes: Vec<Change> = due
         .iter()
         .map(|retry| Change {
@@ -48,12 +77,9 @@ pub async fn step(renderer: &Renderer) -> StoreResult<usize> {
             detected_at: retry.detected_at,
         })
         .collect();
-    // An unavailable database fails the cycle: the leases run out and the retries are
-    // claimed again.
     let renderings = renderer.render_all(&changes, Lane::Retries).await?;
-    let handled = due.len();
     futures::stream::iter(due.iter().zip(&changes).zip(renderings))
-        .for_each_concurrent(settings.merge_concurrency, |((retry, change), rendering)| async move {
+        .for_each_concurrent(renderer.settings().merge_concurrency, |((retry, change), rendering)| async move {
             let recorded = renderer
                 .notify()
                 .finish_render_retry(
@@ -69,5 +95,5 @@ pub async fn step(renderer: &Renderer) -> StoreResult<usize> {
             }
         })
         .await;
-    Ok(handled)
+    Ok(())
 }

@@ -223,11 +223,11 @@ pub async fn a_claim_takes_every_tenants_first_message_before_anyones_second(
     Ok(())
 }
 
-/// globex's merge function takes 4 s a call, and globex adds a customer every second. Once
+/// globex's merge function takes 3 s a call, and globex adds a customer every second. Once
 /// the renderer finds the function slow (a call over `slow_merge`, 1 s), globex's changes
 /// wait for the retry loop instead of holding up the batches they arrive in: acme's welcome
 /// emails, inserted meanwhile, are each accepted within 2.5 s of their commit (a batch that
-/// called globex's function would hold them 4 s or more). Every globex customer still gets
+/// called globex's function would hold them 3 s or more). Every globex customer still gets
 /// their email, and waiting was no failed attempt.
 pub async fn a_slow_merge_function_holds_up_only_its_own_schedule(
     engine: Engine,
@@ -236,7 +236,7 @@ pub async fn a_slow_merge_function_holds_up_only_its_own_schedule(
     stack.load_welcome_schedule().await?;
     stack.add_second_tenant().await?;
     stack.apply_source_fixture("slow_globex_merge").await?;
-    stack.set(Service::Renderer, "HERALD__RENDERER__MERGE_TIMEOUT", "5s");
+    stack.set(Service::Renderer, "HERALD__RENDERER__MERGE_TIMEOUT", "8s");
     stack.start_all().await?;
     stack.wait_until_watching(2).await?;
 
@@ -249,7 +249,7 @@ pub async fn a_slow_merge_function_holds_up_only_its_own_schedule(
     };
     add_customer().await?;
     add_customer().await?;
-    // The first call shows the function slow (4 s).
+    // The first call shows the function slow (3 s).
     let rendered = "SELECT count(*) FROM message WHERE tenant = 'globex'";
     wait_until(SOON, || async {
         Ok((stack.notify.count(rendered, &[]).await? > 0).then_some(()))
