@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::faults::parse_faults;
 use crate::outcomes::parse_outcomes;
@@ -39,15 +39,25 @@ pub(crate) async fn clear_messages(State(app): State<Arc<App>>) -> StatusCode {
 
 /// Appends one fault or an array of them; answers with the whole pending list.
 pub(crate) async fn add_faults(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let parsed = std::str::from_utf8(&body)
+    added(&body, parse_faults, |faults| {
+        tracing::info!(?faults, "faults queued");
+        app.faults.push(faults);
+        app.faults.pending()
+    })
+}
+
+/// Parses the body with `parse` and hands what it lists to `add`, answering with what
+/// `add` returns; 400 with why if the body does not parse.
+fn added<T, A: Serialize>(
+    body: &[u8],
+    parse: fn(&str) -> Result<Vec<T>, String>,
+    add: impl FnOnce(Vec<T>) -> A,
+) -> Response {
+    match std::str::from_utf8(body)
         .map_err(|e| e.to_string())
-        .and_then(parse_faults);
-    match parsed {
-        Ok(faults) => {
-            tracing::info!(?faults, "faults queued");
-            app.faults.push(faults);
-            Json(app.faults.pending()).into_response()
-        }
+        .and_then(parse)
+    {
+        Ok(items) => Json(add(items)).into_response(),
         Err(error) => {
             let body = serde_json::json!({ "error": error });
             (StatusCode::BAD_REQUEST, Json(body)).into_response()
@@ -61,20 +71,11 @@ pub(crate) async fn list_faults(State(app): State<Arc<App>>) -> Response {
 
 /// Appends one outcome rule or an array of them; answers with all the rules.
 pub(crate) async fn add_outcomes(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let parsed = std::str::from_utf8(&body)
-        .map_err(|e| e.to_string())
-        .and_then(parse_outcomes);
-    match parsed {
-        Ok(outcomes) => {
-            tracing::info!(?outcomes, "outcomes set");
-            app.outcomes.push(outcomes);
-            Json(app.outcomes.list()).into_response()
-        }
-        Err(error) => {
-            let body = serde_json::json!({ "error": error });
-            (StatusCode::BAD_REQUEST, Json(body)).into_response()
-        }
-    }
+    added(&body, parse_outcomes, |outcomes| {
+        tracing::info!(?outcomes, "outcomes set");
+        app.outcomes.push(outcomes);
+        app.outcomes.list()
+    })
 }
 
 pub(crate) async fn list_outcomes(State(app): State<Arc<App>>) -> Response {

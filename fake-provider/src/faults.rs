@@ -5,7 +5,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::store::Channel;
 
@@ -83,16 +82,10 @@ impl Fault {
 
 /// Parses one fault object or an array of them.
 pub fn parse_faults(json: &str) -> Result<Vec<Fault>, String> {
-    let value: Value = serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?;
-    let faults = match value {
-        Value::Array(items) => items
-            .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<Vec<Fault>, _>>(),
-        other => serde_json::from_value(other).map(|f| vec![f]),
-    }
-    .map_err(|e| format!("invalid fault: {e}"))?;
-    faults.into_iter().map(Fault::check).collect()
+    crate::parse_one_or_many::<Fault>(json, "fault")?
+        .into_iter()
+        .map(Fault::check)
+        .collect()
 }
 
 /// Pending faults, applied in FIFO order; a timed one with the instant it ends.

@@ -34,3 +34,21 @@ pub use outcomes::{Outcome, Outcomes, Report, parse_outcomes};
 pub use server::{Config, FakeProvider, serve};
 pub use store::{Channel, Received, Store};
 pub use twilio::{OPTED_OUT_NUMBER, is_account_sid};
+
+/// What `--fault`, `--outcome` and the control API take: one JSON object, or an array of
+/// them; `what` names them in errors.
+fn parse_one_or_many<T: serde::de::DeserializeOwned>(
+    json: &str,
+    what: &str,
+) -> Result<Vec<T>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?;
+    match value {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<Vec<T>, _>>(),
+        other => serde_json::from_value(other).map(|one| vec![one]),
+    }
+    .map_err(|e| format!("invalid {what}: {e}"))
+}

@@ -6,7 +6,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::store::Channel;
 
@@ -111,16 +110,10 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 
 /// Parses one rule or an array of them.
 pub fn parse_outcomes(json: &str) -> Result<Vec<Outcome>, String> {
-    let value: Value = serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?;
-    let outcomes = match value {
-        Value::Array(items) => items
-            .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<Vec<Outcome>, _>>(),
-        other => serde_json::from_value(other).map(|o| vec![o]),
-    }
-    .map_err(|e| format!("invalid outcome: {e}"))?;
-    outcomes.into_iter().map(Outcome::check).collect()
+    crate::parse_one_or_many::<Outcome>(json, "outcome")?
+        .into_iter()
+        .map(Outcome::check)
+        .collect()
 }
 
 /// The rules in force, in the order they were added.

@@ -27,22 +27,9 @@ pub async fn a_tenants_flood_does_not_hold_up_another_tenants_messages(
     stack.start_all().await?;
     stack.wait_until_watching(2).await?;
 
-    // What the queue says was sent, per tenant: cheaper to poll than the provider's records.
-    let tenant_sent = |tenant: &'static str| {
-        let notify = &stack.notify;
-        async move {
-            let sent = notify
-                .count(
-                    "SELECT count(*) FROM message WHERE tenant = $1 AND status = 'sent'",
-                    &[tenant.into()],
-                )
-                .await?;
-            anyhow::Ok(usize::try_from(sent)?)
-        }
-    };
     stack.insert_contacts(FLOOD).await?;
     let started = wait_until(SOON, || async {
-        Ok((tenant_sent("acme").await? >= 100).then_some(()))
+        Ok((stack.sent_to_tenant("acme").await? >= 100).then_some(()))
     })
     .await;
     if started.is_err() {
@@ -56,18 +43,18 @@ pub async fn a_tenants_flood_does_not_hold_up_another_tenants_messages(
             .await?;
     }
     let sent = wait_until(SOON, || async {
-        Ok((tenant_sent("globex").await? == SMALL).then_some(()))
+        Ok((stack.sent_to_tenant("globex").await? == SMALL).then_some(()))
     })
     .await;
     if sent.is_err() {
         anyhow::bail!(
             "globex got {} of {SMALL}\n{}",
-            tenant_sent("globex").await?,
+            stack.sent_to_tenant("globex").await?,
             stack.diagnostics().await
         );
     }
     let waited = committed.elapsed();
-    let flood_sent = tenant_sent("acme").await?;
+    let flood_sent = stack.sent_to_tenant("acme").await?;
     println!(
         "globex's {SMALL} sent {:.1} s after their commits, with {flood_sent} of acme's {FLOOD} sent",
         waited.as_secs_f64()

@@ -267,6 +267,18 @@ impl Stack {
         Ok(())
     }
 
+    /// How many of `tenant`'s messages are `sent`.
+    pub async fn sent_to_tenant(&self, tenant: &str) -> anyhow::Result<usize> {
+        let sent = self
+            .notify
+            .count(
+                "SELECT count(*) FROM message WHERE tenant = $1 AND status = 'sent'",
+                &[tenant.into()],
+            )
+            .await?;
+        Ok(usize::try_from(sent)?)
+    }
+
     /// How many messages the queue holds with `status`.
     pub async fn messages_with_status(&self, status: &str) -> anyhow::Result<i64> {
         self.notify
