@@ -2,6 +2,10 @@
 //! more is sent to it until a single probe gets any other answer. Its channel's messages stay
 //! in the queue meanwhile, untouched, and the refused calls are not counted, so no message
 //! spends its attempts while an operator fixes a key.
+//!
+//! A rate limit (429) that says when it resets pauses the provider until then too: the
+//! account's limit is spent, so further calls would only be refused and spend attempts. No
+//! probe is needed; sending resumes at the reset. The other provider is not paused.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +35,18 @@ pub enum Permit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Closed,
-    Open { until: Instant, pause: Duration },
-    Probing { pause: Duration, ticket: u64 },
+    Open {
+        until: Instant,
+        pause: Duration,
+    },
+    Probing {
+        pause: Duration,
+        ticket: u64,
+    },
+    /// Rate limited until the provider's reset.
+    Limited {
+        until: Instant,
+    },
 }
 
 /// The email (SendGrid) and SMS (Twilio) circuits.
@@ -67,14 +81,24 @@ impl Circuits {
                 *state = State::Probing { pause, ticket };
                 Permit::Probe(ticket)
             }
-            State::Open { .. } => Permit::Wait,
-            State::Probing { .. } => Permit::Wait,
+            State::Limited { until } if now >= until => {
+                *state = State::Closed;
+                Permit::Send
+            }
+            State::Open { .. } | State::Probing { .. } | State::Limited { .. } => Permit::Wait,
         }
     }
 
     /// Whether `channel`'s provider takes calls (no permit needed).
     pub fn closed(&self, channel: Channel) -> bool {
-        *self.state(channel) == State::Closed
+        let mut state = self.state(channel);
+        if let State::Limited { until } = *state
+            && Instant::now() >= until
+        {
+            tracing::info!(%channel, "the provider's rate limit has reset: sending resumed");
+            *state = State::Closed;
+        }
+        *state == State::Closed
     }
 
     /// Probe `ticket` was granted but never made: the next message probes instead.
@@ -100,6 +124,20 @@ impl Circuits {
     ) -> Option<Duration> {
         let mut state = self.state(channel);
         let now = Instant::now();
+        if let Some(reset) = rate_limit_reset(delivery) {
+            let until = now + reset;
+            match *state {
+                State::Closed => {
+                    tracing::warn!(%channel, ?reset, "rate limited: sending on this channel waits for the provider's reset");
+                    *state = State::Limited { until };
+                }
+                State::Limited { until: current } if until > current => {
+                    *state = State::Limited { until };
+                }
+                // A credentials pause (or its probe) decides on its own.
+                _ => {}
+            }
+        }
         let is_probe = |ticket: u64| probe == Some(ticket);
         match (credentials_accepted(delivery), *state) {
             (Some(false), State::Open { until, .. }) => Some(until.saturating_duration_since(now)),
@@ -119,7 +157,7 @@ impl Circuits {
                 log_refused(channel, delivery, pause, current == State::Closed);
                 Some(pause)
             }
-            (Some(true), State::Closed) => None,
+            (Some(true), State::Closed | State::Limited { .. }) => None,
             (Some(true), _) => {
                 *state = State::Closed;
                 tracing::warn!(%channel, "the provider takes the credentials again: sending resumed");
@@ -142,6 +180,18 @@ impl Circuits {
         }
         .lock()
         .expect("circuit lock poisoned")
+    }
+}
+
+/// How long until the provider's rate limit resets, when it answered 429 and said.
+fn rate_limit_reset(delivery: &Delivery) -> Option<Duration> {
+    match delivery {
+        Delivery::Retry {
+            http_status: Some(429),
+            not_before: Some(reset),
+            ..
+        } => Some(*reset),
+        _ => None,
     }
 }
 
@@ -247,6 +297,38 @@ mod tests {
             None
         );
         assert_eq!(circuits.permit(Channel::Email), Permit::Send);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limit_pauses_the_channel_until_its_reset() {
+        let circuits = Circuits::new(Duration::from_secs(3), Duration::from_secs(20));
+        let limited = |reset: u64| Delivery::Retry {
+            http_status: Some(429),
+            not_before: Some(Duration::from_secs(reset)),
+            reason: "too many requests".into(),
+        };
+        assert_eq!(circuits.record(Channel::Email, &limited(2), None), None);
+        assert!(!circuits.closed(Channel::Email) && circuits.closed(Channel::Sms));
+        assert_eq!(circuits.permit(Channel::Email), Permit::Wait);
+        // A later reset from a call in flight extends it; an earlier one does not shorten it.
+        circuits.record(Channel::Email, &limited(5), None);
+        circuits.record(Channel::Email, &limited(1), None);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(!circuits.closed(Channel::Email));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            circuits.closed(Channel::Email),
+            "resumed at the reset, no probe"
+        );
+        assert_eq!(circuits.permit(Channel::Email), Permit::Send);
+        // A 429 that does not say when it resets pauses nothing.
+        let unsaid = Delivery::Retry {
+            http_status: Some(429),
+            not_before: None,
+            reason: "slow down".into(),
+        };
+        circuits.record(Channel::Email, &unsaid, None);
+        assert!(circuits.closed(Channel::Email));
     }
 
     #[tokio::test(start_paused = true)]

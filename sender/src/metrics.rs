@@ -115,7 +115,8 @@ impl SenderMetrics {
         );
         registry.register(
             "herald_sender_provider_paused",
-            "1 while a provider is paused because it refused the credentials, else 0",
+            "1 while a provider is paused because it refused the credentials or its rate limit \
+             has not reset, else 0",
             metrics.paused.clone(),
         );
         registry.register(

@@ -493,3 +493,65 @@ pub async fn a_recipient_who_replied_stop_is_suppressed(engine: Engine) -> anyho
     );
     Ok(())
 }
+
+/// A 429 that says when the limit resets pauses that provider until then: no email call
+/// leaves during the pause (beyond those already on their way), while SMS, on another
+/// provider, keep going; at the reset the emails flow again, each sent once.
+pub async fn a_rate_limit_pauses_its_provider_until_the_reset_and_not_the_other(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    const PEOPLE: usize = 20;
+    let provider = ProviderConfig {
+        latency: Duration::from_millis(100),
+        ..provider_config()
+    };
+    let mut stack = Stack::with_provider(engine, "rate_limit_pause", provider).await?;
+    stack.load_example_schedules().await?;
+    stack.set(Service::Sender, "HERALD__SENDER__MAX_IN_FLIGHT", "2");
+    stack.provider.faults().push([Fault {
+        channel: Some(Channel::Email),
+        ..Fault::new(FaultKind::RateLimit {
+            reset_after_secs: 3,
+        })
+    }]);
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+    for n in 0..PEOPLE {
+        let email = format!("person{n}@example.com");
+        let phone = format!("+1555000{n:04}");
+        let contact = Contact {
+            email: Some(&email),
+            phone: &phone,
+            ..Contact::default()
+        };
+        let contact = stack.insert_contact(&contact).await?;
+        stack.insert_appointment(contact, "Room 1").await?;
+    }
+    stack.wait_for_accepted(2 * PEOPLE, SOON).await?;
+
+    let requests = stack.provider.store().list(None, None);
+    let limited = requests
+        .iter()
+        .find(|r| r.status == Some(429))
+        .context("the 429")?;
+    // From a moment after the 429 (calls already on their way) until shortly before the reset.
+    let from = limited.answered_at + chrono::Duration::milliseconds(300);
+    let to = limited.answered_at + chrono::Duration::milliseconds(2_500);
+    let during = |channel: Channel| {
+        requests
+            .iter()
+            .filter(|r| r.channel == channel && r.received_at > from && r.received_at < to)
+            .count()
+    };
+    assert_eq!(during(Channel::Email), 0, "emails sent while rate limited");
+    assert!(during(Channel::Sms) > 0, "SMS held up by SendGrid's limit");
+    assert_eq!(
+        stack
+            .provider
+            .store()
+            .count(Some(Channel::Email), Some(true)),
+        PEOPLE,
+        "every email once"
+    );
+    Ok(())
+}

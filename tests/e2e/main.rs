@@ -73,6 +73,7 @@ on_every_engine! {
     schedules::schedules_added_and_deactivated_apply_without_a_restart,
     schedules::a_schedule_switched_to_another_change_column_starts_afresh,
     delivery::a_rate_limited_email_is_sent_once_after_the_reset,
+    delivery::a_rate_limit_pauses_its_provider_until_the_reset_and_not_the_other,
     delivery::a_refused_email_fails_with_the_providers_reason_and_is_not_retried,
     delivery::merge_values_are_escaped_in_html_and_intact_in_text_and_sms,
     delivery::a_refused_key_pauses_email_and_spends_no_attempts,
