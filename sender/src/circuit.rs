@@ -81,24 +81,13 @@ impl Circuits {
                 *state = State::Probing { pause, ticket };
                 Permit::Probe(ticket)
             }
-            State::Limited { until } if now >= until => {
-                *state = State::Closed;
-                Permit::Send
-            }
             State::Open { .. } | State::Probing { .. } | State::Limited { .. } => Permit::Wait,
         }
     }
 
     /// Whether `channel`'s provider takes calls (no permit needed).
     pub fn closed(&self, channel: Channel) -> bool {
-        let mut state = self.state(channel);
-        if let State::Limited { until } = *state
-            && Instant::now() >= until
-        {
-            tracing::info!(%channel, "the provider's rate limit has reset: sending resumed");
-            *state = State::Closed;
-        }
-        *state == State::Closed
+        *self.state(channel) == State::Closed
     }
 
     /// Probe `ticket` was granted but never made: the next message probes instead.
@@ -173,13 +162,21 @@ impl Circuits {
         }
     }
 
+    /// The channel's circuit, locked; a rate limit whose reset has come is over.
     fn state(&self, channel: Channel) -> std::sync::MutexGuard<'_, State> {
-        match channel {
+        let mut state = match channel {
             Channel::Email => &self.email,
             Channel::Sms => &self.sms,
         }
         .lock()
-        .expect("circuit lock poisoned")
+        .expect("circuit lock poisoned");
+        if let State::Limited { until } = *state
+            && Instant::now() >= until
+        {
+            tracing::info!(%channel, "the provider's rate limit has reset: sending resumed");
+            *state = State::Closed;
+        }
+        state
     }
 }
 
