@@ -691,11 +691,7 @@ async fn check_exactly_once(stack: &Stack, burst: i64, steady: usize) -> anyhow:
         )
         .await?;
     stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'sent'",
-            total,
-            Duration::from_secs(30),
-        )
+        .wait_for_status("sent", total, Duration::from_secs(30))
         .await
         .context("not every message ended `sent`")
 }

@@ -120,11 +120,7 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("[bench] waiting for acme's flood to drain");
     stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'sent'",
-            options.flood + SMALL as i64,
-            DRAIN_LIMIT,
-        )
+        .wait_for_status("sent", options.flood + SMALL as i64, DRAIN_LIMIT)
         .await?;
     let drained = flood_committed.elapsed();
     ensure!(

@@ -321,13 +321,7 @@ pub async fn a_renderer_killed_around_rebalances_owns_every_partition_again(
         println!("the renderer was left without partitions and rejoined");
     }
 
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'sent'",
-            2 * EACH as i64,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("sent", 2 * EACH as i64, SOON).await?;
     let sends = sends_per_message(&stack);
     assert_eq!(sends.len(), 2 * EACH, "every change reached the provider");
     let repeated: Vec<_> = sends.iter().filter(|(_, n)| **n > 1).collect();

@@ -71,13 +71,7 @@ pub async fn a_refused_email_fails_with_the_providers_reason_and_is_not_retried(
     };
     stack.insert_contact(&bad_address).await?;
 
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'failed'",
-            1,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("failed", 1, SOON).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let row = stack
         .notify
@@ -251,13 +245,7 @@ pub async fn gateway_errors_and_lost_answers_are_in_doubt_not_resent(
     let contact_id = stack.insert_contact(&Contact::default()).await?;
     stack.insert_appointment(contact_id, "Room 1").await?;
 
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'in_doubt'",
-            2,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("in_doubt", 2, SOON).await?;
     // Long enough for several retries at the test's 200 ms backoff.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rows = stack
@@ -451,13 +439,7 @@ pub async fn a_recipient_who_replied_stop_is_suppressed(engine: Engine) -> anyho
         })
         .await?;
     let appointment = stack.insert_appointment(contact, "Room 1").await?;
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'failed'",
-            1,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("failed", 1, SOON).await?;
     let error = stack
         .notify
         .query_one("SELECT last_error FROM message", &[])
@@ -480,13 +462,7 @@ pub async fn a_recipient_who_replied_stop_is_suppressed(engine: Engine) -> anyho
         )
     );
     stack.move_appointment(appointment, "Room 7").await?;
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'suppressed'",
-            1,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("suppressed", 1, SOON).await?;
     assert_eq!(
         stack.provider.store().list(Some(Channel::Sms), None).len(),
         1

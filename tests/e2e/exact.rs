@@ -479,13 +479,7 @@ pub async fn a_renderer_on_a_replica_behind_the_event_waits_for_it() -> anyhow::
             .is_some_and(|text| text.contains("Room 2"))),
         "{accepted:#?}"
     );
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'sent'",
-            4,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("sent", 4, SOON).await?;
     assert_eq!(stack.messages_with_status("skipped").await?, 0);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stack.accepted().len(), 4, "each change sent once");

@@ -73,13 +73,7 @@ pub async fn metrics_match_the_database_and_the_broker(engine: Engine) -> anyhow
     stack.wait_until_watching(2).await?;
 
     stack.insert_contact_to("first@example.com").await?;
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'in_doubt'",
-            1,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("in_doubt", 1, SOON).await?;
     for n in 0..5 {
         stack
             .insert_contact_to(&format!("reader{n}@example.com"))

@@ -516,13 +516,7 @@ pub async fn trace_by_recipient_finds_the_whole_chain(engine: Engine) -> anyhow:
     stack.wait_until_watching(1).await?;
     let contact_id = stack.insert_contact_to("ada@example.com").await?;
     let accepted = stack.wait_for_accepted(1, SOON).await?;
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'sent'",
-            1,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("sent", 1, SOON).await?;
     let provider_id = accepted[0].provider_message_id.clone().expect("an id");
     let version = stack.contact_created_version(contact_id).await?;
     let row = stack

@@ -29,13 +29,7 @@ pub async fn the_status_page_shows_what_the_database_holds(engine: Engine) -> an
     stack.start_all().await?;
     stack.wait_until_watching(1).await?;
     stack.insert_contact_to("doubt@example.com").await?;
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'in_doubt'",
-            1,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("in_doubt", 1, SOON).await?;
     stack.insert_contact_to("not-an-email").await?;
     for n in 0..3 {
         stack
@@ -55,13 +49,7 @@ pub async fn the_status_page_shows_what_the_database_holds(engine: Engine) -> an
             .insert_contact_to(&format!("waiting{n}@example.com"))
             .await?;
     }
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'queued'",
-            2,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("queued", 2, SOON).await?;
     stack
         .wait_for_count(
             "SELECT count(*) FROM schedule WHERE error IS NOT NULL",

@@ -183,13 +183,7 @@ pub async fn one_click_unsubscribes_from_the_schedule_or_the_tenant_and_a_forged
 
     // Ada again (any letter case): no welcome email; the account notice still goes.
     stack.insert_contact_to("Ada@Example.com").await?;
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'suppressed'",
-            1,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("suppressed", 1, SOON).await?;
     stack.wait_for_accepted(3, SOON).await?;
 
     // welcome-email now unsubscribes from all of acme's emails: the same link stops both.
@@ -212,13 +206,7 @@ pub async fn one_click_unsubscribes_from_the_schedule_or_the_tenant_and_a_forged
         .await?;
     assert_eq!((tenant_wide, entries(&stack).await?), (1, 2));
     stack.insert_contact_to("ada@example.com").await?;
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'suppressed'",
-            3,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("suppressed", 3, SOON).await?;
     assert_eq!(stack.accepted_count(), 3, "nothing more went to Ada");
 
     // An operator takes the schedule's entry off: the tenant-wide one still holds.

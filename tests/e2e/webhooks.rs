@@ -59,13 +59,7 @@ pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_
     stack.insert_contact_to("fine@example.com").await?;
 
     // Both end sent, each with two events (processed, delivered), none resent.
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'sent'",
-            2,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("sent", 2, SOON).await?;
     stack
         .wait_for_count("SELECT count(*) FROM delivery_event", 4, SOON)
         .await?;
@@ -234,13 +228,7 @@ pub async fn sendgrid_events_settle_doubt_suppress_bounces_and_forgeries_change_
         ]
     );
     stack.insert_contact_to("Fine@Example.com").await?;
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'suppressed'",
-            1,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("suppressed", 1, SOON).await?;
     let received = stack.provider.store().list(Some(Channel::Email), None);
     assert_eq!(received.len(), 2, "nothing mailed to the bounced address");
 
@@ -441,13 +429,7 @@ pub async fn twilio_callbacks_settle_doubt_and_a_stop_suppresses(
         .await?;
     let appointment = stack.insert_appointment(contact, "Room 1").await?;
 
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'sent'",
-            1,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("sent", 1, SOON).await?;
     stack
         .wait_for_count("SELECT count(*) FROM delivery_event", 2, SOON)
         .await?;
@@ -536,13 +518,7 @@ pub async fn twilio_callbacks_settle_doubt_and_a_stop_suppresses(
         ]
     );
     stack.move_appointment(appointment, "Room 7").await?;
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'suppressed'",
-            1,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("suppressed", 1, SOON).await?;
     assert_eq!(
         stack.provider.store().list(Some(Channel::Sms), None).len(),
         1
@@ -614,13 +590,7 @@ pub async fn reported_bounces_drops_complaints_and_stops_suppress_their_addresse
     stack
         .wait_for_count("SELECT count(*) FROM delivery_event", 18, SOON)
         .await?;
-    stack
-        .wait_for_count(
-            "SELECT count(*) FROM message WHERE status = 'sent'",
-            8,
-            SOON,
-        )
-        .await?;
+    stack.wait_for_status("sent", 8, SOON).await?;
 
     let log = stack
         .notify

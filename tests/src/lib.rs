@@ -498,6 +498,17 @@ impl Stack {
         }
     }
 
+    /// Waits until `count` messages are in `status`; see [`Stack::wait_for_count`].
+    pub async fn wait_for_status(
+        &self,
+        status: &str,
+        count: i64,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let sql = format!("SELECT count(*) FROM message WHERE status = '{status}'");
+        self.wait_for_count(&sql, count, within).await
+    }
+
     /// Waits until `sql` (returning one integer) on the notification database returns `expected`.
     pub async fn wait_for_count(
         &self,
