@@ -17,7 +17,7 @@
 //! - A token that does not verify, or names no email: 404, nothing changes (a forged token
 //!   and an unknown one look alike).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -32,8 +32,9 @@ use herald_core::store::NotifyDb;
 use herald_core::telemetry::error_chain;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use sha2::Sha256;
-use tera::escape_html;
+use tera::Tera;
 
 use crate::metrics::SenderMetrics;
 
@@ -159,24 +160,10 @@ async fn confirm(State(state): State<Arc<Unsubscribe>>, Path(token): Path<String
         return not_a_link(&state);
     };
     match state.store.unsubscription(message_id).await {
-        Ok(Some(target)) if target.suppressed => page(
-            StatusCode::OK,
-            &format!(
-                "<p><strong>{}</strong> is unsubscribed from {}.</p>",
-                escape_html(&masked(&target.address)),
-                what(&target)
-            ),
-        ),
-        Ok(Some(target)) => page(
-            StatusCode::OK,
-            &format!(
-                "<p>Stop {} to <strong>{}</strong>?</p>\n<form method=\"post\">\
-                 <input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
-                 <button type=\"submit\">Unsubscribe</button></form>",
-                what(&target),
-                escape_html(&masked(&target.address))
-            ),
-        ),
+        Ok(Some(target)) if target.suppressed => {
+            page(StatusCode::OK, Page::about("already", &target))
+        }
+        Ok(Some(target)) => page(StatusCode::OK, Page::about("confirm", &target)),
         Ok(None) => not_a_link(&state),
         Err(error) => unavailable(&error),
     }
@@ -197,30 +184,44 @@ async fn unsubscribe(State(state): State<Arc<Unsubscribe>>, Path(token): Path<St
                 tenant_wide = target.tenant_wide,
                 "one-click unsubscribe"
             );
-            page(
-                StatusCode::OK,
-                &format!(
-                    "<p>Done: <strong>{}</strong> will get no more {}.</p>",
-                    escape_html(&masked(&target.address)),
-                    what(&target)
-                ),
-            )
+            page(StatusCode::OK, Page::about("done", &target))
         }
         Ok(None) => not_a_link(&state),
         Err(error) => unavailable(&error),
     }
 }
 
-/// `emails of “welcome-email” from acme`, or `emails from acme`; escaped.
-fn what(target: &Unsubscription) -> String {
-    if target.tenant_wide {
-        format!("emails from {}", escape_html(&target.tenant))
-    } else {
-        format!(
-            "“{}” emails from {}",
-            escape_html(&target.schedule),
-            escape_html(&target.tenant)
-        )
+/// What `unsubscribe.html` shows: which `page`, and for whom. The template escapes it.
+#[derive(Serialize)]
+struct Page {
+    /// `confirm`, `already`, `done`, `invalid`, or anything else: we failed.
+    page: &'static str,
+    /// The address, masked.
+    address: Option<String>,
+    /// `“welcome-email” emails from acme`, or `emails from acme`.
+    what: Option<String>,
+}
+
+impl Page {
+    fn about(page: &'static str, target: &Unsubscription) -> Page {
+        let what = if target.tenant_wide {
+            format!("emails from {}", target.tenant)
+        } else {
+            format!("“{}” emails from {}", target.schedule, target.tenant)
+        };
+        Page {
+            page,
+            address: Some(masked(&target.address)),
+            what: Some(what),
+        }
+    }
+
+    fn plain(page: &'static str) -> Page {
+        Page {
+            page,
+            address: None,
+            what: None,
+        }
     }
 }
 
@@ -237,38 +238,40 @@ fn masked(address: &str) -> String {
 
 fn not_a_link(state: &Unsubscribe) -> Response {
     state.metrics.webhook_refused("herald");
-    page(
-        StatusCode::NOT_FOUND,
-        "<p>This unsubscribe link is not valid. Use the link in the email as it came.</p>",
-    )
+    page(StatusCode::NOT_FOUND, Page::plain("invalid"))
 }
 
 fn unavailable(error: &herald_core::store::StoreError) -> Response {
     tracing::warn!(error = %error_chain(error), "one-click unsubscribe not served");
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "<p>Something went wrong on our side. Please try again in a few minutes.</p>",
-    )
+    page(StatusCode::SERVICE_UNAVAILABLE, Page::plain("unavailable"))
 }
 
-fn page(status: StatusCode, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Unsubscribe</title><style>body{{font-family:system-ui,sans-serif;\
-         max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}}\
-         button{{font-size:1rem;padding:.5rem 1.5rem}}</style></head>\n\
-         <body><h1>Unsubscribe</h1>\n{body}\n</body></html>\n"
-    );
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        html,
-    )
-        .into_response()
+/// The pages, compiled once; `.html`, so every value is HTML-escaped.
+static PAGES: LazyLock<Tera> = LazyLock::new(|| {
+    let mut tera = Tera::default();
+    tera.add_raw_template("unsubscribe.html", include_str!("unsubscribe.html"))
+        .expect("the unsubscribe page compiles");
+    tera
+});
+
+fn page(status: StatusCode, page: Page) -> Response {
+    let rendered = tera::Context::from_serialize(&page)
+        .and_then(|context| PAGES.render("unsubscribe.html", &context));
+    match rendered {
+        Ok(html) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            html,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(error = %error_chain(&error), "the unsubscribe page did not render");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +339,24 @@ mod tests {
             mailto: String::new(),
         };
         assert!(OneClick::new(&settings, " ").is_none());
+    }
+
+    #[test]
+    fn the_page_escapes_what_it_shows() {
+        let target = Unsubscription {
+            tenant: "<acme>".into(),
+            schedule: "a&b".into(),
+            address: "x@<script>.example".into(),
+            tenant_wide: false,
+            suppressed: false,
+        };
+        let context = tera::Context::from_serialize(Page::about("confirm", &target)).unwrap();
+        let html = PAGES.render("unsubscribe.html", &context).unwrap();
+        assert!(
+            html.contains("Stop “a&amp;b” emails from &lt;acme&gt; to <strong>x***@&lt;script&gt;.example</strong>?"),
+            "{html}"
+        );
+        assert!(html.contains(r#"<form method="post">"#), "{html}");
     }
 
     #[test]
