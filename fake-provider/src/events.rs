@@ -97,15 +97,12 @@ pub(crate) async fn post_twilio_statuses(
     sms: AcceptedSms,
 ) {
     let report = sms.outcome.as_ref().map_or(Report::Delivered, |o| o.report);
-    let error_code = sms.outcome.as_ref().map(|o| match (o.error_code, report) {
-        (Some(code), _) => code,
-        (None, Report::Failed) => 30008,
-        (None, _) => 30003,
-    });
-    let statuses: &[&str] = match report {
-        Report::Undelivered => &["sent", "undelivered"],
-        Report::Failed => &["failed"],
-        _ => &["sent", "delivered"],
+    let code = sms.outcome.as_ref().and_then(|o| o.error_code);
+    // The statuses posted, and the ErrorCode the last one carries.
+    let (statuses, error_code): (&[&str], Option<u32>) = match report {
+        Report::Undelivered => (&["sent", "undelivered"], Some(code.unwrap_or(30003))),
+        Report::Failed => (&["failed"], Some(code.unwrap_or(30008))),
+        _ => (&["sent", "delivered"], None),
     };
     let delay = sms.outcome.as_ref().map_or(REPORT_GAP, Outcome::delay);
     for (n, &status) in statuses.iter().enumerate() {
@@ -120,8 +117,7 @@ pub(crate) async fn post_twilio_statuses(
         ];
         params.extend(sms.from.clone().map(|from| ("From".to_owned(), from)));
         params.extend(sms.to.clone().map(|to| ("To".to_owned(), to)));
-        if matches!(status, "undelivered" | "failed") {
-            let code = error_code.unwrap_or(30003);
+        if let Some(code) = error_code.filter(|_| n + 1 == statuses.len()) {
             params.push(("ErrorCode".to_owned(), code.to_string()));
         }
         let signature = sign_twilio_request(&auth_token, &sms.callback, &params);

@@ -113,45 +113,40 @@ pub async fn a_claim_takes_every_tenants_first_message_before_anyones_second(
     engine: Engine,
 ) -> anyhow::Result<()> {
     let stack = Stack::new(engine, "fair_claim").await?;
-    let queue = |tenant: &str, channel: &str, count: i64, due_in_s: i64| {
-        let rows: Vec<(String, String, i64, chrono::DateTime<chrono::Utc>)> = (0..count)
-            .map(|n| {
-                let due = chrono::Utc::now() + chrono::Duration::seconds(due_in_s)
-                    - chrono::Duration::milliseconds(1_000 - n);
-                (tenant.to_owned(), channel.to_owned(), n, due)
-            })
-            .collect();
-        rows
-    };
-    let mut rows = Vec::new();
     // a and b have backlogs (a's older); c has one; later has only messages due in an hour;
-    // texting has only SMS.
-    rows.extend(queue("a", "email", 50, -60));
-    rows.extend(queue("b", "email", 50, -30));
-    rows.extend(queue("c", "email", 1, -1));
-    rows.extend(queue("later", "email", 50, 3_600));
-    rows.extend(queue("texting", "sms", 50, -90));
-    for (tenant, channel, n, due) in &rows {
-        let recipient = if channel == "sms" {
-            format!("+1555000{n:04}")
-        } else {
-            format!("{tenant}-{n}@example.com")
-        };
-        stack
-            .notify
-            .execute(
-                "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
-                                      status, recipient, subject, body_text, next_attempt_at)
-                 VALUES ($1, 1, $2, '1', $3, 'queued', $4, 'Hello', 'Hello there', $5)",
-                &[
-                    tenant.as_str().into(),
-                    n.to_string().as_str().into(),
-                    channel.as_str().into(),
-                    recipient.as_str().into(),
-                    herald_tests::Value::Time(*due),
-                ],
-            )
-            .await?;
+    // texting has only SMS. Each tenant's are a millisecond apart, in order.
+    let queues = [
+        ("a", "email", 50, -60),
+        ("b", "email", 50, -30),
+        ("c", "email", 1, -1),
+        ("later", "email", 50, 3_600),
+        ("texting", "sms", 50, -90),
+    ];
+    for (tenant, channel, count, due_in_s) in queues {
+        for n in 0..count {
+            let due = chrono::Utc::now() + chrono::Duration::seconds(due_in_s)
+                - chrono::Duration::milliseconds(1_000 - n);
+            let recipient = if channel == "sms" {
+                format!("+1555000{n:04}")
+            } else {
+                format!("{tenant}-{n}@example.com")
+            };
+            stack
+                .notify
+                .execute(
+                    "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
+                                          status, recipient, subject, body_text, next_attempt_at)
+                     VALUES ($1, 1, $2, '1', $3, 'queued', $4, 'Hello', 'Hello there', $5)",
+                    &[
+                        tenant.into(),
+                        n.to_string().as_str().into(),
+                        channel.into(),
+                        recipient.as_str().into(),
+                        herald_tests::Value::Time(due),
+                    ],
+                )
+                .await?;
+        }
     }
     let notify = herald_core::store::connect_notify(&stack.database_settings("ntf")?).await?;
     let claim = |limit: u32| {
