@@ -369,11 +369,11 @@ impl Renderer {
         if call.batched && keys.len() > 1 && !self.is_slow(schedule.id) {
             let started = Instant::now();
             let merged = self.source.merge(&call, keys, timeout).await;
-            self.metrics.merge_took(started.elapsed());
+            let took = started.elapsed();
+            self.metrics.merge_took(took);
             // A batch holds up the others as long as it takes: slow if it took over
             // `slow_merge` (or timed out), unless its keys were quick (a twentieth of
             // `slow_merge` each, at most) and there were just many of them.
-            let took = started.elapsed();
             let per_key = took / u32::try_from(keys.len()).unwrap_or(u32::MAX);
             let timed_out = merged.as_ref().is_err_and(|error| error.is_timeout());
             if timed_out || per_key > self.settings.slow_merge / 20 {
@@ -484,8 +484,9 @@ impl Renderer {
         let timeout = self.settings.merge_timeout;
         let started = Instant::now();
         let merged = self.source.merge(call, &[key], timeout).await;
-        self.metrics.merge_took(started.elapsed());
-        self.note_speed(schedule, started.elapsed());
+        let took = started.elapsed();
+        self.metrics.merge_took(took);
+        self.note_speed(schedule, took);
         match merged {
             Ok(mut merged) => Ok(one_row(merged.pop().unwrap_or_default(), key)),
             // Cancelled: this message waits, the others go on.
