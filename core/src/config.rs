@@ -173,7 +173,7 @@ impl Settings {
                 self.renderer.merge_timeout, self.source.statement_timeout
             )));
         }
-        self.providers.twilio.check()?;
+        self.providers.twilio.check("providers.twilio")?;
         let public_url = self.webhooks.public_url.trim();
         let http = ["http://", "https://"]
             .iter()
@@ -430,6 +430,9 @@ pub struct SenderSettings {
     /// report settles it, it waits for a person.
     #[serde(with = "humantime_serde")]
     pub settle_within: Duration,
+    /// How often the provider accounts admins define (`provider_account`) are read again.
+    #[serde(with = "humantime_serde")]
+    pub accounts_refresh: Duration,
 }
 
 /// Where each service serves `/metrics`, `/healthz` and `/readyz` (empty: not served).
@@ -526,21 +529,39 @@ pub struct TwilioSettings {
     /// From the environment only: `HERALD__PROVIDERS__TWILIO__AUTH_TOKEN`.
     #[serde(default)]
     pub auth_token: Option<SecretString>,
+    /// The sender: a number (or short code, or sender ID), unless a messaging service is
+    /// named, which picks one from its pool.
+    #[serde(default)]
     pub from_number: String,
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
 }
 
 impl TwilioSettings {
-    /// Twilio refuses a malformed account SID (404) or sender (21212) for every message, so
-    /// both are checked before the first one.
-    fn check(&self) -> Result<(), ConfigError> {
-        let sid = &self.account_sid;
-        if !sid
-            .strip_prefix("AC")
-            .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return Err(ConfigError::Inconsistent(format!(
-                "providers.twilio.account_sid `{sid}` is not `AC` followed by 32 hexadecimal digits"
-            )));
+    /// Twilio refuses a malformed account SID (404), sender (21212) or messaging service
+    /// (21701) for every message, so they are checked before the first one; `what` names
+    /// these settings in the error.
+    pub fn check(&self, what: &str) -> Result<(), ConfigError> {
+        let sid = |prefix: &str, sid: &str| {
+            sid.strip_prefix(prefix)
+                .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
+        let inconsistent = |message: String| Err(ConfigError::Inconsistent(message));
+        let account_sid = &self.account_sid;
+        if !sid("AC", account_sid) {
+            return inconsistent(format!(
+                "{what}.account_sid `{account_sid}` is not `AC` followed by 32 hexadecimal digits"
+            ));
+        }
+        if let Some(service) = &self.messaging_service_sid {
+            return if sid("MG", service) {
+                Ok(())
+            } else {
+                inconsistent(format!(
+                    "{what}.messaging_service_sid `{service}` is not `MG` followed by 32 \
+                     hexadecimal digits"
+                ))
+            };
         }
         let from = &self.from_number;
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -554,10 +575,10 @@ impl TwilioSettings {
         if e164 || short_code || sender_id {
             Ok(())
         } else {
-            Err(ConfigError::Inconsistent(format!(
-                "providers.twilio.from_number `{from}` is not an E.164 number (`+` and 8 to 15 \
-                 digits), a short code or an alphanumeric sender ID"
-            )))
+            inconsistent(format!(
+                "{what}.from_number `{from}` is not an E.164 number (`+` and 8 to 15 digits), a \
+                 short code or an alphanumeric sender ID"
+            ))
         }
     }
 }

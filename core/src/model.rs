@@ -341,6 +341,8 @@ pub struct OutgoingMessage {
     pub tenant: String,
     pub schedule_id: i64,
     pub channel: Channel,
+    /// Its provider account (`provider_account`); `None`: the channel's default.
+    pub account: Option<String>,
     pub recipient: String,
     pub recipient_name: Option<String>,
     pub subject: Option<String>,
@@ -350,6 +352,34 @@ pub struct OutgoingMessage {
     pub counted_attempts: i32,
     /// Its schedule offers one-click unsubscribe (RFC 8058): an email carries the link.
     pub one_click: bool,
+}
+
+impl OutgoingMessage {
+    /// The name of the provider account it goes through: its own, or its channel's default
+    /// (`email`, `sms`), as `send_limit` and the senders' pauses name them.
+    pub fn account_name(&self) -> &str {
+        account_name(self.account.as_deref(), self.channel)
+    }
+}
+
+/// A provider account's name: `account`, or `channel`'s default account (`email`, `sms`).
+pub fn account_name(account: Option<&str>, channel: Channel) -> &str {
+    account.unwrap_or(channel.as_str())
+}
+
+/// A provider account an admin defined (`provider_account`), besides the configured defaults.
+/// Secrets are named, never held: `*_env` are environment variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderAccount {
+    pub name: String,
+    pub channel: Channel,
+    pub api_key_env: Option<String>,
+    pub from_email: Option<String>,
+    pub from_name: Option<String>,
+    pub account_sid: Option<String>,
+    pub auth_token_env: Option<String>,
+    pub from_number: Option<String>,
+    pub messaging_service_sid: Option<String>,
 }
 
 /// Whom a one-click unsubscribe link is about, and how far it unsubscribes.
@@ -424,6 +454,8 @@ pub struct Settled {
 pub struct InDoubtMessage {
     pub message_id: i64,
     pub attempt: i32,
+    /// Its provider account; `None`: the channel's default.
+    pub account: Option<String>,
     pub recipient: String,
     pub body_text: String,
     /// When its last call began, and when it was declared in doubt.

@@ -19,8 +19,9 @@ use chrono::{DateTime, Utc};
 use crate::config::{DatabaseSettings, DetectionMode, DetectorSettings, Engine};
 use crate::model::{
     AttemptOutcome, ChangedRow, Changes, Channel, Claimed, DeliveryEvent, EventsRecorded,
-    InDoubtMessage, LateFinder, Mark, MergeFunction, MessageStatus, NewMessage, QueueDepth,
-    RenderRetry, Rendering, RowPosition, Schedule, Settled, SourceTable, Template, Unsubscription,
+    InDoubtMessage, LateFinder, Mark, MergeFunction, MessageStatus, NewMessage, ProviderAccount,
+    QueueDepth, RenderRetry, Rendering, RowPosition, Schedule, Settled, SourceTable, Template,
+    Unsubscription,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, EventRecord, Found, MessageFilter, MessageRecord,
@@ -307,16 +308,21 @@ pub trait NotifyDb: Send + Sync + 'static {
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>>;
     /// Messages whose sender's lease ran out during a provider call become `in_doubt`.
     async fn expire_lost_sends(&self) -> StoreResult<u64>;
-    /// Takes up to `limit` due `queued` messages on `channels` for `owner` and starts their
-    /// calls in the same statement: each is marked `sending` with its attempt row, under a
-    /// lease that covers the call; one whose recipient is suppressed is marked `suppressed`.
+    /// Takes up to `limit` due `queued` messages for `owner` and starts their calls in the
+    /// same statement: each is marked `sending` with its attempt row, under a lease that
+    /// covers the call; one whose recipient is suppressed is marked `suppressed`. Messages of
+    /// the `paused` provider accounts stay; with `only`, only that account's are taken.
+    /// Tenants take turns, within their accounts' and their own send limits.
     async fn claim_outgoing(
         &self,
         owner: &str,
         lease: Duration,
         limit: u32,
-        channels: &[Channel],
+        paused: &[&str],
+        only: Option<&str>,
     ) -> StoreResult<Vec<Claimed>>;
+    /// The provider accounts admins defined, besides the configured defaults.
+    async fn provider_accounts(&self) -> StoreResult<Vec<ProviderAccount>>;
     /// Records how attempts ended: `(message id, attempt number, outcome)`.
     async fn finish_attempts(&self, finished: &[(i64, i32, AttemptOutcome)]) -> StoreResult<()>;
 

@@ -1,19 +1,21 @@
-//! The `/_fake/*` control API: health, recorded messages, fault injection, and what becomes of
-//! accepted messages.
+//! The `/_fake/*` control API: health, recorded messages, provider accounts, fault injection,
+//! and what becomes of accepted messages.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::parse_accounts;
 use crate::faults::parse_faults;
 use crate::outcomes::parse_outcomes;
 use crate::server::App;
 use crate::store::Channel;
+use crate::twilio::is_account_sid;
 
 pub(crate) async fn health() -> &'static str {
     "ok"
@@ -23,18 +25,59 @@ pub(crate) async fn health() -> &'static str {
 pub(crate) struct MessageFilter {
     channel: Option<Channel>,
     accepted: Option<bool>,
+    /// Only the requests made as this account (SendGrid API key or Twilio Account SID).
+    account: Option<String>,
 }
 
 pub(crate) async fn list_messages(
     State(app): State<Arc<App>>,
     Query(filter): Query<MessageFilter>,
 ) -> Response {
-    Json(app.store.list(filter.channel, filter.accepted)).into_response()
+    let mut messages = app.store.list(filter.channel, filter.accepted);
+    if let Some(account) = &filter.account {
+        messages.retain(|m| m.account.as_ref() == Some(account));
+    }
+    Json(messages).into_response()
 }
 
 pub(crate) async fn clear_messages(State(app): State<Arc<App>>) -> StatusCode {
     app.store.clear();
     StatusCode::NO_CONTENT
+}
+
+/// Adds one account or an array of them (taking back one it knows); answers with all the
+/// accounts.
+pub(crate) async fn add_accounts(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    added(&body, parse_accounts, |accounts| {
+        tracing::info!(?accounts, "accounts added");
+        app.accounts.push(accounts);
+        app.accounts.list()
+    })
+}
+
+pub(crate) async fn list_accounts(State(app): State<Arc<App>>) -> Response {
+    Json(app.accounts.list()).into_response()
+}
+
+/// Revokes the account with this SendGrid API key or Twilio Account SID: 204, or 404 when
+/// there is none.
+pub(crate) async fn revoke_account(
+    State(app): State<Arc<App>>,
+    Path(key_or_sid): Path<String>,
+) -> Response {
+    if app.accounts.revoke(&key_or_sid) {
+        // An Account SID is no secret; an API key is.
+        let account = if is_account_sid(&key_or_sid) {
+            key_or_sid.as_str()
+        } else {
+            "<redacted>"
+        };
+        tracing::info!(account, "account revoked");
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        let body = serde_json::json!({ "error": "no such account" });
+        (StatusCode::NOT_FOUND, Json(body)).into_response()
+    }
 }
 
 /// Appends one fault or an array of them; answers with the whole pending list.

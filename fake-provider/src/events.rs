@@ -11,9 +11,10 @@
 //! ([`sendgrid_verification_key`] is its public half, as SendGrid's settings page shows it).
 //!
 //! Twilio's status callbacks, likewise: for each SMS it accepts with a `StatusCallback`, a
-//! form-encoded POST per status (`sent`, then `delivered` by default) to that URL, signed as Twilio signs
-//! (`X-Twilio-Signature`: HMAC-SHA1 keyed by the auth token over the URL followed by every
-//! parameter, sorted by name, as name then value; base64).
+//! form-encoded POST per status (`sent`, then `delivered` by default) to that URL, with the
+//! sending account's SID as `AccountSid`, signed as Twilio signs (`X-Twilio-Signature`:
+//! HMAC-SHA1 keyed by that account's auth token over the URL followed by every parameter,
+//! sorted by name, as name then value; base64).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -82,6 +83,7 @@ pub(crate) struct AcceptedSms {
     pub sid: String,
     pub account_sid: String,
     pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
     pub to: Option<String>,
     pub callback: String,
     /// What becomes of it; `None`: delivered.
@@ -116,6 +118,11 @@ pub(crate) async fn post_twilio_statuses(
             ("SmsStatus".to_owned(), status.to_owned()),
         ];
         params.extend(sms.from.clone().map(|from| ("From".to_owned(), from)));
+        params.extend(
+            sms.messaging_service_sid
+                .clone()
+                .map(|service| ("MessagingServiceSid".to_owned(), service)),
+        );
         params.extend(sms.to.clone().map(|to| ("To".to_owned(), to)));
         if let Some(code) = error_code.filter(|_| n + 1 == statuses.len()) {
             params.push(("ErrorCode".to_owned(), code.to_string()));

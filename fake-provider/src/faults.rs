@@ -1,6 +1,7 @@
 //! Injected faults: a FIFO of [`Fault`]s consumed by matching provider requests.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ pub enum FaultKind {
 }
 
 /// A fault as posted to `/_fake/faults` or given with `--fault`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
     #[serde(flatten)]
     pub kind: FaultKind,
@@ -41,6 +42,10 @@ pub struct Fault {
     /// Only requests to this channel match; `None` matches both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<Channel>,
+    /// Only requests made as this account match: sent with this SendGrid API key, or to
+    /// and as this Twilio Account SID. `None` matches any account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Instead of `times`: every matching request for this long after it is queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_ms: Option<u64>,
@@ -63,6 +68,7 @@ impl Fault {
             kind,
             times: 1,
             channel: None,
+            account: None,
             for_ms: None,
         }
     }
@@ -71,12 +77,41 @@ impl Fault {
         if self.times == 0 {
             return Err("times must be at least 1".into());
         }
+        if self.account.as_deref() == Some("") {
+            return Err("account must name a SendGrid API key or a Twilio Account SID".into());
+        }
         if let FaultKind::ServerError { status } = self.kind
             && !(500..=599).contains(&status)
         {
             return Err(format!("server_error status must be 5xx, got {status}"));
         }
         Ok(self)
+    }
+
+    /// Whether a request to `channel`, made as `account`, matches.
+    fn matches(&self, channel: Channel, account: &str) -> bool {
+        self.channel.is_none_or(|c| c == channel)
+            && self.account.as_deref().is_none_or(|a| a == account)
+    }
+}
+
+/// Shows a Twilio Account SID, but not a SendGrid API key (a secret).
+impl fmt::Debug for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let account = self.account.as_deref().map(|account| {
+            if crate::twilio::is_account_sid(account) {
+                account
+            } else {
+                "<redacted>"
+            }
+        });
+        f.debug_struct("Fault")
+            .field("kind", &self.kind)
+            .field("times", &self.times)
+            .field("channel", &self.channel)
+            .field("account", &account)
+            .field("for_ms", &self.for_ms)
+            .finish()
     }
 }
 
@@ -112,13 +147,14 @@ impl FaultQueue {
         self.lock().clear();
     }
 
-    /// Consumes one application of the first fault matching `channel`.
-    pub(crate) fn take(&self, channel: Channel) -> Option<FaultKind> {
+    /// Consumes one application of the first fault matching a request to `channel` made as
+    /// `account` (its SendGrid API key or Twilio Account SID).
+    pub(crate) fn take(&self, channel: Channel, account: &str) -> Option<FaultKind> {
         let mut queue = self.lock();
         expire(&mut queue);
         let at = queue
             .iter()
-            .position(|(f, _)| f.channel.is_none_or(|c| c == channel))?;
+            .position(|(f, _)| f.matches(channel, account))?;
         let (fault, ends) = &mut queue[at];
         let kind = fault.kind.clone();
         if ends.is_none() {
@@ -144,6 +180,9 @@ fn expire(queue: &mut VecDeque<(Fault, Option<Instant>)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEY: &str = "SG.fake-key";
+    const SID: &str = "ACf4ce0000000000000000000000000000";
 
     #[test]
     fn parses_single_and_array_with_defaults() {
@@ -179,12 +218,15 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(
-            q.take(Channel::Email),
+            q.take(Channel::Email, KEY),
             Some(FaultKind::Slow { delay_ms: 1 })
         );
-        assert_eq!(q.take(Channel::Sms), Some(FaultKind::Drop));
-        assert_eq!(q.take(Channel::Sms), Some(FaultKind::Slow { delay_ms: 1 }));
-        assert_eq!(q.take(Channel::Email), None);
+        assert_eq!(q.take(Channel::Sms, SID), Some(FaultKind::Drop));
+        assert_eq!(
+            q.take(Channel::Sms, SID),
+            Some(FaultKind::Slow { delay_ms: 1 })
+        );
+        assert_eq!(q.take(Channel::Email, KEY), None);
         assert!(q.pending().is_empty());
     }
 
@@ -193,11 +235,42 @@ mod tests {
         let q = FaultQueue::default();
         q.push(parse_faults(r#"{"kind":"unauthorized","channel":"email","for_ms":1000}"#).unwrap());
         for _ in 0..3 {
-            assert_eq!(q.take(Channel::Email), Some(FaultKind::Unauthorized));
+            assert_eq!(q.take(Channel::Email, KEY), Some(FaultKind::Unauthorized));
         }
-        assert_eq!(q.take(Channel::Sms), None);
+        assert_eq!(q.take(Channel::Sms, SID), None);
         std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(q.take(Channel::Email), None);
+        assert_eq!(q.take(Channel::Email, KEY), None);
         assert!(q.pending().is_empty());
+    }
+
+    #[test]
+    fn an_account_fault_matches_only_that_accounts_requests() {
+        let q = FaultQueue::default();
+        q.push(
+            parse_faults(
+                r#"[{"kind":"unauthorized","account":"SG.acme","for_ms":60000},
+                    {"kind":"rate_limit","account":"ACacce0000000000000000000000000001","channel":"sms"}]"#,
+            )
+            .unwrap(),
+        );
+        assert_eq!(q.take(Channel::Email, KEY), None);
+        assert_eq!(q.take(Channel::Sms, SID), None);
+        assert_eq!(
+            q.take(Channel::Email, "SG.acme"),
+            Some(FaultKind::Unauthorized)
+        );
+        assert_eq!(
+            q.take(Channel::Sms, "ACacce0000000000000000000000000001"),
+            Some(FaultKind::RateLimit {
+                reset_after_secs: 1
+            })
+        );
+        assert_eq!(q.pending().len(), 1);
+        assert_eq!(
+            serde_json::to_value(q.pending()).unwrap()[0]["account"],
+            "SG.acme"
+        );
+        assert!(!format!("{:?}", q.pending()).contains("SG.acme"));
+        assert!(parse_faults(r#"{"kind":"drop","account":""}"#).is_err());
     }
 }

@@ -1,20 +1,25 @@
 //! A fake SendGrid v3 Mail Send and Twilio Messages server for herald's tests, demo
 //! stack and benchmarks.
 //!
-//! It speaks both wire protocols (auth, validation errors, success bodies and headers),
-//! records every provider request as a [`Received`], and injects [`Fault`]s (rate limits,
-//! 5xx, slow answers, dropped connections). With `sendgrid_events_url` set, it posts
-//! SendGrid's signed Event Webhook for each email it accepts; for each SMS sent with a
-//! `StatusCallback`, Twilio's signed status callbacks. What they report is `delivered` unless
-//! an [`Outcome`] for the recipient says otherwise (a bounce, a drop, a spam report, an
-//! unsubscribe, an undelivered SMS with its error code, and when). The control API lives
-//! under `/_fake/`: `GET /_fake/health`,
-//! `GET|DELETE /_fake/messages[?channel=email|sms&accepted=true|false]`,
+//! It speaks both wire protocols (auth, validation errors, success bodies and headers) for
+//! several provider [`Account`]s (SendGrid API keys, Twilio accounts: the [`Config`]'s
+//! default ones and more, each of which can be revoked), records every provider request as a
+//! [`Received`] with the account it was made as, and injects [`Fault`]s (rate limits, 5xx,
+//! slow answers, dropped connections, 401), on any account or on one. With
+//! `sendgrid_events_url` set, it posts SendGrid's signed Event Webhook for each email it
+//! accepts; for each SMS sent with a `StatusCallback`, Twilio's status callbacks, signed with
+//! the sending account's auth token. What they report is `delivered` unless an [`Outcome`]
+//! for the recipient says otherwise (a bounce, a drop, a spam report, an unsubscribe, an
+//! undelivered SMS with its error code, and when). The control API lives under `/_fake/`:
+//! `GET /_fake/health`,
+//! `GET|DELETE /_fake/messages[?channel=email|sms&accepted=true|false&account=KEY_OR_SID]`,
+//! `GET|POST /_fake/accounts`, `DELETE /_fake/accounts/{key_or_sid}`,
 //! `GET|POST|DELETE /_fake/faults` and `GET|POST|DELETE /_fake/outcomes`.
 //!
 //! Start it with [`serve`] on a listener of your own, or with [`FakeProvider::start`] on a
 //! free loopback port.
 
+mod accounts;
 mod control;
 mod events;
 mod faults;
@@ -25,6 +30,7 @@ mod server;
 mod store;
 mod twilio;
 
+pub use accounts::{Account, AccountState, Accounts, parse_accounts};
 pub use events::{
     SIGNATURE_HEADER, TIMESTAMP_HEADER, TWILIO_SIGNATURE_HEADER, sendgrid_verification_key,
     sign_sendgrid_events, sign_twilio_request,
@@ -33,10 +39,10 @@ pub use faults::{Fault, FaultKind, FaultQueue, parse_faults};
 pub use outcomes::{Outcome, Outcomes, Report, parse_outcomes};
 pub use server::{Config, FakeProvider, serve};
 pub use store::{Channel, Received, Store};
-pub use twilio::{OPTED_OUT_NUMBER, is_account_sid};
+pub use twilio::{OPTED_OUT_NUMBER, is_account_sid, is_messaging_service_sid};
 
-/// What `--fault`, `--outcome` and the control API take: one JSON object, or an array of
-/// them; `what` names them in errors.
+/// What `--account`, `--fault`, `--outcome` and the control API take: one JSON object, or an
+/// array of them; `what` names them in errors.
 fn parse_one_or_many<T: serde::de::DeserializeOwned>(
     json: &str,
     what: &str,

@@ -6,7 +6,9 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 
 use clap::Parser;
-use fake_provider::{Config, Fault, Outcome, is_account_sid, parse_faults, parse_outcomes};
+use fake_provider::{
+    Account, Config, Fault, Outcome, is_account_sid, parse_accounts, parse_faults, parse_outcomes,
+};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -18,7 +20,7 @@ struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8025")]
     listen: SocketAddr,
-    /// API key accepted as `Authorization: Bearer <key>`.
+    /// The default SendGrid account: the API key accepted as `Authorization: Bearer <key>`.
     #[arg(
         long,
         env = "FAKE_SENDGRID_API_KEY",
@@ -27,7 +29,8 @@ struct Args {
         hide_default_value = true
     )]
     sendgrid_api_key: String,
-    /// Account SID accepted in the URL and as the Basic auth user: `AC` and 32 hex digits.
+    /// The default Twilio account: the Account SID accepted in the URL and as the Basic auth
+    /// user, `AC` and 32 hex digits.
     #[arg(
         long,
         env = "FAKE_TWILIO_ACCOUNT_SID",
@@ -35,7 +38,7 @@ struct Args {
         value_parser = parse_account_sid
     )]
     twilio_account_sid: String,
-    /// Auth token accepted as the Basic auth password.
+    /// The default Twilio account's auth token, accepted as the Basic auth password.
     #[arg(
         long,
         env = "FAKE_TWILIO_AUTH_TOKEN",
@@ -52,6 +55,11 @@ struct Args {
     /// the key printed at start).
     #[arg(long, env = "FAKE_SENDGRID_EVENTS_URL")]
     sendgrid_events_url: Option<String>,
+    /// More provider accounts: a JSON object or array, as for `POST /_fake/accounts`
+    /// (repeatable), e.g. `{"sendgrid_api_key":"SG.acme"}` or
+    /// `{"twilio_account_sid":"AC…","twilio_auth_token":"tok"}`.
+    #[arg(long = "account", value_name = "JSON", value_parser = parse_account_arg)]
+    accounts: Vec<AccountList>,
     /// Fault(s) queued at start: a JSON object or array, as for `POST /_fake/faults` (repeatable).
     #[arg(long = "fault", value_name = "JSON", value_parser = parse_fault_arg)]
     faults: Vec<FaultList>,
@@ -71,6 +79,13 @@ fn parse_outcome_arg(json: &str) -> Result<OutcomeList, String> {
 
 #[derive(Clone)]
 struct FaultList(Vec<Fault>);
+
+#[derive(Clone)]
+struct AccountList(Vec<Account>);
+
+fn parse_account_arg(json: &str) -> Result<AccountList, String> {
+    parse_accounts(json).map(AccountList)
+}
 
 fn parse_account_sid(sid: &str) -> Result<String, String> {
     if is_account_sid(sid) {
@@ -96,6 +111,7 @@ async fn main() -> std::io::Result<()> {
         sendgrid_api_key: args.sendgrid_api_key,
         twilio_account_sid: args.twilio_account_sid,
         twilio_auth_token: args.twilio_auth_token,
+        accounts: args.accounts.into_iter().flat_map(|l| l.0).collect(),
         latency: std::time::Duration::from_millis(args.latency_ms),
         faults: args.faults.into_iter().flat_map(|l| l.0).collect(),
         outcomes: args.outcomes.into_iter().flat_map(|l| l.0).collect(),
@@ -107,7 +123,7 @@ async fn main() -> std::io::Result<()> {
     writeln!(stdout, "fake-provider listening on http://{addr}")?;
     stdout.flush()?;
     drop(stdout);
-    tracing::info!(%addr, account_sid = %config.twilio_account_sid, latency_ms = args.latency_ms, faults = config.faults.len(), "started");
+    tracing::info!(%addr, account_sid = %config.twilio_account_sid, accounts = config.accounts.len(), latency_ms = args.latency_ms, faults = config.faults.len(), "started");
     if let Some(url) = &config.sendgrid_events_url {
         let key = fake_provider::sendgrid_verification_key();
         tracing::info!(%url, verification_key = %key, "posting SendGrid events");

@@ -20,6 +20,8 @@ use crate::store::{Channel, Received};
 pub(crate) struct Summary {
     pub to: Vec<String>,
     pub from: Option<String>,
+    /// Twilio's `MessagingServiceSid`.
+    pub messaging_service_sid: Option<String>,
     pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
@@ -75,21 +77,24 @@ pub(crate) trait Provider: 'static {
     fn unauthorized() -> Rejection;
     fn rate_limited(reset_after_secs: u64) -> Rejection;
     fn server_error(status: StatusCode) -> Rejection;
-    /// The success answer and the provider message id it carries.
-    fn accept(app: &App, raw: &Value, summary: &Summary) -> (String, Response);
+    /// The success answer to a request made as `account` and the provider message id it
+    /// carries.
+    fn accept(account: &str, raw: &Value, summary: &Summary) -> (String, Response);
 }
 
-/// Handles one provider request. `access` is `Err` with the answer when the request is refused
-/// before its body counts (unknown account, wrong credentials); no fault applies to it then.
-/// The work runs in its own task so the record is kept even if the client goes away
-/// mid-request (e.g. times out on a `slow` fault).
+/// Handles one provider request made as `account` (the SendGrid API key or Twilio Account SID
+/// it names, recorded as it is). `access` is `Err` with the answer when the request is refused
+/// before its body counts (unknown or revoked account, wrong credentials); no fault applies
+/// to it then. The work runs in its own task so the record is kept even if the client goes
+/// away mid-request (e.g. times out on a `slow` fault).
 pub(crate) async fn handle<P: Provider>(
     app: Arc<App>,
     kill: ConnKill,
+    account: Option<String>,
     access: Result<(), Rejection>,
     body: Bytes,
 ) -> Response {
-    let task = tokio::spawn(process::<P>(app, access, body));
+    let task = tokio::spawn(process::<P>(app, account, access, body));
     match task.await {
         Ok(Some(response)) => response,
         Ok(None) => kill.drop_connection().await,
@@ -103,6 +108,7 @@ pub(crate) async fn handle<P: Provider>(
 /// Returns the response to send, or `None` to drop the connection.
 async fn process<P: Provider>(
     app: Arc<App>,
+    account: Option<String>,
     access: Result<(), Rejection>,
     body: Bytes,
 ) -> Option<Response> {
@@ -112,9 +118,10 @@ async fn process<P: Provider>(
     }
     let parsed = P::parse(&body);
     let summary = parsed.as_ref().map(P::summarize).unwrap_or_default();
+    let account_id = account.as_deref().unwrap_or_default();
     let fault = access
         .is_ok()
-        .then(|| app.faults.take(P::CHANNEL))
+        .then(|| app.faults.take(P::CHANNEL, account_id))
         .flatten();
     if let Some(fault) = &fault {
         tracing::info!(seq, channel = ?P::CHANNEL, ?fault, "applying fault");
@@ -137,7 +144,7 @@ async fn process<P: Provider>(
 
     let (response, provider_message_id, error) = match verdict {
         Ok(()) => {
-            let (id, response) = P::accept(&app, &raw, &summary);
+            let (id, response) = P::accept(account_id, &raw, &summary);
             (response, Some(id), None)
         }
         Err(rejection) => {
@@ -150,6 +157,7 @@ async fn process<P: Provider>(
     let Summary {
         to,
         from,
+        messaging_service_sid,
         subject,
         text,
         html,
@@ -171,22 +179,24 @@ async fn process<P: Provider>(
             tokio::spawn(post_sendgrid_events(app.client.clone(), url.clone(), email));
         }
     }
-    if let (Channel::Sms, Some(sid), Some(callback)) = (
+    // Signed with the auth token of the account that sent the message.
+    if let (Channel::Sms, Some(sid), Some(callback), Some(token)) = (
         P::CHANNEL,
         &provider_message_id,
         raw.get("StatusCallback").and_then(Value::as_str),
+        app.accounts.twilio_token(account_id),
     ) {
         let sms = AcceptedSms {
             sid: sid.clone(),
-            account_sid: app.config.twilio_account_sid.clone(),
+            account_sid: account_id.to_owned(),
             from: from.clone(),
+            messaging_service_sid: messaging_service_sid.clone(),
             to: to.first().cloned(),
             callback: callback.to_owned(),
             outcome: to
                 .first()
                 .and_then(|to| app.outcomes.for_recipient(Channel::Sms, to)),
         };
-        let token = app.config.twilio_auth_token.clone();
         tokio::spawn(post_twilio_statuses(app.client.clone(), token, sms));
     }
     app.store.insert(Received {
@@ -194,12 +204,14 @@ async fn process<P: Provider>(
         received_at,
         answered_at: chrono::Utc::now(),
         channel: P::CHANNEL,
+        account,
         status,
         accepted: provider_message_id.is_some(),
         dropped,
         provider_message_id,
         to,
         from,
+        messaging_service_sid,
         subject,
         text,
         html,

@@ -1,4 +1,5 @@
-//! SendGrid v3 Mail Send: `POST /v3/mail/send`.
+//! SendGrid v3 Mail Send: `POST /v3/mail/send`, with `Authorization: Bearer <API key>` of a
+//! SendGrid account the fake knows and has not revoked.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,16 +26,20 @@ pub(crate) async fn mail_send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let expected = format!("Bearer {}", app.config.sendgrid_api_key);
-    let authorized = headers
+    let api_key = headers
         .get(header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
-    let access = if authorized {
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let access = if api_key
+        .as_deref()
+        .is_some_and(|key| app.accounts.sendgrid_allows(key))
+    {
         Ok(())
     } else {
         Err(unauthorized())
     };
-    provider::handle::<SendGrid>(app, kill, access, body).await
+    provider::handle::<SendGrid>(app, kill, api_key, access, body).await
 }
 
 fn unauthorized() -> Rejection {
@@ -256,6 +261,7 @@ impl Provider for SendGrid {
         Summary {
             to,
             from: str_at(raw, "/from/email").map(str::to_owned),
+            messaging_service_sid: None,
             subject: str_at(raw, "/subject")
                 .or_else(|| str_at(personalizations.first()?, "/subject"))
                 .map(str::to_owned),
@@ -407,7 +413,7 @@ impl Provider for SendGrid {
         reject(status, vec![ApiError::bare("internal server error")])
     }
 
-    fn accept(_: &App, _: &Value, _: &Summary) -> (String, Response) {
+    fn accept(_: &str, _: &Value, _: &Summary) -> (String, Response) {
         let id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
         let response = (StatusCode::ACCEPTED, [("x-message-id", id.clone())]).into_response();
         (id, response)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -21,6 +21,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
+use crate::accounts::{Account, Accounts};
 use crate::faults::{Fault, FaultQueue};
 use crate::outcomes::{Outcome, Outcomes};
 use crate::store::Store;
@@ -35,9 +36,13 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 /// from the start.
 #[derive(Clone)]
 pub struct Config {
+    /// The default SendGrid account's API key.
     pub sendgrid_api_key: String,
+    /// The default Twilio account.
     pub twilio_account_sid: String,
     pub twilio_auth_token: String,
+    /// More accounts, beside the default ones, from the start (`--account`).
+    pub accounts: Vec<Account>,
     /// Every provider request is answered this long after it arrived (real SendGrid and
     /// Twilio take 100–300 ms); a `slow` fault adds to it. Requests wait side by side.
     pub latency: Duration,
@@ -54,6 +59,7 @@ impl Default for Config {
             sendgrid_api_key: "SG.fake-key".into(),
             twilio_account_sid: "ACf4ce0000000000000000000000000000".into(),
             twilio_auth_token: "fake-token".into(),
+            accounts: Vec::new(),
             latency: Duration::ZERO,
             faults: Vec::new(),
             outcomes: Vec::new(),
@@ -69,6 +75,7 @@ impl fmt::Debug for Config {
             .field("sendgrid_api_key", &"<redacted>")
             .field("twilio_account_sid", &self.twilio_account_sid)
             .field("twilio_auth_token", &"<redacted>")
+            .field("accounts", &self.accounts)
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("outcomes", &self.outcomes)
@@ -80,6 +87,8 @@ impl fmt::Debug for Config {
 /// Shared state of one running server.
 pub(crate) struct App {
     pub config: Config,
+    /// The default accounts and the config's others, then those added at run time.
+    pub accounts: Accounts,
     pub store: Store,
     pub faults: FaultQueue,
     pub outcomes: Outcomes,
@@ -89,12 +98,22 @@ pub(crate) struct App {
 
 impl App {
     fn new(mut config: Config) -> Arc<Self> {
+        let accounts = Accounts::default();
+        accounts.push([
+            Account::sendgrid(config.sendgrid_api_key.clone()),
+            Account::twilio(
+                config.twilio_account_sid.clone(),
+                config.twilio_auth_token.clone(),
+            ),
+        ]);
+        accounts.push(std::mem::take(&mut config.accounts));
         let faults = FaultQueue::default();
         faults.push(std::mem::take(&mut config.faults));
         let outcomes = Outcomes::default();
         outcomes.push(std::mem::take(&mut config.outcomes));
         Arc::new(Self {
             config,
+            accounts,
             store: Store::default(),
             faults,
             outcomes,
@@ -122,6 +141,10 @@ fn router(app: Arc<App>) -> Router {
             "/2010-04-01/Accounts/{account_sid}/Messages.json",
             post(twilio::create_message).get(twilio::list_messages),
         )
+        .route(
+            "/2010-04-01/Accounts/{account_sid}/Messages/{message}",
+            get(twilio::fetch_message),
+        )
         .route("/_fake/health", get(control::health))
         .route(
             "/_fake/messages",
@@ -133,6 +156,11 @@ fn router(app: Arc<App>) -> Router {
                 .post(control::add_faults)
                 .delete(control::clear_faults),
         )
+        .route(
+            "/_fake/accounts",
+            get(control::list_accounts).post(control::add_accounts),
+        )
+        .route("/_fake/accounts/{account}", delete(control::revoke_account))
         .route(
             "/_fake/outcomes",
             get(control::list_outcomes)
@@ -255,6 +283,11 @@ impl FakeProvider {
     /// The recorded requests (same data as `GET /_fake/messages`).
     pub fn store(&self) -> &Store {
         &self.app.store
+    }
+
+    /// The provider accounts (same data as `/_fake/accounts`).
+    pub fn accounts(&self) -> &Accounts {
+        &self.app.accounts
     }
 
     /// The pending faults (same data as `/_fake/faults`).

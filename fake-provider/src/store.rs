@@ -30,6 +30,12 @@ pub struct Received {
     #[serde(serialize_with = "rfc3339_millis")]
     pub answered_at: DateTime<Utc>,
     pub channel: Channel,
+    /// The provider account the request was made as: the SendGrid API key of its
+    /// `Authorization: Bearer` header, or the Account SID in the Twilio URL (whether or not
+    /// the provider took the credentials); `None` for a SendGrid request without a bearer
+    /// token.
+    #[serde(default)]
+    pub account: Option<String>,
     /// HTTP status sent back, or `None` when the connection was dropped.
     pub status: Option<u16>,
     /// The provider took the message (202/201, or a valid message hit by a `drop` fault).
@@ -40,7 +46,12 @@ pub struct Received {
     pub provider_message_id: Option<String>,
     /// Recipient addresses (every personalization's `to`) or the SMS `To` number.
     pub to: Vec<String>,
+    /// The sender: the email's `from.email`, or the SMS `From` (`None` when an SMS named only
+    /// a `MessagingServiceSid`).
     pub from: Option<String>,
+    /// The SMS's `MessagingServiceSid` (`MG…`), when it was sent through a messaging service.
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
     pub subject: Option<String>,
     /// `text/plain` content, or the SMS `Body`.
     pub text: Option<String>,

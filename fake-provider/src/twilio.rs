@@ -1,4 +1,7 @@
-//! Twilio Messages: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`.
+//! Twilio Messages: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, the message list
+//! (`GET` of the same) and a message (`GET …/Messages/{MessageSid}.json`), each with Basic auth
+//! `{AccountSid}:{AuthToken}` of a Twilio account the fake knows and has not revoked. An
+//! account sees only its own messages.
 
 use std::sync::Arc;
 
@@ -31,13 +34,13 @@ pub(crate) async fn create_message(
     body: Bytes,
 ) -> Response {
     let access = access(&app, &account_sid, &headers);
-    provider::handle::<Twilio>(app, kill, access, body).await
+    provider::handle::<Twilio>(app, kill, Some(account_sid), access, body).await
 }
 
-/// Twilio's message list, `GET …/Messages.json`: the SMS this fake accepted, newest first,
-/// filtered by `To`, `From`, `DateSent` (a `YYYY-MM-DD` day), `DateSent<` (before it) and
-/// `DateSent>` (on or after it), in pages of `PageSize` (50; at most 1000) numbered from 0
-/// by `Page`, with `next_page_uri` while more follow. Messages are sent as they are
+/// Twilio's message list, `GET …/Messages.json`: the SMS this fake accepted for the account,
+/// newest first, filtered by `To`, `From`, `DateSent` (a `YYYY-MM-DD` day), `DateSent<`
+/// (before it) and `DateSent>` (on or after it), in pages of `PageSize` (50; at most 1000)
+/// numbered from 0 by `Page`, with `next_page_uri` while more follow. Messages are sent as they are
 /// accepted here: each is `sent`, its `date_sent` its `date_created`.
 pub(crate) async fn list_messages(
     State(app): State<Arc<App>>,
@@ -84,6 +87,7 @@ pub(crate) async fn list_messages(
         .store
         .list(Some(Channel::Sms), Some(true))
         .into_iter()
+        .filter(|m| m.account.as_deref() == Some(account_sid.as_str()))
         .filter(|m| param("To").is_none_or(|to| m.to.iter().any(|t| t == to)))
         .filter(|m| param("From").is_none_or(|from| m.from.as_deref() == Some(from)))
         .filter(|m| {
@@ -111,21 +115,7 @@ pub(crate) async fn list_messages(
         .iter()
         .skip(start)
         .take(page_size)
-        .map(|m| {
-            let sid = m.provider_message_id.as_deref().unwrap_or_default();
-            let text = m.text.as_deref().unwrap_or_default();
-            let mut resource = message_resource(
-                &app,
-                sid,
-                m.raw.get("To"),
-                m.from.as_deref(),
-                text,
-                m.received_at,
-            );
-            resource["status"] = json!("sent");
-            resource["date_sent"] = json!(twilio_time(m.received_at));
-            resource
-        })
+        .map(|m| sent_resource(&account_sid, m))
         .collect();
     let more = start + messages.len() < sent.len();
     let end = (start + messages.len()).saturating_sub(1);
@@ -143,8 +133,65 @@ pub(crate) async fn list_messages(
     .into_response()
 }
 
+/// Twilio's message fetch, `GET …/Messages/{MessageSid}.json`: one SMS this fake accepted for
+/// the account, as in the list; 404 for any other, another account's too.
+pub(crate) async fn fetch_message(
+    State(app): State<Arc<App>>,
+    Path((account_sid, message)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let uri = format!("/2010-04-01/Accounts/{account_sid}/Messages/{message}");
+    if !is_account_sid(&account_sid) {
+        return not_found(&uri).into_response();
+    }
+    if let Err(refused) = access(&app, &account_sid, &headers) {
+        return refused.into_response();
+    }
+    let found = message.strip_suffix(".json").and_then(|sid| {
+        app.store
+            .list(Some(Channel::Sms), Some(true))
+            .into_iter()
+            .find(|m| {
+                m.account.as_deref() == Some(account_sid.as_str())
+                    && m.provider_message_id.as_deref() == Some(sid)
+            })
+    });
+    match found {
+        Some(m) => Json(sent_resource(&account_sid, &m)).into_response(),
+        None => not_found(&uri).into_response(),
+    }
+}
+
+/// An accepted SMS as the list and the fetch show it: sent as it was accepted, its
+/// `date_sent` its `date_created`.
+fn sent_resource(account_sid: &str, m: &Received) -> Value {
+    let sid = m.provider_message_id.as_deref().unwrap_or_default();
+    let text = m.text.as_deref().unwrap_or_default();
+    let mut resource = message_resource(
+        account_sid,
+        sid,
+        m.raw.get("To"),
+        m.from.as_deref(),
+        m.messaging_service_sid.as_deref(),
+        text,
+        m.received_at,
+    );
+    resource["status"] = json!("sent");
+    resource["date_sent"] = json!(twilio_time(m.received_at));
+    resource
+}
+
+fn not_found(uri: &str) -> Rejection {
+    error(
+        StatusCode::NOT_FOUND,
+        20404,
+        format!("The requested resource {uri} was not found"),
+    )
+}
+
 /// Whether the request may use the account: Twilio answers a malformed AccountSid with 404
-/// whatever the credentials, and wrong credentials with 401.
+/// whatever the credentials, and with 401 credentials that are not the URL's account's (an
+/// unknown or revoked account, another account's user, a wrong token).
 fn access(app: &App, account_sid: &str, headers: &HeaderMap) -> Result<(), Rejection> {
     let credentials = headers
         .get(header::AUTHORIZATION)
@@ -152,18 +199,15 @@ fn access(app: &App, account_sid: &str, headers: &HeaderMap) -> Result<(), Rejec
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b64| STANDARD.decode(b64.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok());
-    let config = &app.config;
     if !is_account_sid(account_sid) {
-        Err(error(
-            StatusCode::NOT_FOUND,
-            20404,
-            format!(
-                "The requested resource /2010-04-01/Accounts/{account_sid}/Messages.json was not found"
-            ),
-        ))
-    } else if account_sid == config.twilio_account_sid
-        && credentials.is_some_and(|c| {
-            c.split_once(':') == Some((&config.twilio_account_sid, &config.twilio_auth_token))
+        Err(not_found(&format!(
+            "/2010-04-01/Accounts/{account_sid}/Messages.json"
+        )))
+    } else if credentials
+        .as_deref()
+        .and_then(|c| c.split_once(':'))
+        .is_some_and(|(user, token)| {
+            user == account_sid && app.accounts.twilio_allows(account_sid, token)
         })
     {
         Ok(())
@@ -177,16 +221,16 @@ fn twilio_time(at: DateTime<Utc>) -> String {
     at.format("%a, %d %b %Y %H:%M:%S +0000").to_string()
 }
 
-/// A Message resource as Twilio returns it, `queued` and not sent yet.
+/// A Message resource of the account as Twilio returns it, `queued` and not sent yet.
 fn message_resource(
-    app: &App,
+    account_sid: &str,
     sid: &str,
     to: Option<&Value>,
     from: Option<&str>,
+    messaging_service_sid: Option<&str>,
     body: &str,
     created: DateTime<Utc>,
 ) -> Value {
-    let account_sid = &app.config.twilio_account_sid;
     let segments = body.chars().count().div_ceil(SEGMENT_CHARS).max(1);
     let created = twilio_time(created);
     let uri = format!("/2010-04-01/Accounts/{account_sid}/Messages/{sid}");
@@ -201,7 +245,7 @@ fn message_resource(
         "error_code": null,
         "error_message": null,
         "from": from,
-        "messaging_service_sid": null,
+        "messaging_service_sid": messaging_service_sid,
         "num_media": "0",
         "num_segments": segments.to_string(),
         "price": null,
@@ -216,7 +260,16 @@ fn message_resource(
 
 /// `AC` followed by 32 hexadecimal digits.
 pub fn is_account_sid(sid: &str) -> bool {
-    sid.strip_prefix("AC")
+    is_sid("AC", sid)
+}
+
+/// A Messaging Service SID: `MG` followed by 32 hexadecimal digits.
+pub fn is_messaging_service_sid(sid: &str) -> bool {
+    is_sid("MG", sid)
+}
+
+fn is_sid(prefix: &str, sid: &str) -> bool {
+    sid.strip_prefix(prefix)
         .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
@@ -232,6 +285,11 @@ fn error(status: StatusCode, code: u32, message: String) -> Rejection {
 
 fn field<'a>(raw: &'a Value, name: &str) -> Option<&'a str> {
     raw.get(name).and_then(Value::as_str)
+}
+
+/// The `MessagingServiceSid` asked for, if not empty.
+fn messaging_service(raw: &Value) -> Option<&str> {
+    field(raw, "MessagingServiceSid").filter(|sid| !sid.is_empty())
 }
 
 /// E.164: `+` followed by 8 to 15 digits, the first (of the country code) not 0.
@@ -280,6 +338,7 @@ impl Provider for Twilio {
         Summary {
             to: field(raw, "To").map(str::to_owned).into_iter().collect(),
             from: field(raw, "From").map(str::to_owned),
+            messaging_service_sid: messaging_service(raw).map(str::to_owned),
             text: field(raw, "Body").map(str::to_owned),
             ..Summary::default()
         }
@@ -302,7 +361,18 @@ impl Provider for Twilio {
             }
             Some(_) => {}
         }
+        // With a messaging service, Twilio picks the sender from its pool (and uses the
+        // service when From is given too). 21705 and its wording are Twilio's for a
+        // MessagingServiceSid that is not `MG` and 32 hex digits; any well-formed one is
+        // taken as a service of the account.
+        let service = messaging_service(raw);
+        if let Some(service) = service
+            && !is_messaging_service_sid(service)
+        {
+            return bad(21705, "The Messaging Service is invalid.");
+        }
         match field(raw, "From") {
+            None | Some("") if service.is_some() => {}
             None | Some("") => return bad(21603, "A 'From' phone number is required."),
             Some(from) if !is_sender(from) => {
                 return bad(
@@ -337,14 +407,15 @@ impl Provider for Twilio {
         error(status, 20500, "Internal Server Error".into())
     }
 
-    fn accept(app: &App, raw: &Value, _: &Summary) -> (String, Response) {
+    fn accept(account_sid: &str, raw: &Value, summary: &Summary) -> (String, Response) {
         let sid = format!("SM{:032x}", rand::random::<u128>());
         let body = field(raw, "Body").unwrap_or_default();
         let message = message_resource(
-            app,
+            account_sid,
             &sid,
             raw.get("To"),
-            field(raw, "From"),
+            summary.from.as_deref(),
+            summary.messaging_service_sid.as_deref(),
             body,
             Utc::now(),
         );
@@ -442,6 +513,67 @@ mod tests {
                 &long[1..]
             )),
             None
+        );
+    }
+
+    #[test]
+    fn a_messaging_service_stands_for_from() {
+        const SERVICE: &str = "MG0123456789abcdef0123456789abcdef";
+        assert!(is_messaging_service_sid(SERVICE));
+        for bad in [
+            "MG0123",
+            "AC0123456789abcdef0123456789abcdef",
+            "MGxyz3456789abcdef0123456789abcdef",
+        ] {
+            assert!(!is_messaging_service_sid(bad), "{bad}");
+        }
+        let to = "To=%2B14155550100&Body=hi";
+        assert_eq!(code(&format!("{to}&MessagingServiceSid={SERVICE}")), None);
+        assert_eq!(
+            code(&format!(
+                "{to}&MessagingServiceSid={SERVICE}&From=%2B15005550006"
+            )),
+            None,
+            "both: Twilio uses the service"
+        );
+        assert_eq!(code(&format!("{to}&MessagingServiceSid=")), Some(21603));
+        assert_eq!(code(&format!("{to}&MessagingServiceSid=MG1")), Some(21705));
+        assert_eq!(
+            code(&format!(
+                "{to}&MessagingServiceSid={SERVICE}&From=15005550006"
+            )),
+            Some(21212),
+            "a From given is still checked"
+        );
+
+        let raw = Twilio::parse(format!("{to}&MessagingServiceSid={SERVICE}").as_bytes()).unwrap();
+        let summary = Twilio::summarize(&raw);
+        assert_eq!(summary.from, None);
+        assert_eq!(summary.messaging_service_sid.as_deref(), Some(SERVICE));
+        let sid = "ACacce0000000000000000000000000001";
+        let (_, response) = Twilio::accept(sid, &raw, &summary);
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+
+    #[test]
+    fn a_resource_names_its_account_and_service() {
+        let sid = "ACacce0000000000000000000000000001";
+        let service = "MG0123456789abcdef0123456789abcdef";
+        let resource = message_resource(
+            sid,
+            "SM1",
+            Some(&json!("+14155550100")),
+            None,
+            Some(service),
+            "hi",
+            Utc::now(),
+        );
+        assert_eq!(resource["account_sid"], sid);
+        assert_eq!(resource["from"], Value::Null);
+        assert_eq!(resource["messaging_service_sid"], service);
+        assert_eq!(
+            resource["uri"],
+            format!("/2010-04-01/Accounts/{sid}/Messages/SM1.json")
         );
     }
 

@@ -1,4 +1,4 @@
-//! Runs the `fake-provider` binary: the stdout address line, flags and `--fault`.
+//! Runs the `fake-provider` binary: the stdout address line, flags, `--account` and `--fault`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +25,11 @@ async fn binary_prints_address_and_applies_flags() {
         .args([
             "--fault",
             r#"[{"kind":"rate_limit","reset_after_secs":2,"channel":"sms"}]"#,
+        ])
+        .args(["--account", r#"{"sendgrid_api_key":"SG.second"}"#])
+        .args([
+            "--account",
+            r#"[{"twilio_account_sid":"ACacce0000000000000000000000000001","twilio_auth_token":"second-token"}]"#,
         ])
         .env("FAKE_TWILIO_AUTH_TOKEN", "tok-from-env")
         .env("RUST_LOG", "debug")
@@ -78,6 +83,23 @@ async fn binary_prints_address_and_applies_flags() {
     };
     assert_eq!(send().await.unwrap().status(), 503);
     assert_eq!(send().await.unwrap().status(), 202);
+    let second = http
+        .post(format!("{url}/v3/mail/send"))
+        .bearer_auth("SG.second")
+        .json(&email)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 202);
+    let accounts: serde_json::Value = http
+        .get(format!("{url}/_fake/accounts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accounts.as_array().unwrap().len(), 4, "{accounts}");
 
     let sid = "ACf4ce0000000000000000000000000000";
     let sms = || {
@@ -92,6 +114,25 @@ async fn binary_prints_address_and_applies_flags() {
     };
     assert_eq!(sms().await.unwrap().status(), 429);
     assert_eq!(sms().await.unwrap().status(), 201);
+    let second = "ACacce0000000000000000000000000001";
+    let resp = http
+        .post(format!("{url}/2010-04-01/Accounts/{second}/Messages.json"))
+        .basic_auth(second, Some("second-token"))
+        .form(&[
+            ("To", "+14155550100"),
+            ("From", "+15005550006"),
+            ("Body", "hi"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let revoked = http
+        .delete(format!("{url}/_fake/accounts/SG.second"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
 
     // SIGTERM shuts it down gracefully with a zero exit status.
     let pid = running.0.id().to_string();
@@ -116,7 +157,10 @@ async fn binary_prints_address_and_applies_flags() {
     assert!(status.success(), "{status}");
     let logs = std::io::read_to_string(stderr).unwrap();
     assert!(
-        !logs.contains("SG.cli") && !logs.contains("tok-from-env"),
+        !logs.contains("SG.cli")
+            && !logs.contains("tok-from-env")
+            && !logs.contains("SG.second")
+            && !logs.contains("second-token"),
         "secrets in logs:\n{logs}"
     );
     assert!(logs.contains("request handled"), "{logs}");
@@ -136,6 +180,24 @@ fn binary_refuses_a_malformed_account_sid() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("AC followed by 32 hexadecimal digits"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn binary_refuses_a_malformed_account() {
+    let output = Command::new(env!("CARGO_BIN_EXE_fake-provider"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args([
+            "--account",
+            r#"{"twilio_account_sid":"ACfake0000000000000000000000000000","twilio_auth_token":"t"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid account") && stderr.contains("32 hexadecimal digits"),
         "{stderr}"
     );
 }

@@ -806,3 +806,504 @@ async fn latency_delays_every_answer_without_serializing_requests() {
     }
     fake.shutdown().await;
 }
+
+const ACME_KEY: &str = "SG.acme";
+const ACME_SID: &str = "ACacce0000000000000000000000000001";
+const ACME_TOKEN: &str = "acme-token";
+const SERVICE: &str = "MG0123456789abcdef0123456789abcdef";
+
+impl Fake {
+    /// An SMS to `account`'s Messages resource, authenticated as `user:token`.
+    fn sms_as(
+        &self,
+        account: &str,
+        user: &str,
+        token: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!(
+                "{}/2010-04-01/Accounts/{account}/Messages.json",
+                self.url
+            ))
+            .basic_auth(user, Some(token))
+            .form(form)
+    }
+
+    async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}/_fake/{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let resp = request.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn add_acme(&self) {
+        let (status, listed) = self
+            .control(
+                reqwest::Method::POST,
+                "accounts",
+                Some(json!([
+                    {"sendgrid_api_key": ACME_KEY},
+                    {"twilio_account_sid": ACME_SID, "twilio_auth_token": ACME_TOKEN}
+                ])),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
+    }
+
+    /// `GET` of a Twilio resource under `account` as that account.
+    async fn twilio_get(&self, account: &str, token: &str, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}/2010-04-01/Accounts/{account}/{path}", self.url))
+            .basic_auth(account, Some(token))
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn accounts_are_added_listed_and_each_sends_as_itself() {
+    let fake = start().await;
+    let (status, listed) = fake.control(reqwest::Method::GET, "accounts", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed,
+        json!([
+            {"channel": "email", "sendgrid_api_key": KEY, "revoked": false},
+            {"channel": "sms", "twilio_account_sid": SID, "revoked": false}
+        ])
+    );
+    fake.add_acme().await;
+    let (_, listed) = fake.control(reqwest::Method::GET, "accounts", None).await;
+    assert_eq!(
+        listed[3],
+        json!({"channel": "sms", "twilio_account_sid": ACME_SID, "revoked": false})
+    );
+    assert!(!listed.to_string().contains(ACME_TOKEN), "{listed}");
+
+    let resp = fake.email(ACME_KEY, &valid_email()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let resp = fake.email(KEY, &valid_email()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    let resp = fake
+        .sms_as(ACME_SID, ACME_SID, ACME_TOKEN, &valid_sms())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let acme_sms: Value = resp.json().await.unwrap();
+    assert_eq!(acme_sms["account_sid"], ACME_SID);
+    assert_eq!(
+        acme_sms["uri"],
+        format!(
+            "/2010-04-01/Accounts/{ACME_SID}/Messages/{}.json",
+            acme_sms["sid"].as_str().unwrap()
+        )
+    );
+    let resp = fake.sms(&valid_sms()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let default_sms: Value = resp.json().await.unwrap();
+
+    // The URL's account, the user and the token must all be the same account's.
+    for (account, user, token) in [
+        (ACME_SID, SID, TOKEN),
+        (ACME_SID, SID, ACME_TOKEN),
+        (ACME_SID, ACME_SID, TOKEN),
+        (SID, ACME_SID, ACME_TOKEN),
+    ] {
+        let resp = fake
+            .sms_as(account, user, token, &valid_sms())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "{account} {user} {token}"
+        );
+    }
+
+    let records = fake.messages("?accepted=true").await;
+    let accounts: Vec<_> = records.iter().map(|r| r.account.as_deref()).collect();
+    assert_eq!(
+        accounts,
+        [Some(ACME_KEY), Some(KEY), Some(ACME_SID), Some(SID)]
+    );
+    let acme_only = fake.messages(&format!("?account={ACME_SID}")).await;
+    assert_eq!(acme_only.len(), 4, "the accepted one and three refused");
+    assert_eq!(
+        acme_only[0].provider_message_id.as_deref(),
+        acme_sms["sid"].as_str()
+    );
+
+    // Each Twilio account lists and fetches only its own messages.
+    let (status, list) = fake.twilio_get(ACME_SID, ACME_TOKEN, "Messages.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let sids: Vec<_> = list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sid"].clone())
+        .collect();
+    assert_eq!(sids, [acme_sms["sid"].clone()]);
+    assert_eq!(list["messages"][0]["account_sid"], ACME_SID);
+    let (_, list) = fake.twilio_get(SID, TOKEN, "Messages.json").await;
+    let sids: Vec<_> = list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sid"].clone())
+        .collect();
+    assert_eq!(sids, [default_sms["sid"].clone()]);
+
+    let acme_path = format!("Messages/{}.json", acme_sms["sid"].as_str().unwrap());
+    let (status, fetched) = fake.twilio_get(ACME_SID, ACME_TOKEN, &acme_path).await;
+    assert_eq!(status, StatusCode::OK, "{fetched}");
+    assert_eq!(fetched["sid"], acme_sms["sid"]);
+    assert_eq!(fetched["status"], "sent");
+    assert_eq!(fetched["to"], "+14155550100");
+    let (status, other) = fake.twilio_get(SID, TOKEN, &acme_path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(other["code"], 20404);
+    assert_eq!(
+        other["message"],
+        format!("The requested resource /2010-04-01/Accounts/{SID}/{acme_path} was not found")
+    );
+    let (status, _) = fake.twilio_get(ACME_SID, TOKEN, &acme_path).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_revoked_account_gets_401_while_the_others_keep_working() {
+    let fake = start().await;
+    fake.add_acme().await;
+    let (status, _) = fake
+        .control(
+            reqwest::Method::DELETE,
+            &format!("accounts/{ACME_KEY}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let resp = fake.email(ACME_KEY, &valid_email()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"errors":[{"field":null,"message":"The provided authorization grant is invalid, expired, or revoked","help":null}]})
+    );
+    assert_eq!(
+        fake.email(KEY, &valid_email())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+
+    // A default account can be revoked too.
+    let (status, _) = fake
+        .control(reqwest::Method::DELETE, &format!("accounts/{SID}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let resp = fake.sms(&valid_sms()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], 20003);
+    let (status, _) = fake.twilio_get(SID, TOKEN, "Messages.json").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        fake.sms_as(ACME_SID, ACME_SID, ACME_TOKEN, &valid_sms())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+
+    let (status, body) = fake
+        .control(reqwest::Method::DELETE, "accounts/SG.unknown", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string(), "{body}");
+    let (_, listed) = fake.control(reqwest::Method::GET, "accounts", None).await;
+    let revoked: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["revoked"].clone())
+        .collect();
+    assert_eq!(
+        revoked,
+        [json!(false), json!(true), json!(true), json!(false)]
+    );
+
+    // Adding it again takes it back.
+    let (status, _) = fake
+        .control(
+            reqwest::Method::POST,
+            "accounts",
+            Some(json!({"sendgrid_api_key": ACME_KEY})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        fake.email(ACME_KEY, &valid_email())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn invalid_accounts_are_rejected() {
+    let fake = start().await;
+    for bad in [
+        json!({}),
+        json!({"sendgrid_api_key": ""}),
+        json!({"twilio_account_sid": "ACnope", "twilio_auth_token": "t"}),
+        json!({"twilio_account_sid": ACME_SID}),
+        json!([{"sendgrid_api_key": "SG.fine"}, {"twilio_auth_token": "t"}]),
+    ] {
+        let (status, body) = fake
+            .control(reqwest::Method::POST, "accounts", Some(bad.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid account"),
+            "{body}"
+        );
+    }
+    let (_, listed) = fake.control(reqwest::Method::GET, "accounts", None).await;
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        2,
+        "nothing of a refused batch is added"
+    );
+}
+
+#[tokio::test]
+async fn a_fault_for_one_account_spares_the_others() {
+    let fake = start().await;
+    fake.add_acme().await;
+    fake.fault(json!([
+        {"kind": "rate_limit", "reset_after_secs": 5, "account": ACME_KEY},
+        {"kind": "server_error", "account": ACME_SID, "channel": "sms", "for_ms": 60000}
+    ]))
+    .await;
+    assert_eq!(
+        fake.email(KEY, &valid_email())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        fake.sms(&valid_sms()).send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(fake.pending_faults().await.len(), 2);
+    assert_eq!(
+        fake.email(ACME_KEY, &valid_email())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        fake.email(ACME_KEY, &valid_email())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    for _ in 0..2 {
+        let resp = fake
+            .sms_as(ACME_SID, ACME_SID, ACME_TOKEN, &valid_sms())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    assert_eq!(
+        fake.pending_faults().await,
+        [
+            json!({"kind": "server_error", "status": 500, "times": 1, "channel": "sms", "account": ACME_SID, "for_ms": 60000})
+        ]
+    );
+}
+
+/// A server that takes Twilio's status callbacks: `(signature, form)` of each, in turn.
+async fn callback_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Vec<(String, String)>)>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cb", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let router = axum::Router::new().route(
+        "/cb",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let tx = tx.clone();
+            async move {
+                let signature = headers[fake_provider::TWILIO_SIGNATURE_HEADER]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let form: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap();
+                let _ = tx.send((signature, form));
+                ""
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn a_messaging_service_sends_and_callbacks_are_signed_by_the_sending_account() {
+    let fake = start().await;
+    fake.add_acme().await;
+    let (callback, mut posts) = callback_receiver().await;
+    let form = [
+        ("To", "+14155550100"),
+        ("MessagingServiceSid", SERVICE),
+        ("Body", "via the service"),
+        ("StatusCallback", callback.as_str()),
+    ];
+    let resp = fake
+        .sms_as(ACME_SID, ACME_SID, ACME_TOKEN, &form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["from"], Value::Null);
+    assert_eq!(body["messaging_service_sid"], SERVICE);
+
+    let record = &fake.messages("?channel=sms").await[0];
+    assert_eq!(record.account.as_deref(), Some(ACME_SID));
+    assert_eq!(record.from, None);
+    assert_eq!(record.messaging_service_sid.as_deref(), Some(SERVICE));
+
+    for expected in ["sent", "delivered"] {
+        let (signature, params) = tokio::time::timeout(Duration::from_secs(5), posts.recv())
+            .await
+            .expect("a status callback")
+            .unwrap();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        assert_eq!(param("MessageStatus"), Some(expected));
+        assert_eq!(param("AccountSid"), Some(ACME_SID));
+        assert_eq!(param("MessagingServiceSid"), Some(SERVICE));
+        assert_eq!(param("From"), None);
+        assert_eq!(
+            signature,
+            fake_provider::sign_twilio_request(ACME_TOKEN, &callback, &params)
+        );
+        assert_ne!(
+            signature,
+            fake_provider::sign_twilio_request(TOKEN, &callback, &params)
+        );
+    }
+
+    // The default account's callbacks: its SID, its token.
+    let mut sms = valid_sms();
+    sms[3].1 = &callback;
+    assert_eq!(
+        fake.sms(&sms).send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let (signature, params) = tokio::time::timeout(Duration::from_secs(5), posts.recv())
+        .await
+        .expect("a status callback")
+        .unwrap();
+    assert!(params.contains(&("AccountSid".to_owned(), SID.to_owned())));
+    assert!(params.contains(&("From".to_owned(), "+15005550006".to_owned())));
+    assert_eq!(
+        signature,
+        fake_provider::sign_twilio_request(TOKEN, &callback, &params)
+    );
+
+    // Neither From nor MessagingServiceSid: Twilio's 21603.
+    let resp = fake
+        .sms_as(
+            ACME_SID,
+            ACME_SID,
+            ACME_TOKEN,
+            &[("To", "+14155550100"), ("Body", "x")],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"code":21603,"message":"A 'From' phone number is required.","more_info":"https://www.twilio.com/docs/errors/21603","status":400})
+    );
+}
+
+#[tokio::test]
+async fn accounts_from_the_config_and_the_in_process_handle() {
+    let fake = fake_provider::FakeProvider::start(Config {
+        accounts: vec![fake_provider::Account::sendgrid(ACME_KEY)],
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let send = |key: &'static str| {
+        Client::new()
+            .post(format!("{}/v3/mail/send", fake.url()))
+            .bearer_auth(key)
+            .json(&valid_email())
+            .send()
+    };
+    assert_eq!(send(ACME_KEY).await.unwrap().status(), StatusCode::ACCEPTED);
+    assert!(fake.accounts().revoke(ACME_KEY));
+    assert_eq!(
+        send(ACME_KEY).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(KEY).await.unwrap().status(), StatusCode::ACCEPTED);
+    let accounts: Vec<_> = fake
+        .store()
+        .list(None, None)
+        .into_iter()
+        .map(|r| r.account)
+        .collect();
+    assert_eq!(
+        accounts,
+        [
+            Some(ACME_KEY.into()),
+            Some(ACME_KEY.into()),
+            Some(KEY.into())
+        ]
+    );
+    fake.shutdown().await;
+}

@@ -1,17 +1,18 @@
-//! One circuit per provider: after it refuses our credentials (or they are not set), nothing
-//! more is sent to it until a single probe gets any other answer. Its channel's messages stay
-//! in the queue meanwhile, untouched, and the refused calls are not counted, so no message
-//! spends its attempts while an operator fixes a key.
+//! One circuit per provider account (the default `email` and `sms` ones, and each tenant's
+//! own): after an account's credentials are refused (or not set, or the account not defined),
+//! nothing more is sent through it until a single probe gets any other answer. Its messages
+//! stay in the queue meanwhile, untouched, and the refused calls are not counted, so no
+//! message spends its attempts while an operator fixes a key.
 //!
-//! A rate limit (429) that says when it resets pauses the provider until then too: the
-//! account's limit is spent, so further calls would only be refused and spend attempts. No
-//! probe is needed; sending resumes at the reset. The other provider is not paused.
+//! A rate limit (429) that says when it resets pauses the account until then too: its limit
+//! is spent, so further calls would only be refused and spend attempts. No probe is needed;
+//! sending resumes at the reset. Other accounts are not paused.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use herald_core::model::Channel;
 use tokio::time::Instant;
 
 use crate::provider::Delivery;
@@ -21,7 +22,7 @@ const PAUSE_MAX: Duration = Duration::from_secs(60);
 /// While a probe is out, calls refused meanwhile wait this long (or the pause, if shorter).
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 
-/// What a message on a channel may do now.
+/// What a message of an account may do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permit {
     Send,
@@ -49,10 +50,9 @@ enum State {
     },
 }
 
-/// The email (SendGrid) and SMS (Twilio) circuits.
+/// The accounts' circuits, by account name; an account not in the map is closed.
 pub struct Circuits {
-    email: Mutex<State>,
-    sms: Mutex<State>,
+    accounts: Mutex<HashMap<String, State>>,
     tickets: AtomicU64,
     first_pause: Duration,
     max_pause: Duration,
@@ -63,20 +63,21 @@ impl Circuits {
     /// minute at most).
     pub fn new(first_pause: Duration, max_pause: Duration) -> Self {
         Self {
-            email: Mutex::new(State::Closed),
-            sms: Mutex::new(State::Closed),
+            accounts: Mutex::default(),
             tickets: AtomicU64::new(0),
             first_pause,
             max_pause: max_pause.min(PAUSE_MAX).max(first_pause),
         }
     }
 
-    pub fn permit(&self, channel: Channel) -> Permit {
-        let mut state = self.state(channel);
-        let now = Instant::now();
+    pub fn permit(&self, account: &str) -> Permit {
+        let mut accounts = self.lock();
+        let Some(state) = accounts.get_mut(account) else {
+            return Permit::Send;
+        };
         match *state {
             State::Closed => Permit::Send,
-            State::Open { until, pause } if now >= until => {
+            State::Open { until, pause } if Instant::now() >= until => {
                 let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
                 *state = State::Probing { pause, ticket };
                 Permit::Probe(ticket)
@@ -85,15 +86,20 @@ impl Circuits {
         }
     }
 
-    /// Whether `channel`'s provider takes calls (no permit needed).
-    pub fn closed(&self, channel: Channel) -> bool {
-        *self.state(channel) == State::Closed
+    /// The accounts that do not take calls now, and every account's circuit: `(name,
+    /// paused)`, for the metrics.
+    pub fn states(&self) -> Vec<(String, bool)> {
+        self.lock()
+            .iter()
+            .map(|(account, state)| (account.clone(), *state != State::Closed))
+            .collect()
     }
 
     /// Probe `ticket` was granted but never made: the next message probes instead.
-    pub fn probe_not_made(&self, channel: Channel, ticket: u64) {
-        let mut state = self.state(channel);
-        if let State::Probing { pause, ticket: t } = *state
+    pub fn probe_not_made(&self, account: &str, ticket: u64) {
+        let mut accounts = self.lock();
+        if let Some(state) = accounts.get_mut(account)
+            && let State::Probing { pause, ticket: t } = *state
             && t == ticket
         {
             *state = State::Open {
@@ -107,17 +113,22 @@ impl Circuits {
     /// For a credentials refusal, returns how long the refused message waits.
     pub fn record(
         &self,
-        channel: Channel,
+        account: &str,
         delivery: &Delivery,
         probe: Option<u64>,
     ) -> Option<Duration> {
-        let mut state = self.state(channel);
+        let mut accounts = self.lock();
+        let state = accounts.entry(account.to_owned()).or_insert(State::Closed);
         let now = Instant::now();
         if let Some(reset) = rate_limit_reset(delivery) {
             let until = now + reset;
             match *state {
                 State::Closed => {
-                    tracing::warn!(%channel, ?reset, "rate limited: sending on this channel waits for the provider's reset");
+                    tracing::warn!(
+                        account,
+                        ?reset,
+                        "rate limited: sending through this account waits for the provider's reset"
+                    );
                     *state = State::Limited { until };
                 }
                 State::Limited { until: current } if until > current => {
@@ -143,13 +154,16 @@ impl Circuits {
                     until: now + pause,
                     pause,
                 };
-                log_refused(channel, delivery, pause, current == State::Closed);
+                log_refused(account, delivery, pause, current == State::Closed);
                 Some(pause)
             }
             (Some(true), State::Closed | State::Limited { .. }) => None,
             (Some(true), _) => {
                 *state = State::Closed;
-                tracing::warn!(%channel, "the provider takes the credentials again: sending resumed");
+                tracing::warn!(
+                    account,
+                    "the provider takes the credentials again: sending resumed"
+                );
                 None
             }
             // No answer, or one that proves nothing: if it was the probe, the next message
@@ -162,21 +176,22 @@ impl Circuits {
         }
     }
 
-    /// The channel's circuit, locked; a rate limit whose reset has come is over.
-    fn state(&self, channel: Channel) -> std::sync::MutexGuard<'_, State> {
-        let mut state = match channel {
-            Channel::Email => &self.email,
-            Channel::Sms => &self.sms,
+    /// The circuits, locked; rate limits whose reset has come are over.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
+        let mut accounts = self.accounts.lock().expect("circuit lock poisoned");
+        let now = Instant::now();
+        for (account, state) in accounts.iter_mut() {
+            if let State::Limited { until } = *state
+                && now >= until
+            {
+                tracing::info!(
+                    account,
+                    "the provider's rate limit has reset: sending resumed"
+                );
+                *state = State::Closed;
+            }
         }
-        .lock()
-        .expect("circuit lock poisoned");
-        if let State::Limited { until } = *state
-            && Instant::now() >= until
-        {
-            tracing::info!(%channel, "the provider's rate limit has reset: sending resumed");
-            *state = State::Closed;
-        }
-        state
+        accounts
     }
 }
 
@@ -210,20 +225,20 @@ fn credentials_accepted(delivery: &Delivery) -> Option<bool> {
     }
 }
 
-fn log_refused(channel: Channel, delivery: &Delivery, pause: Duration, opened: bool) {
+fn log_refused(account: &str, delivery: &Delivery, pause: Duration, opened: bool) {
     let Delivery::Unauthorized { reason, .. } = delivery else {
         return;
     };
     if opened {
         tracing::error!(
-            %channel,
+            account,
             %reason,
             ?pause,
-            "credentials refused: sending on this channel is paused, messages wait without \
-             spending attempts; fix the credentials"
+            "credentials refused: sending through this account is paused, its messages wait \
+             without spending attempts; fix the credentials"
         );
     } else {
-        tracing::warn!(%channel, %reason, ?pause, "credentials still refused: paused again");
+        tracing::warn!(account, %reason, ?pause, "credentials still refused: paused again");
     }
 }
 
@@ -245,6 +260,13 @@ mod tests {
         }
     }
 
+    fn closed(circuits: &Circuits, account: &str) -> bool {
+        !circuits
+            .states()
+            .iter()
+            .any(|(name, paused)| name == account && *paused)
+    }
+
     fn probe(permit: Permit) -> u64 {
         match permit {
             Permit::Probe(ticket) => ticket,
@@ -256,44 +278,35 @@ mod tests {
     async fn a_refusal_pauses_the_channel_until_a_probe_gets_through() {
         let first = Duration::from_secs(3);
         let circuits = Circuits::new(first, Duration::from_secs(20));
-        assert_eq!(circuits.permit(Channel::Email), Permit::Send);
+        assert_eq!(circuits.permit("email"), Permit::Send);
 
-        assert_eq!(
-            circuits.record(Channel::Email, &refused(), None),
-            Some(first)
-        );
-        assert_eq!(circuits.permit(Channel::Sms), Permit::Send, "other channel");
-        assert!(!circuits.closed(Channel::Email) && circuits.closed(Channel::Sms));
-        assert_eq!(circuits.permit(Channel::Email), Permit::Wait);
+        assert_eq!(circuits.record("email", &refused(), None), Some(first));
+        assert_eq!(circuits.permit("sms"), Permit::Send, "other channel");
+        assert!(!closed(&circuits, "email") && closed(&circuits, "sms"));
+        assert_eq!(circuits.permit("email"), Permit::Wait);
         // Calls already in flight when it opened wait out the same pause.
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(
-            circuits.record(Channel::Email, &refused(), None),
+            circuits.record("email", &refused(), None),
             Some(Duration::from_secs(2))
         );
 
         tokio::time::advance(Duration::from_secs(2)).await;
-        let ticket = probe(circuits.permit(Channel::Email));
+        let ticket = probe(circuits.permit("email"));
         // While the probe is out, others wait a second at most, and are not claimed.
-        assert_eq!(circuits.permit(Channel::Email), Permit::Wait);
-        assert!(!circuits.closed(Channel::Email));
+        assert_eq!(circuits.permit("email"), Permit::Wait);
+        assert!(!closed(&circuits, "email"));
         // A late refusal of an earlier call does not count as the probe's.
-        assert_eq!(
-            circuits.record(Channel::Email, &refused(), None),
-            Some(PROBE_WAIT)
-        );
+        assert_eq!(circuits.record("email", &refused(), None), Some(PROBE_WAIT));
         // A failed probe doubles the pause.
         assert_eq!(
-            circuits.record(Channel::Email, &refused(), Some(ticket)),
+            circuits.record("email", &refused(), Some(ticket)),
             Some(2 * first)
         );
         tokio::time::advance(2 * first).await;
-        let ticket = probe(circuits.permit(Channel::Email));
-        assert_eq!(
-            circuits.record(Channel::Email, &accepted(), Some(ticket)),
-            None
-        );
-        assert_eq!(circuits.permit(Channel::Email), Permit::Send);
+        let ticket = probe(circuits.permit("email"));
+        assert_eq!(circuits.record("email", &accepted(), Some(ticket)), None);
+        assert_eq!(circuits.permit("email"), Permit::Send);
     }
 
     #[tokio::test(start_paused = true)]
@@ -304,57 +317,51 @@ mod tests {
             not_before: Some(Duration::from_secs(reset)),
             reason: "too many requests".into(),
         };
-        assert_eq!(circuits.record(Channel::Email, &limited(2), None), None);
-        assert!(!circuits.closed(Channel::Email) && circuits.closed(Channel::Sms));
-        assert_eq!(circuits.permit(Channel::Email), Permit::Wait);
+        assert_eq!(circuits.record("email", &limited(2), None), None);
+        assert!(!closed(&circuits, "email") && closed(&circuits, "sms"));
+        assert_eq!(circuits.permit("email"), Permit::Wait);
         // A later reset from a call in flight extends it; an earlier one does not shorten it.
-        circuits.record(Channel::Email, &limited(5), None);
-        circuits.record(Channel::Email, &limited(1), None);
+        circuits.record("email", &limited(5), None);
+        circuits.record("email", &limited(1), None);
         tokio::time::advance(Duration::from_secs(4)).await;
-        assert!(!circuits.closed(Channel::Email));
+        assert!(!closed(&circuits, "email"));
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(
-            circuits.closed(Channel::Email),
-            "resumed at the reset, no probe"
-        );
-        assert_eq!(circuits.permit(Channel::Email), Permit::Send);
+        assert!(closed(&circuits, "email"), "resumed at the reset, no probe");
+        assert_eq!(circuits.permit("email"), Permit::Send);
         // A 429 that does not say when it resets pauses nothing.
         let unsaid = Delivery::Retry {
             http_status: Some(429),
             not_before: None,
             reason: "slow down".into(),
         };
-        circuits.record(Channel::Email, &unsaid, None);
-        assert!(circuits.closed(Channel::Email));
+        circuits.record("email", &unsaid, None);
+        assert!(closed(&circuits, "email"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn pauses_are_capped_and_unanswered_probes_are_retried() {
         let circuits = Circuits::new(Duration::from_secs(4), Duration::from_secs(6));
-        circuits.record(Channel::Sms, &refused(), None);
+        circuits.record("sms", &refused(), None);
         tokio::time::advance(Duration::from_secs(4)).await;
-        let ticket = probe(circuits.permit(Channel::Sms));
+        let ticket = probe(circuits.permit("sms"));
         assert_eq!(
-            circuits.record(Channel::Sms, &refused(), Some(ticket)),
+            circuits.record("sms", &refused(), Some(ticket)),
             Some(Duration::from_secs(6))
         );
         tokio::time::advance(Duration::from_secs(6)).await;
-        let ticket = probe(circuits.permit(Channel::Sms));
+        let ticket = probe(circuits.permit("sms"));
         // A rate limit may come before authentication: it proves nothing.
         let rate_limited = Delivery::Retry {
             http_status: Some(429),
             not_before: None,
             reason: "slow down".into(),
         };
-        assert_eq!(
-            circuits.record(Channel::Sms, &rate_limited, Some(ticket)),
-            None
-        );
-        let ticket = probe(circuits.permit(Channel::Sms));
+        assert_eq!(circuits.record("sms", &rate_limited, Some(ticket)), None);
+        let ticket = probe(circuits.permit("sms"));
         // Only the probe's own ticket gives the probe back.
-        circuits.probe_not_made(Channel::Sms, ticket + 100);
-        assert_eq!(circuits.permit(Channel::Sms), Permit::Wait);
-        circuits.probe_not_made(Channel::Sms, ticket);
-        probe(circuits.permit(Channel::Sms));
+        circuits.probe_not_made("sms", ticket + 100);
+        assert_eq!(circuits.permit("sms"), Permit::Wait);
+        circuits.probe_not_made("sms", ticket);
+        probe(circuits.permit("sms"));
     }
 }

@@ -61,13 +61,17 @@ async fn main() -> anyhow::Result<()> {
             async move { watcher.watch_queue(store, every, cancel).await }
         });
     }
+    tokio::spawn({
+        let (providers, store, cancel) = (providers.clone(), store.clone(), cancel.clone());
+        let every = settings.sender.accounts_refresh;
+        async move { providers.keep_accounts(store, every, cancel).await }
+    });
     if let Some(listen) = settings.webhooks.listen {
-        let twilio_token = settings.providers.twilio.auth_token.clone();
         Webhooks::new(
             store.clone(),
             sender_metrics.clone(),
             &settings.webhooks,
-            twilio_token,
+            providers.clone(),
             one_click,
         )?
         .serve(listen, cancel.clone())

@@ -33,6 +33,11 @@ struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
     provider: &'static str,
 }
@@ -52,7 +57,7 @@ pub struct SenderMetrics {
     webhook_events: Family<WebhookLabels, Counter>,
     webhook_refused: Family<WebhookLabels, Counter>,
     in_flight: Gauge,
-    paused: Family<ProviderLabels, Gauge>,
+    paused: Family<AccountLabels, Gauge>,
     queue_messages: Family<QueueLabels, Gauge>,
     queue_oldest: Family<QueueLabels, Seconds>,
     /// The queue series shown now, and when the queue was last read.
@@ -115,8 +120,8 @@ impl SenderMetrics {
         );
         registry.register(
             "herald_sender_provider_paused",
-            "1 while a provider is paused because it refused the credentials or its rate limit \
-             has not reset, else 0",
+            "1 while a provider account (email, sms: the defaults) is paused because its \
+             credentials are refused or not set, or its rate limit has not reset, else 0",
             metrics.paused.clone(),
         );
         registry.register(
@@ -189,9 +194,12 @@ impl SenderMetrics {
         self.in_flight.set(i64::try_from(calls).unwrap_or(i64::MAX));
     }
 
-    pub fn paused(&self, channel: Channel, paused: bool) {
+    /// Provider account `account` is paused (or not).
+    pub fn paused(&self, account: &str, paused: bool) {
         self.paused
-            .get_or_create(&ProviderLabels::of(channel))
+            .get_or_create(&AccountLabels {
+                account: account.to_owned(),
+            })
             .set(i64::from(paused));
     }
 

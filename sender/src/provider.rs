@@ -17,15 +17,21 @@
 mod sendgrid;
 mod twilio;
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::unsubscribe::OneClick;
 use chrono::{DateTime, Utc};
-use herald_core::config::{ProviderSettings, env_var_for};
-use herald_core::model::{Channel, OutgoingMessage};
+use herald_core::config::{ProviderSettings, SendGridSettings, TwilioSettings, env_var_for};
+use herald_core::model::{Channel, OutgoingMessage, ProviderAccount};
+use herald_core::shutdown;
+use herald_core::store::NotifyDb;
 use herald_core::telemetry::error_chain;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, Response, StatusCode, Url};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
 
 use sendgrid::SendGrid;
 pub use twilio::ListedSms;
@@ -104,16 +110,32 @@ pub enum SetupError {
     Client(#[from] reqwest::Error),
 }
 
-/// The email and SMS providers, sharing one HTTP client.
+/// The provider accounts, sharing one HTTP client: the configured defaults (`email`: SendGrid,
+/// `sms`: Twilio) and those admins define in `provider_account`, read again by
+/// [`Providers::keep_accounts`].
 pub struct Providers {
-    sendgrid: SendGrid,
-    twilio: Twilio,
+    client: Client,
+    settings: ProviderSettings,
+    status_callback: Option<Url>,
+    one_click: Option<OneClick>,
+    email: SendGrid,
+    sms: Twilio,
+    accounts: RwLock<HashMap<String, Defined>>,
+}
+
+/// A defined account as read, and its client or why it cannot send.
+type Defined = (ProviderAccount, Result<Arc<Account>, String>);
+
+/// A defined account's client.
+enum Account {
+    Email(SendGrid),
+    Sms(Twilio),
 }
 
 impl Providers {
     /// Every call, answer included, is bounded by `http_timeout`. A missing secret is logged
-    /// here and turns each send on that channel into `Unauthorized`, naming the variable to
-    /// set (the provider is then paused like one that refuses the credentials).
+    /// here and turns each send through that account into `Unauthorized`, naming the
+    /// variable to set (the account is then paused like one whose credentials are refused).
     /// With `public_url` (`webhooks.public_url`), Twilio is asked to post each SMS's status to
     /// `<public_url>/webhooks/twilio`.
     pub fn new(
@@ -128,27 +150,210 @@ impl Providers {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("herald-sender/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let status_callback = status_callback(public_url)?;
+        let unset = |key: &str, channel: Channel| {
+            let var = env_var_for(key);
+            tracing::warn!(%channel, var, "provider secret not set: messages of the default account wait until it is");
+            format!("`{key}` is not set: set {var} and restart")
+        };
         Ok(Self {
-            sendgrid: SendGrid::new(client.clone(), &settings.sendgrid, one_click)?,
-            twilio: Twilio::new(client, &settings.twilio, status_callback(public_url)?)?,
+            email: SendGrid::new(
+                client.clone(),
+                &settings.sendgrid,
+                || unset("providers.sendgrid.api_key", Channel::Email),
+                one_click.clone(),
+            )?,
+            sms: Twilio::new(
+                client.clone(),
+                &settings.twilio,
+                || unset("providers.twilio.auth_token", Channel::Sms),
+                status_callback.clone(),
+            )?,
+            client,
+            settings: settings.clone(),
+            status_callback,
+            one_click,
+            accounts: RwLock::default(),
         })
     }
 
     pub async fn send(&self, message: &OutgoingMessage) -> Delivery {
-        match message.channel {
-            Channel::Email => self.sendgrid.send(message).await,
-            Channel::Sms => self.twilio.send(message).await,
+        let Some(name) = &message.account else {
+            return match message.channel {
+                Channel::Email => self.email.send(message).await,
+                Channel::Sms => self.sms.send(message).await,
+            };
+        };
+        match self.account(name, message.channel) {
+            Ok(account) => match &*account {
+                Account::Email(sendgrid) => sendgrid.send(message).await,
+                Account::Sms(twilio) => twilio.send(message).await,
+            },
+            Err(reason) => Delivery::Unauthorized {
+                http_status: None,
+                reason,
+            },
         }
     }
 
-    /// The SMS Twilio holds to `to` from our number, created at or after `since`, newest
-    /// first (Twilio's message list).
+    /// The SMS Twilio holds to `to` from the account's sender (`account`: a defined one, else
+    /// the default), created at or after `since`, newest first (Twilio's message list).
     pub async fn sms_sent_to(
         &self,
+        account: Option<&str>,
         to: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<ListedSms>, String> {
-        self.twilio.sent_to(to, since).await
+        let Some(name) = account else {
+            return self.sms.sent_to(to, since).await;
+        };
+        match &*self.account(name, Channel::Sms)? {
+            Account::Sms(twilio) => twilio.sent_to(to, since).await,
+            Account::Email(_) => unreachable!("account() checks the channel"),
+        }
+    }
+
+    /// The auth token of Twilio account `account_sid` (the default or a defined one), which
+    /// signs the status callbacks Twilio posts for it.
+    pub fn twilio_auth_token(&self, account_sid: &str) -> Option<SecretString> {
+        if let Some(token) = self.sms.auth_token_of(account_sid) {
+            return Some(token.clone());
+        }
+        let accounts = self.accounts.read().expect("accounts lock poisoned");
+        accounts
+            .values()
+            .find_map(|(_, client)| match client.as_deref() {
+                Ok(Account::Sms(twilio)) => twilio.auth_token_of(account_sid).cloned(),
+                _ => None,
+            })
+    }
+
+    /// Reads the defined accounts every `every` until `cancel` fires, the first time at once.
+    pub async fn keep_accounts(
+        &self,
+        store: Arc<dyn NotifyDb>,
+        every: Duration,
+        cancel: CancellationToken,
+    ) {
+        shutdown::every(every, &cancel, || async {
+            match store.provider_accounts().await {
+                Ok(accounts) => self.set_accounts(accounts),
+                Err(error) => tracing::warn!(
+                    error = %error_chain(&error),
+                    "could not read the provider accounts; the ones read before are kept"
+                ),
+            }
+        })
+        .await;
+    }
+
+    /// Builds a client for each account that is new or changed, and forgets removed ones.
+    fn set_accounts(&self, defined: Vec<ProviderAccount>) {
+        let mut accounts = self.accounts.write().expect("accounts lock poisoned");
+        let before = std::mem::take(&mut *accounts);
+        for row in defined {
+            let entry = match before.get(&row.name) {
+                Some((read, client)) if *read == row => (row, client.clone()),
+                _ => {
+                    let client = self.account_client(&row).map(Arc::new);
+                    match &client {
+                        Ok(_) => {
+                            tracing::info!(account = row.name, channel = %row.channel, "provider account ready")
+                        }
+                        Err(reason) => {
+                            tracing::error!(account = row.name, %reason, "provider account cannot send: its messages wait")
+                        }
+                    }
+                    (row, client)
+                }
+            };
+            accounts.insert(entry.0.name.clone(), entry);
+        }
+        for name in before.keys().filter(|name| !accounts.contains_key(*name)) {
+            tracing::warn!(
+                account = name,
+                "provider account removed: its messages wait"
+            );
+        }
+    }
+
+    /// A defined account's client, with its secret from the environment variable it names;
+    /// or why it cannot send.
+    fn account_client(&self, row: &ProviderAccount) -> Result<Account, String> {
+        let what = format!("provider account `{}`", row.name);
+        let secret = |var: &Option<String>| {
+            let var = var.as_deref()?;
+            let value = std::env::var(var).ok().filter(|value| !value.is_empty());
+            if value.is_none() {
+                tracing::warn!(
+                    account = row.name,
+                    var,
+                    "provider account secret not set: its messages wait until it is"
+                );
+            }
+            value.map(SecretString::from)
+        };
+        let unset = |var: &Option<String>| {
+            let unset = format!(
+                "{what}: the variable {} is not set on this sender: set it and restart",
+                var.as_deref().unwrap_or_default()
+            );
+            move || unset
+        };
+        let setup = |error: SetupError| format!("{what}: {error}");
+        match row.channel {
+            Channel::Email => {
+                let settings = SendGridSettings {
+                    base_url: self.settings.sendgrid.base_url.clone(),
+                    api_key: secret(&row.api_key_env),
+                    from_email: row.from_email.clone().unwrap_or_default(),
+                    from_name: row.from_name.clone().unwrap_or_default(),
+                };
+                let client = self.client.clone();
+                SendGrid::new(
+                    client,
+                    &settings,
+                    unset(&row.api_key_env),
+                    self.one_click.clone(),
+                )
+                .map(Account::Email)
+                .map_err(setup)
+            }
+            Channel::Sms => {
+                let settings = TwilioSettings {
+                    base_url: self.settings.twilio.base_url.clone(),
+                    account_sid: row.account_sid.clone().unwrap_or_default(),
+                    auth_token: secret(&row.auth_token_env),
+                    from_number: row.from_number.clone().unwrap_or_default(),
+                    messaging_service_sid: row.messaging_service_sid.clone(),
+                };
+                settings.check(&what).map_err(|error| error.to_string())?;
+                let client = self.client.clone();
+                Twilio::new(
+                    client,
+                    &settings,
+                    unset(&row.auth_token_env),
+                    self.status_callback.clone(),
+                )
+                .map(Account::Sms)
+                .map_err(setup)
+            }
+        }
+    }
+
+    /// Defined account `name` on `channel`, or why its messages cannot be sent.
+    fn account(&self, name: &str, channel: Channel) -> Result<Arc<Account>, String> {
+        let accounts = self.accounts.read().expect("accounts lock poisoned");
+        match accounts.get(name) {
+            None => Err(format!(
+                "provider account `{name}` is not defined (provider_account)"
+            )),
+            Some((row, _)) if row.channel != channel => Err(format!(
+                "provider account `{name}` is a {} account, the message is {channel}",
+                row.channel
+            )),
+            Some((_, client)) => client.clone(),
+        }
     }
 }
 
@@ -178,22 +383,12 @@ fn endpoint(provider: &'static str, base_url: &str, path: &str) -> Result<Url, S
     }
 }
 
-/// Warns at start-up when a provider's secret is not set.
-fn warn_if_missing<T>(secret: &Option<T>, key: &str, channel: Channel) {
-    if secret.is_none() {
-        tracing::warn!(
-            %channel,
-            var = env_var_for(key),
-            "provider secret not set: messages on this channel wait until it is"
-        );
-    }
-}
-
-/// The secret at config path `key` is not set: nothing is sent, and the message waits.
-fn missing_secret(key: &str) -> Delivery {
+/// A secret is not set (`unset` says which and what to do): nothing is sent, and the
+/// message waits.
+fn missing_secret(unset: &str) -> Delivery {
     Delivery::Unauthorized {
         http_status: None,
-        reason: format!("`{key}` is not set: set {} and restart", env_var_for(key)),
+        reason: unset.to_owned(),
     }
 }
 

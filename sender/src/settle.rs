@@ -75,7 +75,11 @@ impl Settler {
 
     async fn settle(&self, message: &InDoubtMessage) -> StoreResult<()> {
         let since = message.started_at - CLOCK_SKEW;
-        let listed = match self.providers.sms_sent_to(&message.recipient, since).await {
+        let listed = match self
+            .providers
+            .sms_sent_to(message.account.as_deref(), &message.recipient, since)
+            .await
+        {
             Ok(listed) => listed,
             Err(error) => {
                 tracing::warn!(message_id = message.message_id, %error, "Twilio's message list could not be read");

@@ -43,12 +43,13 @@ use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use sha1::Sha1;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::SenderMetrics;
+use crate::provider::Providers;
 use crate::unsubscribe::{self, OneClick};
 
 const SIGNATURE: &str = "X-Twilio-Email-Event-Webhook-Signature";
@@ -71,20 +72,22 @@ pub struct Webhooks {
     /// `None`: not configured, every SendGrid post is refused.
     sendgrid_key: Option<VerifyingKey>,
     max_age: Duration,
-    /// Twilio signs callbacks with the auth token, over the URL it posted to: `None`, every
-    /// callback is refused.
-    twilio: Option<(SecretString, String)>,
+    /// Twilio signs callbacks with the auth token of the account they are about (the
+    /// providers know them), over the URL it posted to (`webhooks.public_url`; empty: every
+    /// callback is refused).
+    providers: Arc<Providers>,
+    public_url: String,
     /// One-click unsubscribe links are served here too, when emails carry them.
     one_click: Option<OneClick>,
 }
 
 impl Webhooks {
-    /// `twilio_auth_token`: `providers.twilio.auth_token`, which keys Twilio's signatures.
+    /// `providers`: their Twilio accounts' auth tokens key Twilio's signatures.
     pub fn new(
         store: Arc<dyn NotifyDb>,
         metrics: Arc<SenderMetrics>,
         settings: &WebhookSettings,
-        twilio_auth_token: Option<SecretString>,
+        providers: Arc<Providers>,
         one_click: Option<OneClick>,
     ) -> Result<Self, KeyError> {
         let key = settings.sendgrid_verification_key.trim();
@@ -103,15 +106,13 @@ impl Webhooks {
             )
         };
         let public_url = settings.public_url.trim().trim_end_matches('/').to_owned();
-        let twilio = twilio_auth_token
-            .filter(|_| !public_url.is_empty())
-            .map(|token| (token, public_url));
         Ok(Webhooks {
             store,
             metrics,
             sendgrid_key,
             max_age: settings.max_age,
-            twilio,
+            providers,
+            public_url,
             one_click,
         })
     }
@@ -180,10 +181,18 @@ impl Webhooks {
         headers: &HeaderMap,
         params: &[(String, String)],
     ) -> Result<(), &'static str> {
-        let (token, public_url) = self
-            .twilio
-            .as_ref()
-            .ok_or("webhooks.public_url or providers.twilio.auth_token is not set")?;
+        if self.public_url.is_empty() {
+            return Err("webhooks.public_url is not set");
+        }
+        let account_sid = params
+            .iter()
+            .find(|(name, _)| name == "AccountSid")
+            .map_or("", |(_, sid)| sid.as_str());
+        let token = self
+            .providers
+            .twilio_auth_token(account_sid)
+            .ok_or("not about a Twilio account this sender has the auth token of")?;
+        let public_url = &self.public_url;
         let signature = headers
             .get(TWILIO_SIGNATURE)
             .and_then(|value| value.to_str().ok())

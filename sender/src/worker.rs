@@ -14,8 +14,8 @@
 //! - Transient refusals retry with exponential backoff and jitter, never before the
 //!   provider's rate-limit reset, and end `failed` after `max_attempts`; permanent refusals end
 //!   `failed` at once, with the provider's reason.
-//! - A provider that refuses our credentials pauses its channel (`circuit`): its messages
-//!   wait, and no attempt is counted, until a probe gets through.
+//! - A provider account whose credentials are refused pauses (`circuit`): its messages wait,
+//!   and no attempt is counted, until a probe gets through. Other accounts go on.
 //! - On cancellation nothing new is claimed or started; calls in flight (each bounded by
 //!   `http_timeout`) finish and their outcomes are recorded.
 
@@ -27,7 +27,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use herald_core::backoff;
 use herald_core::config::SenderSettings;
-use herald_core::model::{AttemptOutcome, Channel, Claimed, OutgoingMessage};
+use herald_core::model::{AttemptOutcome, Claimed, OutgoingMessage};
 use herald_core::store::{NotifyDb, StoreError, StoreResult};
 use herald_core::telemetry::error_chain;
 use tokio::time::Instant;
@@ -197,9 +197,9 @@ impl Sender {
         }
     }
 
-    /// Claims up to `free` due messages (first looking for lost sends, if `expire`) on the
-    /// channels whose provider takes calls, marked `sending` by the claim itself; a paused
-    /// provider, once its pause is over, gets one message of its channel as the probe.
+    /// Claims up to `free` due messages (first looking for lost sends, if `expire`) of the
+    /// provider accounts that take calls, marked `sending` by the claim itself; a paused
+    /// account, once its pause is over, gets one of its messages as the probe.
     /// Returns the calls to make, with their attempt numbers and probe tickets, and whether
     /// it took any message (suppressed ones too).
     async fn claim_and_begin(&self, free: usize, expire: bool) -> StoreResult<(Vec<Begun>, bool)> {
@@ -212,41 +212,43 @@ impl Sender {
                 );
             }
         }
-        let (open, paused): (Vec<Channel>, Vec<Channel>) = [Channel::Email, Channel::Sms]
-            .into_iter()
-            .partition(|&channel| self.circuits.closed(channel));
-        for channel in [Channel::Email, Channel::Sms] {
-            self.metrics.paused(channel, paused.contains(&channel));
+        let mut paused = Vec::new();
+        for (account, is_paused) in self.circuits.states() {
+            self.metrics.paused(&account, is_paused);
+            if is_paused {
+                paused.push(account);
+            }
         }
         // Probes first, so that the window holds them and the main claim's calls leave as soon
         // as it returns, their lease just begun. A claimed message always gets its call: once
         // one is begun, a later failure here is logged and the calls are made.
         let mut begun: Vec<Begun> = Vec::with_capacity(free);
-        for channel in paused {
+        let paused: Vec<&str> = paused.iter().map(String::as_str).collect();
+        for &account in &paused {
             if begun.len() == free {
                 break;
             }
-            let Permit::Probe(ticket) = self.circuits.permit(channel) else {
+            let Permit::Probe(ticket) = self.circuits.permit(account) else {
                 continue;
             };
-            match self.claim(1, &[channel]).await {
+            match self.claim(1, &[], Some(account)).await {
                 Ok((probe, _)) => match probe.into_iter().next() {
                     Some((message, attempt)) => begun.push((message, attempt, Some(ticket))),
-                    None => self.circuits.probe_not_made(channel, ticket),
+                    None => self.circuits.probe_not_made(account, ticket),
                 },
                 Err(error) => {
-                    self.circuits.probe_not_made(channel, ticket);
+                    self.circuits.probe_not_made(account, ticket);
                     if begun.is_empty() {
                         return Err(error);
                     }
-                    tracing::warn!(%channel, error = %error_chain(&error), "could not claim the probe");
+                    tracing::warn!(account, error = %error_chain(&error), "could not claim the probe");
                 }
             }
         }
         let limit = free - begun.len();
         let mut took_any = !begun.is_empty();
-        if !open.is_empty() && limit > 0 {
-            match self.claim(limit, &open).await {
+        if limit > 0 {
+            match self.claim(limit, &paused, None).await {
                 Ok((claimed, taken)) => {
                     took_any |= taken > 0;
                     begun.extend(
@@ -264,18 +266,20 @@ impl Sender {
         Ok((begun, took_any))
     }
 
-    /// One claim of up to `limit` messages on `channels`: those to send now, with their
-    /// attempt numbers, and how many it took in all (suppressed ones too).
+    /// One claim of up to `limit` messages, none of the `paused` accounts (with `only`, only
+    /// that account's): those to send now, with their attempt numbers, and how many it took
+    /// in all (suppressed ones too).
     async fn claim(
         &self,
         limit: usize,
-        channels: &[Channel],
+        paused: &[&str],
+        only: Option<&str>,
     ) -> StoreResult<(Vec<(OutgoingMessage, i32)>, usize)> {
         let settings = &self.settings;
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         let claimed = self
             .store
-            .claim_outgoing(&settings.instance_id, settings.lease, limit, channels)
+            .claim_outgoing(&settings.instance_id, settings.lease, limit, paused, only)
             .await?;
         let taken = claimed.len();
         let mut sending = Vec::with_capacity(taken);
@@ -301,6 +305,7 @@ impl Sender {
         tenant = %message.tenant,
         schedule_id = message.schedule_id,
         channel = %message.channel,
+        account = message.account_name(),
         attempt,
     ))]
     async fn call(&self, message: OutgoingMessage, attempt: i32, probe: Option<u64>) -> Ended {
@@ -308,7 +313,9 @@ impl Sender {
         let started = Instant::now();
         let delivery = self.providers.send(&message).await;
         let took = started.elapsed();
-        let paused_for = self.circuits.record(channel, &delivery, probe);
+        let paused_for = self
+            .circuits
+            .record(message.account_name(), &delivery, probe);
         if let Delivery::OptedOut { reason, .. } = &delivery {
             self.suppress(&message, reason).await;
         }
@@ -530,6 +537,7 @@ mod tests {
             http_timeout: Duration::from_secs(5),
             settle_interval: Duration::ZERO,
             settle_within: Duration::ZERO,
+            accounts_refresh: Duration::from_secs(1),
         }
     }
 

@@ -41,6 +41,7 @@ impl Harness {
                 account_sid: config.twilio_account_sid,
                 auth_token: Some(SecretString::from(config.twilio_auth_token)),
                 from_number: FROM_NUMBER.into(),
+                messaging_service_sid: None,
             },
         };
         adjust(&mut settings);
@@ -63,6 +64,7 @@ fn email() -> OutgoingMessage {
         tenant: "acme".into(),
         schedule_id: 7,
         channel: Channel::Email,
+        account: None,
         recipient: "ada@example.org".into(),
         recipient_name: Some("Ada Lovelace".into()),
         subject: Some("Your order shipped".into()),

@@ -345,7 +345,7 @@ async fn notify_cycle(
     let mut sent = 0;
     loop {
         let claimed = db
-            .claim_outgoing(owner, lease, window as u32, &[Channel::Email])
+            .claim_outgoing(owner, lease, window as u32, &[], None)
             .await?;
         if claimed.is_empty() {
             break;
@@ -430,6 +430,7 @@ fn sample_email(n: i64) -> OutgoingMessage {
         tenant: "acme".into(),
         schedule_id: 1,
         channel: Channel::Email,
+        account: None,
         recipient: format!("http-{n}@example.com"),
         recipient_name: Some("Bench Mark".into()),
         subject: Some("Welcome, Bench!".into()),

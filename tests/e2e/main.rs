@@ -5,6 +5,7 @@
 //! builds its own `Stack` (fresh databases, topic, group and fake provider), so tests run in
 //! parallel.
 
+mod accounts;
 mod bad_input;
 mod broker_outage;
 mod crash;
@@ -102,6 +103,10 @@ on_every_engine! {
     tenants::a_tenants_flood_does_not_hold_up_another_tenants_messages,
     tenants::a_claim_takes_every_tenants_first_message_before_anyones_second,
     tenants::a_slow_merge_function_holds_up_only_its_own_schedule,
+    accounts::a_tenants_revoked_key_pauses_only_that_tenant,
+    accounts::a_tenants_rate_limit_pauses_only_its_account,
+    accounts::a_tenants_send_limit_holds_across_two_senders,
+    accounts::send_limits_cap_each_claim_per_tenant_and_per_account,
 }
 
 on_postgres! {

@@ -107,14 +107,15 @@ pub async fn a_locked_table_holds_back_only_its_own_schedule() -> anyhow::Result
 }
 
 /// A claim, as the sender makes it, on a queue of several tenants' messages: every tenant
-/// with a message due gets its first in before anyone's second; messages not due yet, or on
-/// a channel not asked for, take no share from the others.
+/// with a message due gets its first in before anyone's second; messages not due yet, or of
+/// a paused provider account, take no share from the others.
 pub async fn a_claim_takes_every_tenants_first_message_before_anyones_second(
     engine: Engine,
 ) -> anyhow::Result<()> {
     let stack = Stack::new(engine, "fair_claim").await?;
     // a and b have backlogs (a's older); c has one; later has only messages due in an hour;
-    // texting has only SMS. Each tenant's are a millisecond apart, in order.
+    // texting has only SMS, and the SMS account is paused. Each tenant's are a millisecond
+    // apart, in order.
     let queues = [
         ("a", "email", 50, -60),
         ("b", "email", 50, -30),
@@ -157,7 +158,8 @@ pub async fn a_claim_takes_every_tenants_first_message_before_anyones_second(
                     "sender-under-test",
                     Duration::from_secs(60),
                     limit,
-                    &[herald_core::model::Channel::Email],
+                    &["sms"],
+                    None,
                 )
                 .await?;
             let tenants: Vec<String> = claimed
@@ -196,7 +198,7 @@ pub async fn a_claim_takes_every_tenants_first_message_before_anyones_second(
             .iter()
             .chain(&second)
             .any(|t| t == "later" || t == "texting"),
-        "not due, or not email"
+        "not due, or paused"
     );
     Ok(())
 }

@@ -18,8 +18,9 @@ use super::storable;
 use super::{AttemptColumns, NotifyDb, Record, StoreError, StoreResult, payload_text};
 use crate::model::{
     AttemptOutcome, Channel, Claimed, DeliveryEvent, EventsRecorded, InDoubtMessage, LateFinder,
-    Mark, MergeFunction, MessageKey, MessageStatus, NewMessage, OutgoingMessage, QueueDepth,
-    RenderRetry, Rendering, RowPosition, Schedule, Settled, SourceTable, Template, Unsubscription,
+    Mark, MergeFunction, MessageKey, MessageStatus, NewMessage, OutgoingMessage, ProviderAccount,
+    QueueDepth, RenderRetry, Rendering, RowPosition, Schedule, Settled, SourceTable, Template,
+    Unsubscription,
 };
 use crate::ops::{
     ActedOn, Action, ActionRecord, AttemptRecord, EventRecord, Found, MessageFilter, MessageRecord,
@@ -103,6 +104,7 @@ queries!(
     send_recover_own,
     send_expire_lost,
     send_claim,
+    provider_accounts,
     send_finish_attempts,
     queue_depth,
     send_in_doubt_to_settle,
@@ -710,6 +712,7 @@ impl<D: Driver> NotifyDb for Notify<D> {
             Ok(InDoubtMessage {
                 message_id: row.i64("message_id")?,
                 attempt: row.i32("attempt")?,
+                account: row.opt_text("account")?,
                 recipient: row.text("recipient")?,
                 body_text: row.text("body_text")?,
                 started_at: row.time("started_at")?,
@@ -856,14 +859,15 @@ impl<D: Driver> NotifyDb for Notify<D> {
         owner: &str,
         lease: Duration,
         limit: u32,
-        channels: &[Channel],
+        paused: &[&str],
+        only: Option<&str>,
     ) -> StoreResult<Vec<Claimed>> {
-        let channels: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
         let params = [
             Param::Text(owner),
             Param::Interval(lease),
             Param::I64(i64::from(limit)),
-            Param::Texts(&channels),
+            Param::Texts(paused),
+            Param::OptText(only),
         ];
         self.rows(D::QUERIES.send_claim, &params, |row| {
             let message_id = row.i64("message_id")?;
@@ -879,6 +883,7 @@ impl<D: Driver> NotifyDb for Notify<D> {
                 tenant: row.text("tenant")?,
                 schedule_id: row.i64("schedule_id")?,
                 channel,
+                account: row.opt_text("account")?,
                 recipient: row.text("recipient")?,
                 recipient_name: row.opt_text("recipient_name")?,
                 subject: row.opt_text("subject")?,
@@ -889,6 +894,23 @@ impl<D: Driver> NotifyDb for Notify<D> {
             };
             let attempt = row.i32("attempt")?;
             Ok(Claimed::Sending { message, attempt })
+        })
+        .await
+    }
+
+    async fn provider_accounts(&self) -> StoreResult<Vec<ProviderAccount>> {
+        self.rows(D::QUERIES.provider_accounts, &[], |row| {
+            Ok(ProviderAccount {
+                name: row.text("name")?,
+                channel: row.channel("channel")?,
+                api_key_env: row.opt_text("api_key_env")?,
+                from_email: row.opt_text("from_email")?,
+                from_name: row.opt_text("from_name")?,
+                account_sid: row.opt_text("account_sid")?,
+                auth_token_env: row.opt_text("auth_token_env")?,
+                from_number: row.opt_text("from_number")?,
+                messaging_service_sid: row.opt_text("messaging_service_sid")?,
+            })
         })
         .await
     }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use herald_core::config::SendGridSettings;
-use herald_core::model::{Channel, OutgoingMessage};
+use herald_core::model::OutgoingMessage;
 use reqwest::{Client, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -14,15 +14,13 @@ use crate::unsubscribe::OneClick;
 
 use super::{
     Delivery, ErrorBody, Provider, SetupError, endpoint, missing_secret, no_answer, refusal,
-    warn_if_missing,
 };
-
-const API_KEY: &str = "providers.sendgrid.api_key";
 
 pub(super) struct SendGrid {
     client: Client,
     endpoint: Url,
-    api_key: Option<SecretString>,
+    /// The key, or why there is none.
+    api_key: Result<SecretString, String>,
     from_email: String,
     from_name: String,
     /// Puts one-click unsubscribe links in the emails of schedules that offer them.
@@ -30,16 +28,17 @@ pub(super) struct SendGrid {
 }
 
 impl SendGrid {
+    /// `unset`: why there is no key, if `settings` has none.
     pub(super) fn new(
         client: Client,
         settings: &SendGridSettings,
+        unset: impl FnOnce() -> String,
         one_click: Option<OneClick>,
     ) -> Result<Self, SetupError> {
-        warn_if_missing(&settings.api_key, API_KEY, Channel::Email);
         Ok(Self {
             client,
             endpoint: endpoint("sendgrid", &settings.base_url, "/v3/mail/send")?,
-            api_key: settings.api_key.clone(),
+            api_key: settings.api_key.clone().ok_or_else(unset),
             from_email: settings.from_email.clone(),
             from_name: settings.from_name.clone(),
             one_click,
@@ -47,8 +46,9 @@ impl SendGrid {
     }
 
     pub(super) async fn send(&self, message: &OutgoingMessage) -> Delivery {
-        let Some(api_key) = &self.api_key else {
-            return missing_secret(API_KEY);
+        let api_key = match &self.api_key {
+            Ok(key) => key,
+            Err(unset) => return missing_secret(unset),
         };
         let request = self
             .client
@@ -227,12 +227,14 @@ mod tests {
 
     #[test]
     fn mail_has_plain_text_first_and_omits_what_is_absent() {
-        let sendgrid = SendGrid::new(Client::new(), &sendgrid_settings(), None).unwrap();
+        let sendgrid =
+            SendGrid::new(Client::new(), &sendgrid_settings(), String::new, None).unwrap();
         let mut message = OutgoingMessage {
             message_id: 42,
             tenant: "acme".into(),
             schedule_id: 7,
-            channel: Channel::Email,
+            channel: herald_core::model::Channel::Email,
+            account: None,
             recipient: "to@example.com".into(),
             recipient_name: Some("Ada".into()),
             subject: Some("Hi".into()),
@@ -264,6 +266,7 @@ mod tests {
                 from_name: "Acme; Inc.".into(),
                 ..sendgrid_settings()
             },
+            String::new,
             None,
         )
         .unwrap();
@@ -281,7 +284,13 @@ mod tests {
         };
         let one_click = OneClick::new(&settings, "https://hooks.example.com").unwrap();
         let token = one_click.token(42);
-        let links = SendGrid::new(Client::new(), &sendgrid_settings(), Some(one_click)).unwrap();
+        let links = SendGrid::new(
+            Client::new(),
+            &sendgrid_settings(),
+            String::new,
+            Some(one_click),
+        )
+        .unwrap();
         let plain = serde_json::to_value(links.mail(&message)).unwrap();
         assert!(plain["personalizations"][0].get("headers").is_none());
         message.one_click = true;

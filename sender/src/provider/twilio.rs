@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use herald_core::config::TwilioSettings;
-use herald_core::model::{Channel, OutgoingMessage};
+use herald_core::model::OutgoingMessage;
 use herald_core::telemetry::error_chain;
 use reqwest::{Client, Response, Url};
 use secrecy::{ExposeSecret, SecretString};
@@ -11,28 +11,29 @@ use serde::Deserialize;
 
 use super::{
     Delivery, ErrorBody, Provider, SetupError, endpoint, missing_secret, no_answer, read_bounded,
-    refusal, warn_if_missing,
+    refusal,
 };
-
-const AUTH_TOKEN: &str = "providers.twilio.auth_token";
 
 pub(super) struct Twilio {
     client: Client,
     endpoint: Url,
     account_sid: String,
-    auth_token: Option<SecretString>,
-    from_number: String,
+    /// The token, or why there is none.
+    auth_token: Result<SecretString, String>,
+    /// `From`, or `MessagingServiceSid`: the parameter naming the sender, and its value.
+    sender: (&'static str, String),
     /// Where Twilio posts each message's status (`…/webhooks/twilio`), if anywhere.
     status_callback: Option<Url>,
 }
 
 impl Twilio {
+    /// `unset`: why there is no auth token, if `settings` has none.
     pub(super) fn new(
         client: Client,
         settings: &TwilioSettings,
+        unset: impl FnOnce() -> String,
         status_callback: Option<Url>,
     ) -> Result<Self, SetupError> {
-        warn_if_missing(&settings.auth_token, AUTH_TOKEN, Channel::Sms);
         let path = format!(
             "/2010-04-01/Accounts/{}/Messages.json",
             settings.account_sid
@@ -41,19 +42,23 @@ impl Twilio {
             client,
             endpoint: endpoint("twilio", &settings.base_url, &path)?,
             account_sid: settings.account_sid.clone(),
-            auth_token: settings.auth_token.clone(),
-            from_number: settings.from_number.clone(),
+            auth_token: settings.auth_token.clone().ok_or_else(unset),
+            sender: match &settings.messaging_service_sid {
+                Some(service) => ("MessagingServiceSid", service.clone()),
+                None => ("From", settings.from_number.clone()),
+            },
             status_callback,
         })
     }
 
     pub(super) async fn send(&self, message: &OutgoingMessage) -> Delivery {
-        let Some(auth_token) = &self.auth_token else {
-            return missing_secret(AUTH_TOKEN);
+        let auth_token = match &self.auth_token {
+            Ok(token) => token,
+            Err(unset) => return missing_secret(unset),
         };
         let mut form = vec![
             ("To", message.recipient.clone()),
-            ("From", self.from_number.clone()),
+            (self.sender.0, self.sender.1.clone()),
             ("Body", message.body_text.clone()),
         ];
         if let Some(callback) = &self.status_callback {
@@ -131,6 +136,15 @@ struct Listed {
 }
 
 impl Twilio {
+    /// Whether this is account `account_sid`; its auth token, for checking the signatures
+    /// of the status callbacks Twilio posts for it.
+    pub(super) fn auth_token_of(&self, account_sid: &str) -> Option<&SecretString> {
+        self.auth_token
+            .as_ref()
+            .ok()
+            .filter(|_| self.account_sid == account_sid)
+    }
+
     /// The SMS Twilio holds from our number to `to` created at or after `since` (on
     /// Twilio's clock), newest first, from its message list.
     pub(super) async fn sent_to(
@@ -138,13 +152,14 @@ impl Twilio {
         to: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<ListedSms>, String> {
-        let Some(auth_token) = &self.auth_token else {
-            return Err(format!("`{AUTH_TOKEN}` is not set"));
-        };
+        let auth_token = self.auth_token.as_ref().map_err(String::clone)?;
         let mut url = self.endpoint.clone();
+        url.query_pairs_mut().append_pair("To", to);
+        // A messaging service's messages come from any number of its pool.
+        if self.sender.0 == "From" {
+            url.query_pairs_mut().append_pair("From", &self.sender.1);
+        }
         url.query_pairs_mut()
-            .append_pair("To", to)
-            .append_pair("From", &self.from_number)
             .append_pair("PageSize", LIST_PAGE_SIZE);
         let mut found = Vec::new();
         for _ in 0..LIST_PAGES_MAX {

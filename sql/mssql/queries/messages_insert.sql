@@ -6,7 +6,9 @@
 -- so no value is ever cut to fit by OPENJSON's conversion. DATEADD takes an int: retry
 -- delays are capped at 2,000,000 seconds. detected_at arrives as ISO 8601 in UTC (`Z`, at
 -- most 6 fractional digits) and is stored as UTC. Waiting (for a replica behind the change,
--- or for the retry loop to call a slow merge function) is not a render attempt. Returns how many were new (a row, not a row
+-- or for the retry loop to call a slow merge function) is not a render attempt. A message
+-- goes through the provider account its tenant names for its schedule, else for its other
+-- schedules, else the channel's default (NULL). Returns how many were new (a row, not a row
 -- count: counts depend on NOCOUNT).
 WITH batch AS (
     SELECT m.*,
@@ -25,7 +27,7 @@ WITH batch AS (
 INSERT INTO dbo.message (tenant, schedule_id, source_key, change_version, channel, status,
                          recipient, recipient_name, locale, subject, body_html, body_text,
                          last_error, render_attempts, next_attempt_at, event_partition,
-                         event_offset, detected_at)
+                         event_offset, detected_at, account)
 SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.status,
        b.recipient, b.recipient_name, b.locale, b.subject, b.body_html, b.body_text,
        b.error, IIF(b.waiting = 1, 0, 1),
@@ -33,7 +35,13 @@ SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.sta
                CAST(IIF(b.retry_in_secs < 2000000, b.retry_in_secs * 1000, 2000000000) AS int),
                SYSUTCDATETIME()),
        b.event_partition, b.event_offset,
-       CAST(SWITCHOFFSET(b.detected_at, '+00:00') AS datetime2(7))
+       CAST(SWITCHOFFSET(b.detected_at, '+00:00') AS datetime2(7)),
+       (SELECT TOP (1) a.account
+          FROM dbo.tenant_account AS a
+         WHERE a.tenant = b.tenant
+           AND a.channel = b.channel
+           AND COALESCE(a.schedule_id, b.schedule_id) = b.schedule_id
+         ORDER BY IIF(a.schedule_id IS NULL, 1, 0))
   FROM batch AS b
  WHERE b.occurrence = 1
    AND NOT EXISTS (SELECT 1
