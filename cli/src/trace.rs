@@ -317,11 +317,14 @@ impl Chain {
         let m = &self.message;
         let _ = writeln!(
             text,
-            "message {}: {}/{}, {} to {}: {}",
+            "message {}: {}/{}, {}{} to {}: {}",
             m.message_id,
             m.tenant,
             or_dash(m.schedule.as_deref()),
             m.channel,
+            m.account
+                .as_ref()
+                .map_or(String::new(), |account| format!(" (account {account})")),
             or_dash(m.recipient.as_deref()),
             m.status
         );

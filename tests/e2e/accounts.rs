@@ -124,6 +124,12 @@ pub async fn a_tenants_revoked_key_pauses_only_that_tenant(engine: Engine) -> an
         Ok((!paused(&metrics, "acme-sendgrid").await?).then_some(()))
     })
     .await?;
+    // Support sees which account sent it.
+    let (_, trace) = stack.heraldctl(&["trace", "acme-0@example.com"]).await?;
+    assert!(
+        trace.contains("email (account acme-sendgrid) to acme-0@example.com: sent"),
+        "{trace}"
+    );
     Ok(())
 }
 

@@ -281,6 +281,7 @@ fn message_record_from(row: &impl Record) -> StoreResult<MessageRecord> {
         source_key: row.text("source_key")?,
         change_version: row.text("change_version")?,
         channel: row.channel("channel")?,
+        account: row.opt_text("account")?,
         status: row.status("status")?,
         recipient: row.opt_text("recipient")?,
         subject: row.opt_text("subject")?,
