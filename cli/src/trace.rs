@@ -322,9 +322,12 @@ impl Chain {
             m.tenant,
             or_dash(m.schedule.as_deref()),
             m.channel,
-            m.account
-                .as_ref()
-                .map_or(String::new(), |account| format!(" (account {account})")),
+            // The channel's default account goes without saying.
+            if m.account == m.channel.as_str() {
+                String::new()
+            } else {
+                format!(" (account {})", m.account)
+            },
             or_dash(m.recipient.as_deref()),
             m.status
         );

@@ -341,8 +341,9 @@ pub struct OutgoingMessage {
     pub tenant: String,
     pub schedule_id: i64,
     pub channel: Channel,
-    /// Its provider account (`provider_account`); `None`: the channel's default.
-    pub account: Option<String>,
+    /// The provider account it goes through: a `provider_account`, or the channel's default,
+    /// named as the channel (`email`, `sms`).
+    pub account: String,
     pub recipient: String,
     pub recipient_name: Option<String>,
     pub subject: Option<String>,
@@ -354,19 +355,6 @@ pub struct OutgoingMessage {
     pub one_click: bool,
 }
 
-impl OutgoingMessage {
-    /// The name of the provider account it goes through: its own, or its channel's default
-    /// (`email`, `sms`), as `send_limit` and the senders' pauses name them.
-    pub fn account_name(&self) -> &str {
-        account_name(self.account.as_deref(), self.channel)
-    }
-}
-
-/// A provider account's name: `account`, or `channel`'s default account (`email`, `sms`).
-pub fn account_name(account: Option<&str>, channel: Channel) -> &str {
-    account.unwrap_or(channel.as_str())
-}
-
 /// A provider account an admin defined (`provider_account`), besides the configured defaults.
 /// Secrets are named, never held: `*_env` are environment variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,6 +364,8 @@ pub struct ProviderAccount {
     pub api_key_env: Option<String>,
     pub from_email: Option<String>,
     pub from_name: Option<String>,
+    /// SendGrid's Signed Event Webhook verification key (public).
+    pub event_verification_key: Option<String>,
     pub account_sid: Option<String>,
     pub auth_token_env: Option<String>,
     pub from_number: Option<String>,
@@ -413,7 +403,11 @@ pub struct QueueDepth {
 pub struct DeliveryEvent {
     /// `sendgrid` or `twilio`.
     pub provider: &'static str,
-    /// The provider's id of the event: it is recorded once.
+    /// The provider account whose signature it carries (`email`, `sms`: the defaults): it is
+    /// about that account's messages only.
+    pub account: String,
+    /// The provider's id of the event (after `<account>/` for a defined account's): it is
+    /// recorded once.
     pub event_id: String,
     /// Our message, when the event names one.
     pub message_id: Option<i64>,
@@ -454,8 +448,8 @@ pub struct Settled {
 pub struct InDoubtMessage {
     pub message_id: i64,
     pub attempt: i32,
-    /// Its provider account; `None`: the channel's default.
-    pub account: Option<String>,
+    /// Its provider account (`email`, `sms`: the defaults).
+    pub account: String,
     pub recipient: String,
     pub body_text: String,
     /// When its last call began, and when it was declared in doubt.

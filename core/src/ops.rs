@@ -201,8 +201,8 @@ pub struct MessageRecord {
     pub source_key: String,
     pub change_version: String,
     pub channel: Channel,
-    /// The provider account it goes through; `None`: the channel's default.
-    pub account: Option<String>,
+    /// The provider account it goes through (`email`, `sms`: the defaults).
+    pub account: String,
     pub status: MessageStatus,
     pub recipient: Option<String>,
     pub subject: Option<String>,

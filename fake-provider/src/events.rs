@@ -1,14 +1,19 @@
 //! SendGrid's Event Webhook, as the fake sends it: for each email it accepts, signed POSTs of
-//! JSON arrays of events to the configured URL (`processed`, then what the recipient's
-//! [`Outcome`] makes: `delivered` by default), each posted again until it is answered 2xx, as
-//! SendGrid does. Each event
+//! JSON arrays of events (`processed`, then what the recipient's [`Outcome`] makes:
+//! `delivered` by default) to the Event Webhook URL of the account that sent it (its
+//! `events_url`, else the configured `sendgrid_events_url`), each posted again until it is
+//! answered 2xx, as SendGrid does. Each event
 //! carries its `sg_event_id`, the `sg_message_id` (the `X-Message-Id` of the answer, then
 //! `.filter…`), the recipient, a Unix `timestamp` and the request's `custom_args` as
 //! top-level fields. The signature is SendGrid's: ECDSA P-256 with SHA-256 over the
 //! timestamp header's text followed by the raw body, base64 DER in
 //! `X-Twilio-Email-Event-Webhook-Signature`, the timestamp in
-//! `X-Twilio-Email-Event-Webhook-Timestamp`. The fake signs with a fixed development key
-//! ([`sendgrid_verification_key`] is its public half, as SendGrid's settings page shows it).
+//! `X-Twilio-Email-Event-Webhook-Timestamp`. Each SendGrid account signs with a key pair of
+//! its own, as on SendGrid: the default account with a fixed development key
+//! ([`sendgrid_verification_key`] is its public half, as SendGrid's settings page shows it),
+//! every other one with a key derived from its API key, so that the same API key always gets
+//! the same pair ([`Accounts::sendgrid_verification_key`](crate::Accounts::sendgrid_verification_key)
+//! and `GET /_fake/accounts` show its public half).
 //!
 //! Twilio's status callbacks, likewise: for each SMS it accepts with a `StatusCallback`, a
 //! form-encoded POST per status (`sent`, then `delivered` by default) to that URL, with the
@@ -34,33 +39,88 @@ pub const SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
 pub const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
-/// The fake's signing key: fixed, so that local settings can name its public half. A test
-/// fixture, not a secret.
+/// The default SendGrid account's signing key: fixed, so that local settings can name its
+/// public half. A test fixture, not a secret; it also keys the derivation of the other
+/// accounts' keys.
 const DEV_KEY: &[u8; 32] = b"herald-fake-provider-webhook-key";
 /// A post not answered 2xx is made again after this long, for up to [`RETRY_FOR`] (SendGrid
 /// retries for a day).
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
-fn signing_key() -> SigningKey {
-    SigningKey::from_slice(DEV_KEY).expect("a valid P-256 scalar")
+/// A SendGrid account's Event Webhook signing key pair.
+#[derive(Clone)]
+pub(crate) struct EventKey(SigningKey);
+
+impl EventKey {
+    /// The default account's: the fixed development key.
+    pub fn default_account() -> Self {
+        Self(SigningKey::from_slice(DEV_KEY).expect("a valid P-256 scalar"))
+    }
+
+    /// Another account's, derived from its API key: the secret scalar is HMAC-SHA1 keyed by
+    /// [`DEV_KEY`] over a round, a block number and the API key, two blocks cut to 32 bytes
+    /// (the next round if that is no valid scalar). The same API key always gets the same
+    /// pair, and none gets the default account's.
+    pub fn derived(api_key: &str) -> Self {
+        let key = (0..=u8::MAX)
+            .find_map(|round| {
+                let block = |n: u8| {
+                    let mut mac =
+                        Hmac::<Sha1>::new_from_slice(DEV_KEY).expect("HMAC takes any key length");
+                    mac.update(b"sendgrid-event-webhook-key");
+                    mac.update(&[round, n]);
+                    mac.update(api_key.as_bytes());
+                    mac.finalize().into_bytes()
+                };
+                let mut scalar = block(1).to_vec();
+                scalar.extend_from_slice(&block(2));
+                SigningKey::from_slice(&scalar[..32]).ok()
+            })
+            .expect("a valid P-256 scalar within 256 rounds");
+        Self(key)
+    }
+
+    /// The public half, as receivers verify with it and SendGrid's settings page shows it:
+    /// base64 DER (SubjectPublicKeyInfo).
+    pub fn verification_key(&self) -> String {
+        let der = self
+            .0
+            .verifying_key()
+            .to_public_key_der()
+            .expect("a P-256 key encodes");
+        STANDARD.encode(der.as_bytes())
+    }
+
+    /// The signature header's value for `body` sent with `timestamp`.
+    pub fn sign(&self, timestamp: &str, body: &[u8]) -> String {
+        let mut signed = timestamp.as_bytes().to_vec();
+        signed.extend_from_slice(body);
+        let signature: Signature = self.0.sign(&signed);
+        STANDARD.encode(signature.to_der().as_bytes())
+    }
 }
 
-/// The public key receivers verify the fake's events with: base64 DER (SubjectPublicKeyInfo).
+/// Shows the public half only.
+impl std::fmt::Debug for EventKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("EventKey")
+            .field(&self.verification_key())
+            .finish()
+    }
+}
+
+/// The public key receivers verify the default SendGrid account's events with: base64 DER
+/// (SubjectPublicKeyInfo). Another account's: [`Accounts::sendgrid_verification_key`](crate::Accounts::sendgrid_verification_key).
 pub fn sendgrid_verification_key() -> String {
-    let der = signing_key()
-        .verifying_key()
-        .to_public_key_der()
-        .expect("a P-256 key encodes");
-    STANDARD.encode(der.as_bytes())
+    EventKey::default_account().verification_key()
 }
 
-/// The signature header's value for `body` sent with `timestamp`: what SendGrid computes.
+/// The signature header's value for `body` sent with `timestamp` by the default SendGrid
+/// account: what SendGrid computes. Another account's:
+/// [`Accounts::sign_sendgrid_events`](crate::Accounts::sign_sendgrid_events).
 pub fn sign_sendgrid_events(timestamp: &str, body: &[u8]) -> String {
-    let mut signed = timestamp.as_bytes().to_vec();
-    signed.extend_from_slice(body);
-    let signature: Signature = signing_key().sign(&signed);
-    STANDARD.encode(signature.to_der().as_bytes())
+    EventKey::default_account().sign(timestamp, body)
 }
 
 /// The `X-Twilio-Signature` of a POST of `params` to `url`: what Twilio computes.
@@ -208,10 +268,12 @@ fn sendgrid_reports(outcome: Option<&Outcome>) -> Vec<Value> {
 }
 
 /// Posts the email's events to `url`: `processed` after a moment, the rest of what its
-/// outcome makes after the outcome's delay, each post signed and made until taken.
+/// outcome makes after the outcome's delay, each post signed with `key` (the sending
+/// account's) and made until taken.
 pub(crate) async fn post_sendgrid_events(
     client: reqwest::Client,
     url: String,
+    key: EventKey,
     email: AcceptedEmail,
 ) {
     let delay = email.outcome.as_ref().map_or(REPORT_GAP, Outcome::delay);
@@ -239,7 +301,7 @@ pub(crate) async fn post_sendgrid_events(
             .collect();
         let body = serde_json::to_vec(&events).expect("events serialize");
         let timestamp = timestamp.to_string();
-        let signature = sign_sendgrid_events(&timestamp, &body);
+        let signature = key.sign(&timestamp, &body);
         let request = client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -268,5 +330,31 @@ mod tests {
         let signature = Signature::from_der(&signature).unwrap();
         assert!(key.verify(b"1700000000[]", &signature).is_ok());
         assert!(key.verify(b"1700000001[]", &signature).is_err());
+    }
+
+    fn verifies(verification_key: &str, signature: &str) -> bool {
+        let key = STANDARD.decode(verification_key).unwrap();
+        let key = VerifyingKey::from_public_key_der(&key).unwrap();
+        let signature = Signature::from_der(&STANDARD.decode(signature).unwrap()).unwrap();
+        key.verify(b"1700000000[]", &signature).is_ok()
+    }
+
+    #[test]
+    fn each_api_key_gets_a_key_pair_of_its_own_and_always_the_same() {
+        let default = EventKey::default_account();
+        let acme = EventKey::derived("SG.acme");
+        let globex = EventKey::derived("SG.globex");
+        assert_eq!(default.verification_key(), sendgrid_verification_key());
+        assert_eq!(
+            acme.verification_key(),
+            EventKey::derived("SG.acme").verification_key()
+        );
+        assert_ne!(acme.verification_key(), globex.verification_key());
+        assert_ne!(acme.verification_key(), default.verification_key());
+        let signed = acme.sign("1700000000", b"[]");
+        assert!(verifies(&acme.verification_key(), &signed));
+        assert!(!verifies(&globex.verification_key(), &signed));
+        assert!(!verifies(&default.verification_key(), &signed));
+        assert!(format!("{acme:?}").contains(&acme.verification_key()));
     }
 }

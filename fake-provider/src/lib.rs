@@ -5,10 +5,13 @@
 //! several provider [`Account`]s (SendGrid API keys, Twilio accounts: the [`Config`]'s
 //! default ones and more, each of which can be revoked), records every provider request as a
 //! [`Received`] with the account it was made as, and injects [`Fault`]s (rate limits, 5xx,
-//! slow answers, dropped connections, 401), on any account or on one. With
-//! `sendgrid_events_url` set, it posts SendGrid's signed Event Webhook for each email it
-//! accepts; for each SMS sent with a `StatusCallback`, Twilio's status callbacks, signed with
-//! the sending account's auth token. What they report is `delivered` unless an [`Outcome`]
+//! slow answers, dropped connections, 401), on any account or on one. It posts SendGrid's
+//! signed Event Webhook for each email it accepts to the sending account's `events_url` (else
+//! to `sendgrid_events_url`, if set), signed with that account's own key (its public half:
+//! `event_verification_key` in `GET /_fake/accounts`,
+//! [`Accounts::sendgrid_verification_key`]; the default account's is
+//! [`sendgrid_verification_key`]); for each SMS sent with a `StatusCallback`, Twilio's status
+//! callbacks, signed with the sending account's auth token. What they report is `delivered` unless an [`Outcome`]
 //! for the recipient says otherwise (a bounce, a drop, a spam report, an unsubscribe, an
 //! undelivered SMS with its error code, and when). The control API lives under `/_fake/`:
 //! `GET /_fake/health`,

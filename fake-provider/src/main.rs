@@ -51,12 +51,15 @@ struct Args {
     /// side by side, not in turn).
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
-    /// Post SendGrid's signed Event Webhook for each accepted email to this URL (verify with
-    /// the key printed at start).
+    /// Post SendGrid's signed Event Webhook for each accepted email to this URL, unless its
+    /// account names an `events_url` of its own (verify the default account's with the key
+    /// logged at start, each account's with its `event_verification_key` in
+    /// `GET /_fake/accounts`).
     #[arg(long, env = "FAKE_SENDGRID_EVENTS_URL")]
     sendgrid_events_url: Option<String>,
     /// More provider accounts: a JSON object or array, as for `POST /_fake/accounts`
-    /// (repeatable), e.g. `{"sendgrid_api_key":"SG.acme"}` or
+    /// (repeatable), e.g. `{"sendgrid_api_key":"SG.acme"}` (with
+    /// `"events_url":"http://…"` for its own Event Webhook URL) or
     /// `{"twilio_account_sid":"AC…","twilio_auth_token":"tok"}`.
     #[arg(long = "account", value_name = "JSON", value_parser = parse_account_arg)]
     accounts: Vec<AccountList>,
@@ -127,6 +130,20 @@ async fn main() -> std::io::Result<()> {
     if let Some(url) = &config.sendgrid_events_url {
         let key = fake_provider::sendgrid_verification_key();
         tracing::info!(%url, verification_key = %key, "posting SendGrid events");
+    }
+    if config.accounts.iter().any(|a| {
+        matches!(
+            a,
+            Account::SendGrid {
+                events_url: Some(_),
+                ..
+            }
+        )
+    }) {
+        tracing::info!(
+            "posting some SendGrid accounts' events to URLs of their own: their \
+             event_verification_key is in GET /_fake/accounts"
+        );
     }
     fake_provider::serve(listener, config, shutdown_signal()).await;
     Ok(())

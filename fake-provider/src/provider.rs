@@ -164,11 +164,16 @@ async fn process<P: Provider>(
         custom_args,
         headers,
     } = summary;
-    if let (Channel::Email, Some(url), Some(id)) = (
-        P::CHANNEL,
-        &app.config.sendgrid_events_url,
-        &provider_message_id,
-    ) {
+    // To the sending account's Event Webhook, signed with its key; both are taken now, so
+    // that revoking the account later does not stop them.
+    let webhook = (P::CHANNEL == Channel::Email && provider_message_id.is_some())
+        .then(|| app.accounts.sendgrid_event_webhook(account_id))
+        .flatten()
+        .and_then(|(url, key)| {
+            url.or_else(|| app.config.sendgrid_events_url.clone())
+                .map(|url| (url, key))
+        });
+    if let (Some((url, key)), Some(id)) = (webhook, &provider_message_id) {
         for recipient in &to {
             let email = AcceptedEmail {
                 message_id: id.clone(),
@@ -176,7 +181,12 @@ async fn process<P: Provider>(
                 custom_args: custom_args.clone(),
                 outcome: app.outcomes.for_recipient(Channel::Email, recipient),
             };
-            tokio::spawn(post_sendgrid_events(app.client.clone(), url.clone(), email));
+            tokio::spawn(post_sendgrid_events(
+                app.client.clone(),
+                url.clone(),
+                key.clone(),
+                email,
+            ));
         }
     }
     // Signed with the auth token of the account that sent the message.

@@ -41,7 +41,8 @@ pub struct Config {
     /// The default Twilio account.
     pub twilio_account_sid: String,
     pub twilio_auth_token: String,
-    /// More accounts, beside the default ones, from the start (`--account`).
+    /// More accounts, beside the default ones, from the start (`--account`). A SendGrid one
+    /// may name its own `events_url`; each signs its events with a key of its own.
     pub accounts: Vec<Account>,
     /// Every provider request is answered this long after it arrived (real SendGrid and
     /// Twilio take 100–300 ms); a `slow` fault adds to it. Requests wait side by side.
@@ -49,7 +50,8 @@ pub struct Config {
     pub faults: Vec<Fault>,
     /// What becomes of accepted messages, by recipient, from the start.
     pub outcomes: Vec<Outcome>,
-    /// Where SendGrid's Event Webhook posts the events of each accepted email; none if unset.
+    /// Where SendGrid's Event Webhook posts the events of each accepted email whose account
+    /// names no `events_url` of its own; none if unset.
     pub sendgrid_events_url: Option<String>,
 }
 
@@ -98,14 +100,13 @@ pub(crate) struct App {
 
 impl App {
     fn new(mut config: Config) -> Arc<Self> {
-        let accounts = Accounts::default();
-        accounts.push([
-            Account::sendgrid(config.sendgrid_api_key.clone()),
+        let accounts = Accounts::with_defaults(
+            &config.sendgrid_api_key,
             Account::twilio(
                 config.twilio_account_sid.clone(),
                 config.twilio_auth_token.clone(),
             ),
-        ]);
+        );
         accounts.push(std::mem::take(&mut config.accounts));
         let faults = FaultQueue::default();
         faults.push(std::mem::take(&mut config.faults));
@@ -285,7 +286,8 @@ impl FakeProvider {
         &self.app.store
     }
 
-    /// The provider accounts (same data as `/_fake/accounts`).
+    /// The provider accounts (same data as `/_fake/accounts`), with each SendGrid account's
+    /// [`sendgrid_verification_key`](Accounts::sendgrid_verification_key).
     pub fn accounts(&self) -> &Accounts {
         &self.app.accounts
     }

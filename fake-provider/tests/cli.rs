@@ -26,7 +26,10 @@ async fn binary_prints_address_and_applies_flags() {
             "--fault",
             r#"[{"kind":"rate_limit","reset_after_secs":2,"channel":"sms"}]"#,
         ])
-        .args(["--account", r#"{"sendgrid_api_key":"SG.second"}"#])
+        .args([
+            "--account",
+            r#"{"sendgrid_api_key":"SG.second","events_url":"http://127.0.0.1:9/second"}"#,
+        ])
         .args([
             "--account",
             r#"[{"twilio_account_sid":"ACacce0000000000000000000000000001","twilio_auth_token":"second-token"}]"#,
@@ -100,6 +103,15 @@ async fn binary_prints_address_and_applies_flags() {
         .await
         .unwrap();
     assert_eq!(accounts.as_array().unwrap().len(), 4, "{accounts}");
+    assert_eq!(accounts[2]["events_url"], "http://127.0.0.1:9/second");
+    assert!(
+        accounts[2]["event_verification_key"].is_string(),
+        "{accounts}"
+    );
+    assert_ne!(
+        accounts[2]["event_verification_key"],
+        accounts[0]["event_verification_key"]
+    );
 
     let sid = "ACf4ce0000000000000000000000000000";
     let sms = || {

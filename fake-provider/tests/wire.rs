@@ -884,7 +884,12 @@ async fn accounts_are_added_listed_and_each_sends_as_itself() {
     assert_eq!(
         listed,
         json!([
-            {"channel": "email", "sendgrid_api_key": KEY, "revoked": false},
+            {
+                "channel": "email",
+                "sendgrid_api_key": KEY,
+                "event_verification_key": fake_provider::sendgrid_verification_key(),
+                "revoked": false
+            },
             {"channel": "sms", "twilio_account_sid": SID, "revoked": false}
         ])
     );
@@ -1080,6 +1085,9 @@ async fn invalid_accounts_are_rejected() {
         json!({"twilio_account_sid": "ACnope", "twilio_auth_token": "t"}),
         json!({"twilio_account_sid": ACME_SID}),
         json!([{"sendgrid_api_key": "SG.fine"}, {"twilio_auth_token": "t"}]),
+        json!({"sendgrid_api_key": "SG.fine", "events_url": "ftp://127.0.0.1/events"}),
+        json!({"sendgrid_api_key": "SG.fine", "events_url": "127.0.0.1/events"}),
+        json!({"twilio_account_sid": ACME_SID, "twilio_auth_token": "t", "events_url": "http://127.0.0.1/events"}),
     ] {
         let (status, body) = fake
             .control(reqwest::Method::POST, "accounts", Some(bad.clone()))
@@ -1304,6 +1312,199 @@ async fn accounts_from_the_config_and_the_in_process_handle() {
             Some(ACME_KEY.into()),
             Some(KEY.into())
         ]
+    );
+    fake.shutdown().await;
+}
+
+/// One Event Webhook post as a receiver got it.
+struct EventPost {
+    path: String,
+    signature: String,
+    timestamp: String,
+    body: String,
+}
+
+impl EventPost {
+    /// Whether its signature verifies with `key` (base64 DER), as a receiver checks it.
+    fn verifies_with(&self, key: &str) -> bool {
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::DecodePublicKey;
+        let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key).unwrap();
+        let key = p256::ecdsa::VerifyingKey::from_public_key_der(&key).unwrap();
+        let signature =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &self.signature)
+                .unwrap();
+        let signature = p256::ecdsa::Signature::from_der(&signature).unwrap();
+        let signed = format!("{}{}", self.timestamp, self.body);
+        key.verify(signed.as_bytes(), &signature).is_ok()
+    }
+}
+
+/// A server that takes SendGrid's Event Webhook at `/events/{name}`: its base URL, and each
+/// post in turn.
+async fn event_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<EventPost>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let router = axum::Router::new().route(
+        "/events/{name}",
+        axum::routing::post(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
+                let tx = tx.clone();
+                async move {
+                    let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+                    let _ = tx.send(EventPost {
+                        path: uri.path().to_owned(),
+                        signature: header(fake_provider::SIGNATURE_HEADER),
+                        timestamp: header(fake_provider::TIMESTAMP_HEADER),
+                        body,
+                    });
+                    ""
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn each_sendgrid_account_posts_its_events_to_its_own_url_signed_with_its_own_key() {
+    const GLOBEX_KEY: &str = "SG.globex";
+    const INITECH_KEY: &str = "SG.initech";
+    let (events, mut posts) = event_receiver().await;
+    let fake = fake_provider::FakeProvider::start(Config {
+        sendgrid_events_url: Some(format!("{events}/global")),
+        accounts: vec![fake_provider::Account::sendgrid_with_events_url(
+            ACME_KEY,
+            format!("{events}/acme"),
+        )],
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let http = Client::new();
+    let listed: Value = http
+        .post(format!("{}/_fake/accounts", fake.url()))
+        .json(&json!([
+            {"sendgrid_api_key": GLOBEX_KEY},
+            {"sendgrid_api_key": INITECH_KEY, "events_url": format!("{events}/initech")}
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Each account's key, in process and in the listing: the default's as before, the
+    // others' each their own.
+    let key = |api_key: &str| fake.accounts().sendgrid_verification_key(api_key).unwrap();
+    assert_eq!(key(KEY), fake_provider::sendgrid_verification_key());
+    assert_eq!(fake.accounts().sendgrid_verification_key(SID), None);
+    assert_eq!(
+        fake.accounts().sendgrid_verification_key("SG.unknown"),
+        None
+    );
+    let listed_email: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["channel"] == "email")
+        .map(|a| {
+            (
+                a["sendgrid_api_key"].as_str().unwrap(),
+                a["events_url"].as_str(),
+                a["event_verification_key"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let acme_url = format!("{events}/acme");
+    let initech_url = format!("{events}/initech");
+    assert_eq!(
+        listed_email,
+        [
+            (KEY, None, key(KEY).as_str()),
+            (ACME_KEY, Some(acme_url.as_str()), key(ACME_KEY).as_str()),
+            (GLOBEX_KEY, None, key(GLOBEX_KEY).as_str()),
+            (
+                INITECH_KEY,
+                Some(initech_url.as_str()),
+                key(INITECH_KEY).as_str()
+            ),
+        ]
+    );
+    let keys: std::collections::BTreeSet<_> =
+        [KEY, ACME_KEY, GLOBEX_KEY, INITECH_KEY].map(key).into();
+    assert_eq!(keys.len(), 4, "one key pair per account");
+
+    // Each account sends one email; acme is revoked right after sending its own.
+    let mut sent = Vec::new();
+    for (api_key, path) in [
+        (KEY, "/events/global"),
+        (ACME_KEY, "/events/acme"),
+        (GLOBEX_KEY, "/events/global"),
+        (INITECH_KEY, "/events/initech"),
+    ] {
+        let resp = http
+            .post(format!("{}/v3/mail/send", fake.url()))
+            .bearer_auth(api_key)
+            .json(&valid_email())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let id = resp.headers()["x-message-id"].to_str().unwrap().to_owned();
+        sent.push((id, api_key, path));
+        if api_key == ACME_KEY {
+            assert!(fake.accounts().revoke(ACME_KEY));
+        }
+    }
+
+    let mut events_by_account = std::collections::BTreeMap::<&str, Vec<String>>::new();
+    for _ in 0..sent.len() * 2 {
+        let post = tokio::time::timeout(Duration::from_secs(5), posts.recv())
+            .await
+            .expect("an Event Webhook post")
+            .unwrap();
+        let events: Vec<Value> = serde_json::from_str(&post.body).unwrap();
+        let message = events[0]["sg_message_id"].as_str().unwrap();
+        let (_, api_key, path) = sent
+            .iter()
+            .find(|(id, ..)| message.starts_with(id.as_str()))
+            .expect("an email sent here");
+        assert_eq!(post.path, *path, "{api_key}'s events go to its URL");
+        for other in [KEY, ACME_KEY, GLOBEX_KEY, INITECH_KEY] {
+            assert_eq!(
+                post.verifies_with(&key(other)),
+                other == *api_key,
+                "{api_key}'s events are signed with its key only, not {other}'s"
+            );
+        }
+        // Signatures are deterministic (RFC 6979): the in-process signer makes the same.
+        assert_eq!(
+            fake.accounts()
+                .sign_sendgrid_events(api_key, &post.timestamp, post.body.as_bytes()),
+            Some(post.signature.clone())
+        );
+        events_by_account.entry(api_key).or_default().extend(
+            events
+                .iter()
+                .map(|e| e["event"].as_str().unwrap().to_owned()),
+        );
+    }
+    for api_key in [KEY, ACME_KEY, GLOBEX_KEY, INITECH_KEY] {
+        let mut events = events_by_account[api_key].clone();
+        events.sort();
+        assert_eq!(events, ["delivered", "processed"], "{api_key}");
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), posts.recv())
+            .await
+            .is_err(),
+        "nothing more"
     );
     fake.shutdown().await;
 }

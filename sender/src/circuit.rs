@@ -86,8 +86,7 @@ impl Circuits {
         }
     }
 
-    /// The accounts that do not take calls now, and every account's circuit: `(name,
-    /// paused)`, for the metrics.
+    /// Every account that has a circuit, and whether it is paused (takes no calls now).
     pub fn states(&self) -> Vec<(String, bool)> {
         self.lock()
             .iter()
@@ -275,13 +274,13 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_refusal_pauses_the_channel_until_a_probe_gets_through() {
+    async fn a_refusal_pauses_the_account_until_a_probe_gets_through() {
         let first = Duration::from_secs(3);
         let circuits = Circuits::new(first, Duration::from_secs(20));
         assert_eq!(circuits.permit("email"), Permit::Send);
 
         assert_eq!(circuits.record("email", &refused(), None), Some(first));
-        assert_eq!(circuits.permit("sms"), Permit::Send, "other channel");
+        assert_eq!(circuits.permit("sms"), Permit::Send, "other account");
         assert!(!closed(&circuits, "email") && closed(&circuits, "sms"));
         assert_eq!(circuits.permit("email"), Permit::Wait);
         // Calls already in flight when it opened wait out the same pause.
@@ -310,7 +309,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_rate_limit_pauses_the_channel_until_its_reset() {
+    async fn a_rate_limit_pauses_the_account_until_its_reset() {
         let circuits = Circuits::new(Duration::from_secs(3), Duration::from_secs(20));
         let limited = |reset: u64| Delivery::Retry {
             http_status: Some(429),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use herald_core::config::Settings;
 use herald_core::metrics;
+use herald_core::telemetry::error_chain;
 use herald_core::{shutdown, store, telemetry};
 use prometheus_client::registry::Registry;
 use sender::metrics::SenderMetrics;
@@ -20,6 +21,9 @@ use sender::settle::Settler;
 use sender::unsubscribe::OneClick;
 use sender::webhooks::Webhooks;
 use sender::worker::Sender;
+
+/// How soon the provider accounts are read again when the first read fails.
+const ACCOUNTS_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -60,6 +64,14 @@ async fn main() -> anyhow::Result<()> {
             let cancel = cancel.clone();
             async move { watcher.watch_queue(store, every, cancel).await }
         });
+    }
+    // Read before the first claim: a message of an account not read yet would pause it.
+    while let Err(error) = providers.read_accounts(store.as_ref()).await {
+        tracing::warn!(error = %error_chain(&error), "could not read the provider accounts yet; trying again");
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            () = tokio::time::sleep(ACCOUNTS_RETRY) => {}
+        }
     }
     tokio::spawn({
         let (providers, store, cancel) = (providers.clone(), store.clone(), cancel.clone());

@@ -25,8 +25,7 @@ use crate::unsubscribe::OneClick;
 use chrono::{DateTime, Utc};
 use herald_core::config::{ProviderSettings, SendGridSettings, TwilioSettings, env_var_for};
 use herald_core::model::{Channel, OutgoingMessage, ProviderAccount};
-use herald_core::shutdown;
-use herald_core::store::NotifyDb;
+use herald_core::store::{NotifyDb, StoreResult};
 use herald_core::telemetry::error_chain;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, Response, StatusCode, Url};
@@ -124,7 +123,10 @@ pub struct Providers {
 }
 
 /// A defined account as read, and its client or why it cannot send.
-type Defined = (ProviderAccount, Result<Arc<Account>, String>);
+struct Defined {
+    row: ProviderAccount,
+    client: Result<Arc<Account>, String>,
+}
 
 /// A defined account's client.
 enum Account {
@@ -151,22 +153,33 @@ impl Providers {
             .user_agent(concat!("herald-sender/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let status_callback = status_callback(public_url)?;
-        let unset = |key: &str, channel: Channel| {
-            let var = env_var_for(key);
-            tracing::warn!(%channel, var, "provider secret not set: messages of the default account wait until it is");
-            format!("`{key}` is not set: set {var} and restart")
+        let secret = |secret: &Option<SecretString>, key: &str, channel: Channel| {
+            secret.clone().ok_or_else(|| {
+                let var = env_var_for(key);
+                tracing::warn!(%channel, var, "provider secret not set: messages of the default account wait until it is");
+                format!("`{key}` is not set: set {var} and restart")
+            })
         };
+        let (sendgrid, twilio) = (&settings.sendgrid, &settings.twilio);
         Ok(Self {
             email: SendGrid::new(
                 client.clone(),
-                &settings.sendgrid,
-                || unset("providers.sendgrid.api_key", Channel::Email),
+                sendgrid,
+                secret(
+                    &sendgrid.api_key,
+                    "providers.sendgrid.api_key",
+                    Channel::Email,
+                ),
                 one_click.clone(),
             )?,
             sms: Twilio::new(
                 client.clone(),
-                &settings.twilio,
-                || unset("providers.twilio.auth_token", Channel::Sms),
+                twilio,
+                secret(
+                    &twilio.auth_token,
+                    "providers.twilio.auth_token",
+                    Channel::Sms,
+                ),
                 status_callback.clone(),
             )?,
             client,
@@ -178,13 +191,12 @@ impl Providers {
     }
 
     pub async fn send(&self, message: &OutgoingMessage) -> Delivery {
-        let Some(name) = &message.account else {
-            return match message.channel {
-                Channel::Email => self.email.send(message).await,
-                Channel::Sms => self.sms.send(message).await,
-            };
-        };
-        match self.account(name, message.channel) {
+        match message.channel {
+            Channel::Email if message.account == "email" => return self.email.send(message).await,
+            Channel::Sms if message.account == "sms" => return self.sms.send(message).await,
+            _ => {}
+        }
+        match self.account(&message.account, message.channel) {
             Ok(account) => match &*account {
                 Account::Email(sendgrid) => sendgrid.send(message).await,
                 Account::Sms(twilio) => twilio.send(message).await,
@@ -196,55 +208,71 @@ impl Providers {
         }
     }
 
-    /// The SMS Twilio holds to `to` from the account's sender (`account`: a defined one, else
-    /// the default), created at or after `since`, newest first (Twilio's message list).
+    /// The SMS Twilio holds to `to` from the sender of `account` (`sms`: the default),
+    /// created at or after `since`, newest first (Twilio's message list).
     pub async fn sms_sent_to(
         &self,
-        account: Option<&str>,
+        account: &str,
         to: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<ListedSms>, String> {
-        let Some(name) = account else {
+        if account == Channel::Sms.as_str() {
             return self.sms.sent_to(to, since).await;
-        };
-        match &*self.account(name, Channel::Sms)? {
+        }
+        match &*self.account(account, Channel::Sms)? {
             Account::Sms(twilio) => twilio.sent_to(to, since).await,
             Account::Email(_) => unreachable!("account() checks the channel"),
         }
     }
 
-    /// The auth token of Twilio account `account_sid` (the default or a defined one), which
-    /// signs the status callbacks Twilio posts for it.
-    pub fn twilio_auth_token(&self, account_sid: &str) -> Option<SecretString> {
-        if let Some(token) = self.sms.auth_token_of(account_sid) {
-            return Some(token.clone());
+    /// The auth token of a Twilio account (`account`: a defined one, else the default), which
+    /// signs the status callbacks Twilio posts for its messages.
+    pub fn twilio_auth_token(&self, account: Option<&str>) -> Option<SecretString> {
+        let Some(name) = account else {
+            return self.sms.auth_token().cloned();
+        };
+        match &*self.account(name, Channel::Sms).ok()? {
+            Account::Sms(twilio) => twilio.auth_token().cloned(),
+            Account::Email(_) => None,
         }
-        let accounts = self.accounts.read().expect("accounts lock poisoned");
-        accounts
-            .values()
-            .find_map(|(_, client)| match client.as_deref() {
-                Ok(Account::Sms(twilio)) => twilio.auth_token_of(account_sid).cloned(),
-                _ => None,
-            })
     }
 
-    /// Reads the defined accounts every `every` until `cancel` fires, the first time at once.
+    /// The verification key (public) of defined SendGrid account `name`'s Signed Event
+    /// Webhook, as SendGrid shows it.
+    pub fn sendgrid_event_key(&self, name: &str) -> Option<String> {
+        let accounts = self.accounts.read().expect("accounts lock poisoned");
+        let row = &accounts.get(name)?.row;
+        (row.channel == Channel::Email)
+            .then(|| row.event_verification_key.clone())
+            .flatten()
+    }
+
+    /// Reads the defined accounts. Done once before the first claim: a message of an account
+    /// not read yet would pause that account.
+    pub async fn read_accounts(&self, store: &dyn NotifyDb) -> StoreResult<()> {
+        self.set_accounts(store.provider_accounts().await?);
+        Ok(())
+    }
+
+    /// Reads the defined accounts again every `every` until `cancel` fires.
     pub async fn keep_accounts(
         &self,
         store: Arc<dyn NotifyDb>,
         every: Duration,
         cancel: CancellationToken,
     ) {
-        shutdown::every(every, &cancel, || async {
-            match store.provider_accounts().await {
-                Ok(accounts) => self.set_accounts(accounts),
-                Err(error) => tracing::warn!(
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            if let Err(error) = self.read_accounts(store.as_ref()).await {
+                tracing::warn!(
                     error = %error_chain(&error),
                     "could not read the provider accounts; the ones read before are kept"
-                ),
+                );
             }
-        })
-        .await;
+        }
     }
 
     /// Builds a client for each account that is new or changed, and forgets removed ones.
@@ -253,7 +281,10 @@ impl Providers {
         let before = std::mem::take(&mut *accounts);
         for row in defined {
             let entry = match before.get(&row.name) {
-                Some((read, client)) if *read == row => (row, client.clone()),
+                Some(read) if read.row == row => Defined {
+                    row,
+                    client: read.client.clone(),
+                },
                 _ => {
                     let client = self.account_client(&row).map(Arc::new);
                     match &client {
@@ -264,10 +295,10 @@ impl Providers {
                             tracing::error!(account = row.name, %reason, "provider account cannot send: its messages wait")
                         }
                     }
-                    (row, client)
+                    Defined { row, client }
                 }
             };
-            accounts.insert(entry.0.name.clone(), entry);
+            accounts.insert(entry.row.name.clone(), entry);
         }
         for name in before.keys().filter(|name| !accounts.contains_key(*name)) {
             tracing::warn!(
@@ -277,66 +308,60 @@ impl Providers {
         }
     }
 
-    /// A defined account's client, with its secret from the environment variable it names;
-    /// or why it cannot send.
+    /// A defined account's client, with its secret from the environment variable it names
+    /// (one of its own, never one of herald's settings); or why it cannot send.
     fn account_client(&self, row: &ProviderAccount) -> Result<Account, String> {
         let what = format!("provider account `{}`", row.name);
-        let secret = |var: &Option<String>| {
-            let var = var.as_deref()?;
-            let value = std::env::var(var).ok().filter(|value| !value.is_empty());
-            if value.is_none() {
-                tracing::warn!(
-                    account = row.name,
-                    var,
-                    "provider account secret not set: its messages wait until it is"
-                );
-            }
-            value.map(SecretString::from)
+        let var = match row.channel {
+            Channel::Email => &row.api_key_env,
+            Channel::Sms => &row.auth_token_env,
         };
-        let unset = |var: &Option<String>| {
-            let unset = format!(
-                "{what}: the variable {} is not set on this sender: set it and restart",
-                var.as_deref().unwrap_or_default()
-            );
-            move || unset
-        };
+        let var = var.as_deref().unwrap_or_default();
+        if var.to_ascii_uppercase().starts_with("HERALD") {
+            return Err(format!(
+                "{what}: {var} is one of herald's own variables: name a variable of the account's own"
+            ));
+        }
+        let secret = std::env::var(var)
+            .ok()
+            .filter(|value| !value.is_empty())
+            .map(SecretString::from)
+            .ok_or_else(|| {
+                format!("{what}: the variable {var} is not set on this sender: set it and restart")
+            })?;
         let setup = |error: SetupError| format!("{what}: {error}");
         match row.channel {
             Channel::Email => {
                 let settings = SendGridSettings {
                     base_url: self.settings.sendgrid.base_url.clone(),
-                    api_key: secret(&row.api_key_env),
+                    api_key: None,
                     from_email: row.from_email.clone().unwrap_or_default(),
                     from_name: row.from_name.clone().unwrap_or_default(),
                 };
-                let client = self.client.clone();
-                SendGrid::new(
-                    client,
-                    &settings,
-                    unset(&row.api_key_env),
-                    self.one_click.clone(),
-                )
-                .map(Account::Email)
-                .map_err(setup)
+                let one_click = self.one_click.clone();
+                SendGrid::new(self.client.clone(), &settings, Ok(secret), one_click)
+                    .map(Account::Email)
+                    .map_err(setup)
             }
             Channel::Sms => {
                 let settings = TwilioSettings {
                     base_url: self.settings.twilio.base_url.clone(),
                     account_sid: row.account_sid.clone().unwrap_or_default(),
-                    auth_token: secret(&row.auth_token_env),
+                    auth_token: None,
                     from_number: row.from_number.clone().unwrap_or_default(),
                     messaging_service_sid: row.messaging_service_sid.clone(),
                 };
                 settings.check(&what).map_err(|error| error.to_string())?;
-                let client = self.client.clone();
-                Twilio::new(
-                    client,
-                    &settings,
-                    unset(&row.auth_token_env),
-                    self.status_callback.clone(),
-                )
-                .map(Account::Sms)
-                .map_err(setup)
+                // Its callbacks come back to the account's own path, checked with its token.
+                let callback = self.status_callback.clone().map(|mut url| {
+                    url.path_segments_mut()
+                        .expect("an http(s) URL")
+                        .push(&row.name);
+                    url
+                });
+                Twilio::new(self.client.clone(), &settings, Ok(secret), callback)
+                    .map(Account::Sms)
+                    .map_err(setup)
             }
         }
     }
@@ -348,11 +373,11 @@ impl Providers {
             None => Err(format!(
                 "provider account `{name}` is not defined (provider_account)"
             )),
-            Some((row, _)) if row.channel != channel => Err(format!(
+            Some(Defined { row, .. }) if row.channel != channel => Err(format!(
                 "provider account `{name}` is a {} account, the message is {channel}",
                 row.channel
             )),
-            Some((_, client)) => client.clone(),
+            Some(Defined { client, .. }) => client.clone(),
         }
     }
 }

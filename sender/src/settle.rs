@@ -77,7 +77,7 @@ impl Settler {
         let since = message.started_at - CLOCK_SKEW;
         let listed = match self
             .providers
-            .sms_sent_to(message.account.as_deref(), &message.recipient, since)
+            .sms_sent_to(&message.account, &message.recipient, since)
             .await
         {
             Ok(listed) => listed,

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use base64::Engine;
@@ -36,7 +36,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use herald_core::config::WebhookSettings;
 use herald_core::listener;
-use herald_core::model::{DeliveryEvent, EventsRecorded};
+use herald_core::model::{Channel, DeliveryEvent, EventsRecorded};
 use herald_core::store::{NotifyDb, StoreResult};
 use herald_core::telemetry::error_chain;
 use hmac::{Hmac, Mac};
@@ -65,6 +65,14 @@ const TWILIO_UNSUBSCRIBED: &str = "21610";
     "webhooks.sendgrid_verification_key is not a P-256 public key (base64 DER, as SendGrid shows it): {0}"
 )]
 pub struct KeyError(String);
+
+/// A Signed Event Webhook verification key, as SendGrid shows it (base64 DER).
+fn verifying_key(key: &str) -> Result<VerifyingKey, KeyError> {
+    let der = STANDARD
+        .decode(key.trim())
+        .map_err(|error| KeyError(error.to_string()))?;
+    VerifyingKey::from_public_key_der(&der).map_err(|error| KeyError(error.to_string()))
+}
 
 pub struct Webhooks {
     store: Arc<dyn NotifyDb>,
@@ -97,13 +105,7 @@ impl Webhooks {
             );
             None
         } else {
-            let der = STANDARD
-                .decode(key)
-                .map_err(|error| KeyError(error.to_string()))?;
-            Some(
-                VerifyingKey::from_public_key_der(&der)
-                    .map_err(|error| KeyError(error.to_string()))?,
-            )
+            Some(verifying_key(key)?)
         };
         let public_url = settings.public_url.trim().trim_end_matches('/').to_owned();
         Ok(Webhooks {
@@ -129,7 +131,9 @@ impl Webhooks {
         });
         let mut app = Router::new()
             .route("/webhooks/sendgrid", post(sendgrid))
+            .route("/webhooks/sendgrid/{account}", post(sendgrid))
             .route("/webhooks/twilio", post(twilio))
+            .route("/webhooks/twilio/{account}", post(twilio))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(Arc::new(self));
         let mut what = "the providers' webhooks at /webhooks/sendgrid and /webhooks/twilio";
@@ -141,12 +145,22 @@ impl Webhooks {
         Ok(())
     }
 
-    /// Whether SendGrid signed `body` with this timestamp, recently.
-    fn verify_sendgrid(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
-        let key = self
-            .sendgrid_key
-            .as_ref()
-            .ok_or("no verification key is configured")?;
+    /// Whether SendGrid signed `body` with this timestamp, recently, as `account` (a defined
+    /// one, else the default).
+    fn verify_sendgrid(
+        &self,
+        account: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        let key = match account {
+            None => self.sendgrid_key,
+            Some(name) => self
+                .providers
+                .sendgrid_event_key(name)
+                .and_then(|key| verifying_key(&key).ok()),
+        };
+        let key = key.ok_or("no verification key is configured for this account")?;
         let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
         let (Some(signature), Some(timestamp)) = (header(SIGNATURE), header(TIMESTAMP)) else {
             return Err("the signature or timestamp header is missing");
@@ -174,9 +188,11 @@ impl Webhooks {
             .map_err(|_| "the signature does not match")
     }
 
-    /// Whether Twilio signed this callback: the URL it posted to and its sorted parameters.
+    /// Whether Twilio signed this callback as `account` (a defined one, else the default):
+    /// the URL it posted to and its sorted parameters.
     fn verify_twilio(
         &self,
+        account: Option<&str>,
         uri: &Uri,
         headers: &HeaderMap,
         params: &[(String, String)],
@@ -184,14 +200,10 @@ impl Webhooks {
         if self.public_url.is_empty() {
             return Err("webhooks.public_url is not set");
         }
-        let account_sid = params
-            .iter()
-            .find(|(name, _)| name == "AccountSid")
-            .map_or("", |(_, sid)| sid.as_str());
         let token = self
             .providers
-            .twilio_auth_token(account_sid)
-            .ok_or("not about a Twilio account this sender has the auth token of")?;
+            .twilio_auth_token(account)
+            .ok_or("no auth token is set for this account")?;
         let public_url = &self.public_url;
         let signature = headers
             .get(TWILIO_SIGNATURE)
@@ -220,6 +232,7 @@ impl Webhooks {
 
 async fn twilio(
     State(webhooks): State<Arc<Webhooks>>,
+    account: Option<Path<String>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -228,7 +241,8 @@ async fn twilio(
         webhooks.metrics.webhook_refused("twilio");
         return (StatusCode::BAD_REQUEST, "refused: not a form\n".into());
     };
-    if let Err(why) = webhooks.verify_twilio(&uri, &headers, &params) {
+    let account = account.map(|Path(name)| name);
+    if let Err(why) = webhooks.verify_twilio(account.as_deref(), &uri, &headers, &params) {
         webhooks.metrics.webhook_refused("twilio");
         tracing::warn!(reason = why, "Twilio status callback refused");
         return (StatusCode::FORBIDDEN, format!("refused: {why}\n"));
@@ -265,7 +279,10 @@ async fn twilio(
         .collect();
     let event = DeliveryEvent {
         provider: "twilio",
-        event_id: format!("{sid}:{status}"),
+        account: account
+            .clone()
+            .unwrap_or_else(|| Channel::Sms.as_str().into()),
+        event_id: event_id(account.as_deref(), format!("{sid}:{status}")),
         message_id,
         provider_message_id: Some(sid),
         suppress: error_code.as_deref() == Some(TWILIO_UNSUBSCRIBED),
@@ -281,15 +298,17 @@ async fn twilio(
 
 async fn sendgrid(
     State(webhooks): State<Arc<Webhooks>>,
+    account: Option<Path<String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    if let Err(why) = webhooks.verify_sendgrid(&headers, &body) {
+    let account = account.map(|Path(name)| name);
+    if let Err(why) = webhooks.verify_sendgrid(account.as_deref(), &headers, &body) {
         webhooks.metrics.webhook_refused("sendgrid");
         tracing::warn!(reason = why, "SendGrid event post refused");
         return (StatusCode::UNAUTHORIZED, format!("refused: {why}\n"));
     }
-    let events = match sendgrid_events(&body) {
+    let events = match sendgrid_events(account.as_deref(), &body) {
         Ok(events) => events,
         Err(why) => {
             webhooks.metrics.webhook_refused("sendgrid");
@@ -385,9 +404,18 @@ pub async fn settle_by_events(store: &Arc<dyn NotifyDb>, metrics: &SenderMetrics
     }
 }
 
-/// SendGrid's events as recorded: a JSON array of objects, each with its `event` and
+/// A provider's event id as recorded: a defined account's after its name, so that one
+/// account's posts can never take the id of another's event.
+fn event_id(account: Option<&str>, id: String) -> String {
+    match account {
+        Some(name) => format!("{name}/{id}"),
+        None => id,
+    }
+}
+
+/// `account`'s SendGrid events (a defined account's, else the default's) as recorded: a JSON array of objects, each with its `event` and
 /// `sg_event_id` (an event without them cannot be recorded once, and is skipped).
-fn sendgrid_events(body: &[u8]) -> Result<Vec<DeliveryEvent>, String> {
+fn sendgrid_events(account: Option<&str>, body: &[u8]) -> Result<Vec<DeliveryEvent>, String> {
     let events: Vec<Value> = serde_json::from_slice(body)
         .map_err(|error| format!("not a JSON array of events: {error}"))?;
     Ok(events
@@ -401,7 +429,8 @@ fn sendgrid_events(body: &[u8]) -> Result<Vec<DeliveryEvent>, String> {
             let suppress = suppresses(&kind, text("type").as_deref(), text("reason").as_deref());
             Some(DeliveryEvent {
                 provider: "sendgrid",
-                event_id,
+                account: account.unwrap_or(Channel::Email.as_str()).into(),
+                event_id: self::event_id(account, event_id),
                 address: text("email"),
                 suppress,
                 message_id: text("herald_message_id").and_then(|id| id.parse().ok()),
@@ -457,8 +486,18 @@ mod tests {
             {"event":"delivered","sg_event_id":"e2","response":"250 OK"},
             {"event":"open"}
         ]"#;
-        let events = sendgrid_events(body).unwrap();
+        let events = sendgrid_events(None, body).unwrap();
         assert_eq!(events.len(), 2, "the one without sg_event_id is skipped");
+        assert_eq!(
+            (events[0].account.as_str(), events[0].event_id.as_str()),
+            ("email", "e1")
+        );
+        // A defined account's event ids are its own: no other account's post can take them.
+        let acme = sendgrid_events(Some("acme-sendgrid"), body).unwrap();
+        assert_eq!(
+            (acme[0].account.as_str(), acme[0].event_id.as_str()),
+            ("acme-sendgrid", "acme-sendgrid/e1")
+        );
         assert_eq!(events[0].message_id, Some(42));
         assert_eq!(events[0].provider_message_id.as_deref(), Some("abc123"));
         assert_eq!(events[0].reason.as_deref(), Some("550 no such user"));
@@ -470,7 +509,7 @@ mod tests {
             (events[1].message_id, events[1].reason.as_deref()),
             (None, Some("250 OK"))
         );
-        assert!(sendgrid_events(b"{\"event\":\"open\"}").is_err());
+        assert!(sendgrid_events(None, b"{\"event\":\"open\"}").is_err());
         assert!(events[0].suppress && !events[1].suppress);
         assert_eq!(events[0].address.as_deref(), Some("a@example.com"));
     }

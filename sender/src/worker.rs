@@ -305,7 +305,7 @@ impl Sender {
         tenant = %message.tenant,
         schedule_id = message.schedule_id,
         channel = %message.channel,
-        account = message.account_name(),
+        account = message.account,
         attempt,
     ))]
     async fn call(&self, message: OutgoingMessage, attempt: i32, probe: Option<u64>) -> Ended {
@@ -313,9 +313,7 @@ impl Sender {
         let started = Instant::now();
         let delivery = self.providers.send(&message).await;
         let took = started.elapsed();
-        let paused_for = self
-            .circuits
-            .record(message.account_name(), &delivery, probe);
+        let paused_for = self.circuits.record(&message.account, &delivery, probe);
         if let Delivery::OptedOut { reason, .. } = &delivery {
             self.suppress(&message, reason).await;
         }
@@ -496,7 +494,7 @@ fn log_outcome(outcome: &AttemptOutcome, retries_spent: bool) {
         AttemptOutcome::Failed { http_status, error } => {
             tracing::warn!(http_status, %error, "refused by the provider: failed")
         }
-        // The circuit logs the pause once per channel.
+        // The circuit logs the pause once per account.
         AttemptOutcome::Paused {
             http_status,
             retry_in,

@@ -64,7 +64,7 @@ fn email() -> OutgoingMessage {
         tenant: "acme".into(),
         schedule_id: 7,
         channel: Channel::Email,
-        account: None,
+        account: "email".into(),
         recipient: "ada@example.org".into(),
         recipient_name: Some("Ada Lovelace".into()),
         subject: Some("Your order shipped".into()),
@@ -78,6 +78,7 @@ fn email() -> OutgoingMessage {
 fn sms() -> OutgoingMessage {
     OutgoingMessage {
         channel: Channel::Sms,
+        account: "sms".into(),
         recipient: "+14155550100".into(),
         recipient_name: None,
         subject: None,
@@ -170,6 +171,27 @@ async fn an_sms_is_accepted_with_its_sid() {
     assert_eq!(got.to, ["+14155550100"]);
     assert_eq!(got.from.as_deref(), Some(FROM_NUMBER));
     assert_eq!(got.text.as_deref(), Some("Your order shipped."));
+}
+
+#[tokio::test]
+async fn a_messaging_service_sends_instead_of_a_number() {
+    const SERVICE: &str = "MG0123456789abcdef0123456789abcdef";
+    let h = Harness::with(
+        |s| s.twilio.messaging_service_sid = Some(SERVICE.into()),
+        Duration::from_secs(5),
+    )
+    .await;
+    let delivery = h.providers.send(&sms()).await;
+    assert!(
+        matches!(delivery, Delivery::Accepted { .. }),
+        "{delivery:?}"
+    );
+    let [got] = h.received().try_into().expect("one request");
+    assert_eq!(
+        (got.messaging_service_sid.as_deref(), got.from.as_deref()),
+        (Some(SERVICE), None),
+        "the service picks the number"
+    );
 }
 
 #[tokio::test]

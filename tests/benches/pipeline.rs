@@ -430,7 +430,7 @@ fn sample_email(n: i64) -> OutgoingMessage {
         tenant: "acme".into(),
         schedule_id: 1,
         channel: Channel::Email,
-        account: None,
+        account: "email".into(),
         recipient: format!("http-{n}@example.com"),
         recipient_name: Some("Bench Mark".into()),
         subject: Some("Welcome, Bench!".into()),

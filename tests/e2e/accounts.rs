@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use fake_provider::{Account, Channel, Fault, FaultKind, Received};
+use anyhow::Context;
+use fake_provider::{
+    Account, Channel, Fault, FaultKind, Received, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    parse_outcomes, sendgrid_verification_key,
+};
 use herald_core::model::Claimed;
 use herald_tests::{Engine, SOON, Service, Stack, free_address, wait_until};
 
@@ -30,9 +34,10 @@ async fn two_accounts(engine: Engine, test: &str) -> anyhow::Result<(Stack, Stri
              VALUES ('acme', 'email', 'acme-sendgrid');"
         ))
         .await?;
-    stack.provider.accounts().push([Account::SendGrid {
-        api_key: ACME_KEY.into(),
-    }]);
+    stack
+        .provider
+        .accounts()
+        .push([Account::sendgrid(ACME_KEY)]);
     stack.set(Service::Sender, ACME_KEY_VAR, ACME_KEY);
     let metrics = free_address()?;
     stack.set(Service::Sender, "HERALD__METRICS__SENDER", &metrics);
@@ -110,9 +115,10 @@ pub async fn a_tenants_revoked_key_pauses_only_that_tenant(engine: Engine) -> an
         "the pause is logged with the account"
     );
 
-    stack.provider.accounts().push([Account::SendGrid {
-        api_key: ACME_KEY.into(),
-    }]);
+    stack
+        .provider
+        .accounts()
+        .push([Account::sendgrid(ACME_KEY)]);
     let accepted = stack.wait_for_accepted(GLOBEX + ACME, SOON).await?;
     let acme = by_account(&accepted, ACME_KEY);
     assert_eq!(acme.len(), ACME, "acme's each once, through acme's account");
@@ -269,9 +275,12 @@ pub async fn a_tenants_send_limit_holds_across_two_senders(engine: Engine) -> an
 }
 
 /// Claims against send limits, as the senders make them: tenant a may send 3 now, the
-/// default email account 8 (both refilling too slowly to matter), and tenant c's SMS are not
-/// limited. The first claim takes a's 3, b's first 5 (the account's rest, in turns) and c's
-/// share; the next takes only c's rest: a and the email account have nothing left.
+/// default email account 8 (both refilling too slowly to matter); SMS are not limited. a, b
+/// and d have 10 emails each, c 10 SMS, and d 2 SMS newer than its emails. The first claim
+/// takes a's 3 and b's and d's first emails in turns up to the account's 8, then everyone's
+/// share (5) or what is left of it: d's SMS go too, its emails over the account's limit
+/// taking none of d's share. The next takes only c's rest: a, and the email account, have
+/// nothing left.
 pub async fn send_limits_cap_each_claim_per_tenant_and_per_account(
     engine: Engine,
 ) -> anyhow::Result<()> {
@@ -283,8 +292,15 @@ pub async fn send_limits_cap_each_claim_per_tenant_and_per_account(
              VALUES ('tenant', 'a', 0.001, 3), ('account', 'email', 0.001, 8)",
         )
         .await?;
-    for (tenant, channel) in [("a", "email"), ("b", "email"), ("c", "sms")] {
-        for n in 0..10_i64 {
+    let queues = [
+        ("a", "email", 10),
+        ("b", "email", 10),
+        ("c", "sms", 10),
+        ("d", "email", 10),
+        ("d", "sms", 2),
+    ];
+    for (tenant, channel, count) in queues {
+        for n in 0..count {
             let recipient = if channel == "sms" {
                 format!("+1555000{n:04}")
             } else {
@@ -294,11 +310,11 @@ pub async fn send_limits_cap_each_claim_per_tenant_and_per_account(
                 .notify
                 .execute(
                     "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
-                                          status, recipient, subject, body_text)
-                     VALUES ($1, 1, $2, '1', $3, 'queued', $4, 'Hello', 'Hello there')",
+                                          account, status, recipient, subject, body_text)
+                     VALUES ($1, 1, $2, '1', $3, $3, 'queued', $4, 'Hello', 'Hello there')",
                     &[
                         tenant.into(),
-                        n.to_string().as_str().into(),
+                        format!("{channel}-{n}").as_str().into(),
                         channel.into(),
                         recipient.as_str().into(),
                     ],
@@ -325,12 +341,17 @@ pub async fn send_limits_cap_each_claim_per_tenant_and_per_account(
 
     let first = claim().await?;
     assert_eq!(
-        (count(&first, "a"), count(&first, "b"), count(&first, "c")),
-        (3, 5, 7),
+        (
+            count(&first, "a"),
+            count(&first, "b"),
+            count(&first, "c"),
+            count(&first, "d")
+        ),
+        (3, 3, 5, 4),
         "{first:?}"
     );
     let second = claim().await?;
-    assert_eq!(second, vec!["c"; 3], "only c's rest");
+    assert_eq!(second, vec!["c"; 5], "only c's rest");
     let left = stack
         .notify
         .count(
@@ -339,5 +360,132 @@ pub async fn send_limits_cap_each_claim_per_tenant_and_per_account(
         )
         .await?;
     assert_eq!(left, 2, "both buckets spent");
+    Ok(())
+}
+
+/// acme's SendGrid account posts its events to its own path, signed with its own key (its
+/// `event_verification_key`), and globex's default account to the default path: each is
+/// recorded on its own tenant's email, and acme's bounce suppresses acme's address. A post
+/// signed with acme's key (acme's to know) that names globex's email is recorded without it:
+/// globex's address is not suppressed; the same post on the default path is refused.
+pub async fn an_accounts_reports_count_only_for_its_own_messages(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let webhook = free_address()?;
+    let acme_events = format!("http://{webhook}/webhooks/sendgrid/acme-sendgrid");
+    let default_events = format!("http://{webhook}/webhooks/sendgrid");
+    let provider = fake_provider::Config {
+        sendgrid_events_url: Some(default_events.clone()),
+        ..herald_tests::provider_config()
+    };
+    let mut stack = Stack::with_provider(engine, "account_events", provider).await?;
+    stack.load_welcome_schedule().await?;
+    stack.add_second_tenant().await?;
+    let accounts = stack.provider.accounts();
+    accounts.push([Account::sendgrid_with_events_url(ACME_KEY, &acme_events)]);
+    let acme_key = accounts
+        .sendgrid_verification_key(ACME_KEY)
+        .context("acme's verification key")?;
+    stack
+        .notify
+        .execute(
+            &format!(
+                "INSERT INTO provider_account (name, channel, api_key_env, from_email,
+                                               event_verification_key)
+                 VALUES ('acme-sendgrid', 'email', '{ACME_KEY_VAR}', '{ACME_FROM}', $1)"
+            ),
+            &[acme_key.as_str().into()],
+        )
+        .await?;
+    stack
+        .notify
+        .batch(
+            "INSERT INTO tenant_account (tenant, channel, account)
+             VALUES ('acme', 'email', 'acme-sendgrid')",
+        )
+        .await?;
+    let bounce = parse_outcomes(r#"{"to":"acme-bounce@example.com","report":"bounce"}"#)
+        .map_err(anyhow::Error::msg)?;
+    stack.provider.outcomes().push(bounce);
+    stack.set(Service::Sender, ACME_KEY_VAR, ACME_KEY);
+    stack.set(Service::Sender, "HERALD__WEBHOOKS__LISTEN", &webhook);
+    stack.set(
+        Service::Sender,
+        "HERALD__WEBHOOKS__SENDGRID_VERIFICATION_KEY",
+        &sendgrid_verification_key(),
+    );
+    stack.start_all().await?;
+    stack.wait_until_watching(2).await?;
+    stack.insert_contact_to("acme-bounce@example.com").await?;
+    stack
+        .insert_globex_customer("customer-0@globex.example")
+        .await?;
+
+    let on_tenant = |tenant: &str, event: &str| {
+        format!(
+            "SELECT count(*) FROM delivery_event e JOIN message m ON m.message_id = e.message_id
+              WHERE m.tenant = '{tenant}' AND e.event = '{event}'"
+        )
+    };
+    stack
+        .wait_for_count(&on_tenant("acme", "bounce"), 1, SOON)
+        .await?;
+    stack
+        .wait_for_count(&on_tenant("globex", "delivered"), 1, SOON)
+        .await?;
+    let suppressed =
+        |address: &str| format!("SELECT count(*) FROM suppression WHERE address = '{address}'");
+    stack
+        .wait_for_count(&suppressed("acme-bounce@example.com"), 1, SOON)
+        .await?;
+
+    // acme's key, signing a bounce of globex's email.
+    let globex_id = stack
+        .notify
+        .count(
+            "SELECT message_id FROM message WHERE tenant = 'globex'",
+            &[],
+        )
+        .await?;
+    let now = chrono::Utc::now().timestamp().to_string();
+    let body = format!(
+        r#"[{{"email":"customer-0@globex.example","timestamp":{now},"event":"bounce",
+             "type":"bounce","sg_event_id":"forged-1","herald_message_id":"{globex_id}"}}]"#
+    );
+    let signature = stack
+        .provider
+        .accounts()
+        .sign_sendgrid_events(ACME_KEY, &now, body.as_bytes())
+        .context("acme's signature")?;
+    let post = |url: String| {
+        reqwest::Client::new()
+            .post(url)
+            .header(SIGNATURE_HEADER, &signature)
+            .header(TIMESTAMP_HEADER, &now)
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(
+        post(default_events).await?.status(),
+        401,
+        "not the default key"
+    );
+    assert_eq!(post(acme_events).await?.status(), 200);
+    let forged = stack
+        .notify
+        .query_one(
+            "SELECT message_id FROM delivery_event WHERE event_id = 'acme-sendgrid/forged-1'",
+            &[],
+        )
+        .await?;
+    assert_eq!(forged.opt_int(0), None, "recorded without globex's email");
+    assert_eq!(
+        stack
+            .notify
+            .count(&suppressed("customer-0@globex.example"), &[])
+            .await?,
+        0,
+        "globex's address is not suppressed"
+    );
     Ok(())
 }

@@ -107,6 +107,7 @@ on_every_engine! {
     accounts::a_tenants_rate_limit_pauses_only_its_account,
     accounts::a_tenants_send_limit_holds_across_two_senders,
     accounts::send_limits_cap_each_claim_per_tenant_and_per_account,
+    accounts::an_accounts_reports_count_only_for_its_own_messages,
 }
 
 on_postgres! {

@@ -136,8 +136,9 @@ pub async fn a_claim_takes_every_tenants_first_message_before_anyones_second(
                 .notify
                 .execute(
                     "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
-                                          status, recipient, subject, body_text, next_attempt_at)
-                     VALUES ($1, 1, $2, '1', $3, 'queued', $4, 'Hello', 'Hello there', $5)",
+                                          account, status, recipient, subject, body_text,
+                                          next_attempt_at)
+                     VALUES ($1, 1, $2, '1', $3, $3, 'queued', $4, 'Hello', 'Hello there', $5)",
                     &[
                         tenant.into(),
                         n.to_string().as_str().into(),

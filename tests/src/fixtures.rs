@@ -257,9 +257,9 @@ impl Stack {
         self.notify
             .execute(
                 "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
-                                      status, recipient, subject, body_text)
-                 SELECT 'acme', 1, n::text, '1', 'email', 'queued', 'to' || n || '@example.com',
-                        'Hello', 'Hello there'
+                                      account, status, recipient, subject, body_text)
+                 SELECT 'acme', 1, n::text, '1', 'email', 'email', 'queued',
+                        'to' || n || '@example.com', 'Hello', 'Hello there'
                    FROM generate_series(1, $1::bigint) AS n",
                 &[count.into()],
             )

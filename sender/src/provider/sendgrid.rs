@@ -28,17 +28,17 @@ pub(super) struct SendGrid {
 }
 
 impl SendGrid {
-    /// `unset`: why there is no key, if `settings` has none.
+    /// `api_key`: the key (`settings`' own is not read), or why there is none.
     pub(super) fn new(
         client: Client,
         settings: &SendGridSettings,
-        unset: impl FnOnce() -> String,
+        api_key: Result<SecretString, String>,
         one_click: Option<OneClick>,
     ) -> Result<Self, SetupError> {
         Ok(Self {
             client,
             endpoint: endpoint("sendgrid", &settings.base_url, "/v3/mail/send")?,
-            api_key: settings.api_key.clone().ok_or_else(unset),
+            api_key,
             from_email: settings.from_email.clone(),
             from_name: settings.from_name.clone(),
             one_click,
@@ -227,14 +227,19 @@ mod tests {
 
     #[test]
     fn mail_has_plain_text_first_and_omits_what_is_absent() {
-        let sendgrid =
-            SendGrid::new(Client::new(), &sendgrid_settings(), String::new, None).unwrap();
+        let sendgrid = SendGrid::new(
+            Client::new(),
+            &sendgrid_settings(),
+            Err(String::new()),
+            None,
+        )
+        .unwrap();
         let mut message = OutgoingMessage {
             message_id: 42,
             tenant: "acme".into(),
             schedule_id: 7,
             channel: herald_core::model::Channel::Email,
-            account: None,
+            account: "email".into(),
             recipient: "to@example.com".into(),
             recipient_name: Some("Ada".into()),
             subject: Some("Hi".into()),
@@ -266,7 +271,7 @@ mod tests {
                 from_name: "Acme; Inc.".into(),
                 ..sendgrid_settings()
             },
-            String::new,
+            Err(String::new()),
             None,
         )
         .unwrap();
@@ -287,7 +292,7 @@ mod tests {
         let links = SendGrid::new(
             Client::new(),
             &sendgrid_settings(),
-            String::new,
+            Err(String::new()),
             Some(one_click),
         )
         .unwrap();

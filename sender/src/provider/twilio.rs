@@ -27,11 +27,11 @@ pub(super) struct Twilio {
 }
 
 impl Twilio {
-    /// `unset`: why there is no auth token, if `settings` has none.
+    /// `auth_token`: the token (`settings`' own is not read), or why there is none.
     pub(super) fn new(
         client: Client,
         settings: &TwilioSettings,
-        unset: impl FnOnce() -> String,
+        auth_token: Result<SecretString, String>,
         status_callback: Option<Url>,
     ) -> Result<Self, SetupError> {
         let path = format!(
@@ -42,7 +42,7 @@ impl Twilio {
             client,
             endpoint: endpoint("twilio", &settings.base_url, &path)?,
             account_sid: settings.account_sid.clone(),
-            auth_token: settings.auth_token.clone().ok_or_else(unset),
+            auth_token,
             sender: match &settings.messaging_service_sid {
                 Some(service) => ("MessagingServiceSid", service.clone()),
                 None => ("From", settings.from_number.clone()),
@@ -131,18 +131,16 @@ struct MessagePage {
 struct Listed {
     sid: String,
     body: String,
+    #[serde(default)]
+    messaging_service_sid: Option<String>,
     /// RFC 2822.
     date_created: String,
 }
 
 impl Twilio {
-    /// Whether this is account `account_sid`; its auth token, for checking the signatures
-    /// of the status callbacks Twilio posts for it.
-    pub(super) fn auth_token_of(&self, account_sid: &str) -> Option<&SecretString> {
-        self.auth_token
-            .as_ref()
-            .ok()
-            .filter(|_| self.account_sid == account_sid)
+    /// The auth token, which keys the signatures of the status callbacks Twilio posts.
+    pub(super) fn auth_token(&self) -> Option<&SecretString> {
+        self.auth_token.as_ref().ok()
     }
 
     /// The SMS Twilio holds from our number to `to` created at or after `since` (on
@@ -155,8 +153,10 @@ impl Twilio {
         let auth_token = self.auth_token.as_ref().map_err(String::clone)?;
         let mut url = self.endpoint.clone();
         url.query_pairs_mut().append_pair("To", to);
-        // A messaging service's messages come from any number of its pool.
-        if self.sender.0 == "From" {
+        // A messaging service's messages come from any number of its pool: they are told
+        // apart by the service instead.
+        let service = (self.sender.0 == "MessagingServiceSid").then_some(&self.sender.1);
+        if service.is_none() {
             url.query_pairs_mut().append_pair("From", &self.sender.1);
         }
         url.query_pairs_mut()
@@ -178,6 +178,9 @@ impl Twilio {
                     .map_err(|e| format!("date_created {:?}: {e}", listed.date_created))?;
                 if created < since {
                     older = true;
+                    continue;
+                }
+                if service.is_some_and(|ours| listed.messaging_service_sid.as_ref() != Some(ours)) {
                     continue;
                 }
                 found.push(ListedSms {

@@ -83,13 +83,7 @@ IF COL_LENGTH(N'dbo.message', N'uncounted_attempts') IS NULL
         CONSTRAINT message_uncounted_attempts_default DEFAULT 0;
 GO
 
--- The sender's claims: each tenant's queued messages, oldest first (send_claim.sql serves
--- tenants in turn). It replaces message_send_due (next_attempt_at alone), dropped once it is
--- built.
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_send_due_by_tenant')
-    CREATE INDEX message_send_due_by_tenant ON dbo.message (tenant, next_attempt_at) WHERE status = N'queued';
-IF EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_send_due')
-    DROP INDEX message_send_due ON dbo.message;
+-- The sender's claims read message_send_due_by_account (060-provider-accounts.sql).
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_render_due')
     CREATE INDEX message_render_due ON dbo.message (next_attempt_at) WHERE status = N'render_retry';
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'message_in_flight')

@@ -1,9 +1,9 @@
--- Records provider events (@P1: a JSON array, one object per event: provider, event_id,
--- message_id, provider_message_id, event, reason, occurred_at in ISO 8601, payload, address,
--- suppress), each once: an event already recorded is left as it is. An event without our
--- message id is matched through the provider's id of the message, as an earlier event named
--- it. An event naming a message that does not exist (or is on the other provider's channel)
--- is kept without it. A
+-- Records provider events (@P1: a JSON array, one object per event: provider, account,
+-- event_id, message_id, provider_message_id, event, reason, occurred_at in ISO 8601, payload,
+-- address, suppress), each once: an event already recorded is left as it is. An event
+-- without our message id is matched through the provider's id of the message, as an earlier
+-- event named it. An event naming a message that does not exist, or that is not its
+-- account's (the account whose signature it carries), is kept without it. A
 -- new event marked `suppress` (a hard bounce, a complaint, an unsubscribe) about its
 -- message's own recipient puts the address on the message's tenant's suppression list for
 -- that channel (all its schedules), with the event as reason and source (messages in doubt are settled by
@@ -15,6 +15,7 @@ BEGIN TRANSACTION;
 
 DECLARE @events TABLE (
     provider            nvarchar(16)  NOT NULL,
+    account             nvarchar(128) NOT NULL,
     event_id            nvarchar(200) NOT NULL,
     message_id          bigint        NULL,
     provider_message_id nvarchar(200) NULL,
@@ -31,12 +32,13 @@ DECLARE @recorded TABLE (provider nvarchar(16) NOT NULL, event_id nvarchar(200) 
 DECLARE @suppressed TABLE (tenant nvarchar(128) NOT NULL);
 
 WITH e AS (
-    SELECT provider, event_id, message_id, provider_message_id, event, reason,
+    SELECT provider, account, event_id, message_id, provider_message_id, event, reason,
            CAST(SWITCHOFFSET(occurred_at, '+00:00') AS datetime2(7)) AS occurred_at, payload,
            address, COALESCE(suppress, 0) AS suppress,
            ROW_NUMBER() OVER (PARTITION BY provider, event_id ORDER BY (SELECT NULL)) AS copy
       FROM OPENJSON(@P1) WITH (
                provider            nvarchar(16)      '$.provider',
+               account             nvarchar(128)     '$.account',
                event_id            nvarchar(200)     '$.event_id',
                message_id          bigint            '$.message_id',
                provider_message_id nvarchar(200)     '$.provider_message_id',
@@ -47,9 +49,9 @@ WITH e AS (
                address             nvarchar(320)     '$.address',
                suppress            bit               '$.suppress')
 )
-INSERT INTO @events (provider, event_id, message_id, provider_message_id, event, reason,
-                     occurred_at, payload, address, suppress)
-SELECT provider, event_id, message_id, provider_message_id, event, reason, occurred_at,
+INSERT INTO @events (provider, account, event_id, message_id, provider_message_id, event,
+                     reason, occurred_at, payload, address, suppress)
+SELECT provider, account, event_id, message_id, provider_message_id, event, reason, occurred_at,
        payload, address, suppress
   FROM e
  WHERE copy = 1;
@@ -68,7 +70,7 @@ SELECT e.provider, e.event_id, m.message_id, e.provider_message_id, e.event, e.r
                                       WHERE d.provider = e.provider
                                         AND d.provider_message_id = e.provider_message_id
                                         AND d.message_id IS NOT NULL))
-        AND m.channel = CASE e.provider WHEN N'sendgrid' THEN N'email' ELSE N'sms' END
+        AND COALESCE(m.account, m.channel) = e.account
  WHERE NOT EXISTS (SELECT 1
                      FROM dbo.delivery_event AS d WITH (UPDLOCK, HOLDLOCK)
                     WHERE d.provider = e.provider AND d.event_id = e.event_id);

@@ -8,7 +8,7 @@
 -- most 6 fractional digits) and is stored as UTC. Waiting (for a replica behind the change,
 -- or for the retry loop to call a slow merge function) is not a render attempt. A message
 -- goes through the provider account its tenant names for its schedule, else for its other
--- schedules, else the channel's default (NULL). Returns how many were new (a row, not a row
+-- schedules, else the channel's default (named as the channel). Returns how many were new (a row, not a row
 -- count: counts depend on NOCOUNT).
 WITH batch AS (
     SELECT m.*,
@@ -36,12 +36,13 @@ SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.sta
                SYSUTCDATETIME()),
        b.event_partition, b.event_offset,
        CAST(SWITCHOFFSET(b.detected_at, '+00:00') AS datetime2(7)),
-       (SELECT TOP (1) a.account
-          FROM dbo.tenant_account AS a
-         WHERE a.tenant = b.tenant
-           AND a.channel = b.channel
-           AND COALESCE(a.schedule_id, b.schedule_id) = b.schedule_id
-         ORDER BY IIF(a.schedule_id IS NULL, 1, 0))
+       COALESCE((SELECT TOP (1) a.account
+                   FROM dbo.tenant_account AS a
+                  WHERE a.tenant = b.tenant
+                    AND a.channel = b.channel
+                    AND COALESCE(a.schedule_id, b.schedule_id) = b.schedule_id
+                  ORDER BY IIF(a.schedule_id IS NULL, 1, 0)),
+                b.channel)
   FROM batch AS b
  WHERE b.occurrence = 1
    AND NOT EXISTS (SELECT 1

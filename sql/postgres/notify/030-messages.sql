@@ -51,12 +51,7 @@ CREATE TABLE IF NOT EXISTS message (
 ALTER TABLE message ADD COLUMN IF NOT EXISTS detected_at timestamptz;
 ALTER TABLE message ADD COLUMN IF NOT EXISTS uncounted_attempts integer NOT NULL DEFAULT 0;
 
--- The sender's claims: each tenant's queued messages, oldest first (send_claim.sql serves
--- tenants in turn). It replaces message_send_due (next_attempt_at alone), dropped once it is
--- built.
-CREATE INDEX IF NOT EXISTS message_send_due_by_tenant ON message (tenant, next_attempt_at)
-    WHERE status = 'queued';
-DROP INDEX IF EXISTS message_send_due;
+-- The sender's claims read message_send_due_by_account (060-provider-accounts.sql).
 CREATE INDEX IF NOT EXISTS message_render_due ON message (next_attempt_at) WHERE status = 'render_retry';
 CREATE INDEX IF NOT EXISTS message_in_flight ON message (lease_expires_at) WHERE status = 'sending';
 CREATE INDEX IF NOT EXISTS message_by_recipient ON message (tenant, recipient, created_at);

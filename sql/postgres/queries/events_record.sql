@@ -1,9 +1,9 @@
--- Records provider events ($1: a JSON array, one object per event: provider, event_id,
--- message_id, provider_message_id, event, reason, occurred_at, payload, address, suppress),
--- each once: an event already recorded is left as it is. An event without our message id is
--- matched through the provider's id of the message, as an earlier event named it. An event
--- naming a message that does not exist (or is on the other provider's channel) is kept
--- without it. A new event marked
+-- Records provider events ($1: a JSON array, one object per event: provider, account,
+-- event_id, message_id, provider_message_id, event, reason, occurred_at, payload, address,
+-- suppress), each once: an event already recorded is left as it is. An event without our
+-- message id is matched through the provider's id of the message, as an earlier event named
+-- it. An event naming a message that does not exist, or that is not its account's (the
+-- account whose signature it carries), is kept without it. A new event marked
 -- `suppress` (a hard bounce, a complaint, an unsubscribe) about its message's own recipient
 -- puts the address on the message's tenant's suppression list for that channel (all its
 -- schedules), with the
@@ -12,9 +12,9 @@
 WITH e AS (
     SELECT *
       FROM jsonb_to_recordset($1::text::jsonb)
-           AS e(provider text, event_id text, message_id bigint, provider_message_id text,
-                event text, reason text, occurred_at timestamptz, payload text, address text,
-                suppress boolean)
+           AS e(provider text, account text, event_id text, message_id bigint,
+                provider_message_id text, event text, reason text, occurred_at timestamptz,
+                payload text, address text, suppress boolean)
 ), recorded AS (
     INSERT INTO delivery_event (provider, event_id, message_id, provider_message_id, event,
                                 reason, occurred_at, payload)
@@ -29,7 +29,7 @@ WITH e AS (
                                             AND d.provider_message_id = e.provider_message_id
                                             AND d.message_id IS NOT NULL
                                           LIMIT 1))
-            AND m.channel = CASE e.provider WHEN 'sendgrid' THEN 'email' ELSE 'sms' END
+            AND coalesce(m.account, m.channel) = e.account
         ON CONFLICT (provider, event_id) DO NOTHING
     RETURNING provider, event_id, message_id, provider_message_id
 ), suppressed AS (

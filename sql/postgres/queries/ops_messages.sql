@@ -2,7 +2,8 @@
 -- place on the topic, its provider account, and whether the sweep or an audit found the
 -- change late.
 SELECT m.message_id, m.tenant, m.schedule_id, s.name AS schedule, m.source_key,
-       m.change_version, m.channel, m.account, m.status, m.recipient, m.subject,
+       m.change_version, m.channel,
+       coalesce(m.account, m.channel) AS account, m.status, m.recipient, m.subject,
        m.render_attempts,
        m.send_attempts, m.provider_message_id, m.last_error, m.event_partition,
        m.event_offset, m.detected_at, l.found_by AS late_found_by,

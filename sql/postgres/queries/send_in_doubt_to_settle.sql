@@ -1,6 +1,6 @@
 -- In-doubt messages on channel $1 whose last call began within the last $2 seconds, the
 -- oldest first, at most $3: what the sender looks for at the provider.
-SELECT m.message_id, m.send_attempts AS attempt, m.account, m.recipient, m.body_text,
+SELECT m.message_id, m.send_attempts AS attempt, coalesce(m.account, m.channel) AS account, m.recipient, m.body_text,
        a.started_at, a.finished_at
   FROM message m
   JOIN delivery_attempt a ON a.message_id = m.message_id AND a.attempt = m.send_attempts
