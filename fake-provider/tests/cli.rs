@@ -62,14 +62,18 @@ async fn binary_prints_address_and_applies_flags() {
     );
 
     let http = reqwest::Client::new();
-    let faults: serde_json::Value = http
-        .get(format!("{url}/_fake/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let control = |what: &'static str| {
+        let request = http.get(format!("{url}/_fake/{what}")).send();
+        async move {
+            request
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let faults = control("faults").await;
     assert_eq!(faults.as_array().unwrap().len(), 2);
 
     let email = json!({
@@ -94,14 +98,7 @@ async fn binary_prints_address_and_applies_flags() {
         .await
         .unwrap();
     assert_eq!(second.status(), 202);
-    let accounts: serde_json::Value = http
-        .get(format!("{url}/_fake/accounts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accounts = control("accounts").await;
     assert_eq!(accounts.as_array().unwrap().len(), 4, "{accounts}");
     assert_eq!(accounts[2]["events_url"], "http://127.0.0.1:9/second");
     assert!(

@@ -300,27 +300,8 @@ pub async fn send_limits_cap_each_claim_per_tenant_and_per_account(
         ("d", "sms", 2),
     ];
     for (tenant, channel, count) in queues {
-        for n in 0..count {
-            let recipient = if channel == "sms" {
-                format!("+1555000{n:04}")
-            } else {
-                format!("{tenant}-{n}@example.com")
-            };
-            stack
-                .notify
-                .execute(
-                    "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
-                                          account, status, recipient, subject, body_text)
-                     VALUES ($1, 1, $2, '1', $3, $3, 'queued', $4, 'Hello', 'Hello there')",
-                    &[
-                        tenant.into(),
-                        format!("{channel}-{n}").as_str().into(),
-                        channel.into(),
-                        recipient.as_str().into(),
-                    ],
-                )
-                .await?;
-        }
+        let due = chrono::Utc::now() - chrono::Duration::seconds(1);
+        stack.queue_messages(tenant, channel, count, due).await?;
     }
     let notify = herald_core::store::connect_notify(&stack.database_settings("ntf")?).await?;
     let claim = || async {

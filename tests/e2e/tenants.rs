@@ -124,31 +124,9 @@ pub async fn a_claim_takes_every_tenants_first_message_before_anyones_second(
         ("texting", "sms", 50, -90),
     ];
     for (tenant, channel, count, due_in_s) in queues {
-        for n in 0..count {
-            let due = chrono::Utc::now() + chrono::Duration::seconds(due_in_s)
-                - chrono::Duration::milliseconds(1_000 - n);
-            let recipient = if channel == "sms" {
-                format!("+1555000{n:04}")
-            } else {
-                format!("{tenant}-{n}@example.com")
-            };
-            stack
-                .notify
-                .execute(
-                    "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
-                                          account, status, recipient, subject, body_text,
-                                          next_attempt_at)
-                     VALUES ($1, 1, $2, '1', $3, $3, 'queued', $4, 'Hello', 'Hello there', $5)",
-                    &[
-                        tenant.into(),
-                        n.to_string().as_str().into(),
-                        channel.into(),
-                        recipient.as_str().into(),
-                        herald_tests::Value::Time(due),
-                    ],
-                )
-                .await?;
-        }
+        let due =
+            chrono::Utc::now() + chrono::Duration::seconds(due_in_s) - chrono::Duration::seconds(1);
+        stack.queue_messages(tenant, channel, count, due).await?;
     }
     let notify = herald_core::store::connect_notify(&stack.database_settings("ntf")?).await?;
     let claim = |limit: u32| {

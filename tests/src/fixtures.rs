@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::{Db, Engine, Stack, Value};
 
 /// Generous bounds: CI machines are small and run tests side by side.
@@ -264,6 +266,41 @@ impl Stack {
                 &[count.into()],
             )
             .await?;
+        Ok(())
+    }
+
+    /// Queues `count` rendered messages of `tenant` (schedule 1) on `channel`, through its
+    /// default account, as a renderer would: to `<tenant>-<n>@example.com`, or `+1555000<n>`
+    /// for SMS, the n-th due `n` ms after `due`.
+    pub async fn queue_messages(
+        &self,
+        tenant: &str,
+        channel: &str,
+        count: i64,
+        due: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        for n in 0..count {
+            let recipient = if channel == "sms" {
+                format!("+1555000{n:04}")
+            } else {
+                format!("{tenant}-{n}@example.com")
+            };
+            self.notify
+                .execute(
+                    "INSERT INTO message (tenant, schedule_id, source_key, change_version, channel,
+                                          account, status, recipient, subject, body_text,
+                                          next_attempt_at)
+                     VALUES ($1, 1, $2, '1', $3, $3, 'queued', $4, 'Hello', 'Hello there', $5)",
+                    &[
+                        tenant.into(),
+                        format!("{channel}-{n}").as_str().into(),
+                        channel.into(),
+                        recipient.as_str().into(),
+                        Value::Time(due + chrono::Duration::milliseconds(n)),
+                    ],
+                )
+                .await?;
+        }
         Ok(())
     }
 
