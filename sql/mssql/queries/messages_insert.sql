@@ -36,13 +36,13 @@ SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.sta
                SYSUTCDATETIME()),
        b.event_partition, b.event_offset,
        CAST(SWITCHOFFSET(b.detected_at, '+00:00') AS datetime2(7)),
-       COALESCE((SELECT TOP (1) a.account
+       ISNULL((SELECT TOP (1) a.account
                    FROM dbo.tenant_account AS a
                   WHERE a.tenant = b.tenant
                     AND a.channel = b.channel
                     AND COALESCE(a.schedule_id, b.schedule_id) = b.schedule_id
-                  ORDER BY IIF(a.schedule_id IS NULL, 1, 0)),
-                b.channel)
+                ORDER BY IIF(a.schedule_id IS NULL, 1, 0)),
+              b.channel)
   FROM batch AS b
  WHERE b.occurrence = 1
    AND NOT EXISTS (SELECT 1

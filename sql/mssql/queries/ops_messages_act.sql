@@ -1,7 +1,8 @@
 -- Operator action @P2 on messages @P1 (a JSON array of ids): each one in status @P3 moves to
 -- @P4, and the action is recorded with who (@P5) and why (@P6); the others are left as they
 -- are. To `queued`: due now, with a fresh attempt budget (the calls made so far are no
--- longer counted against max_attempts). To `sent`: sent when its last call began. Returns
+-- longer counted against max_attempts), through its account (the channel's default for a
+-- message from before there were accounts). To `sent`: sent when its last call began. Returns
 -- every requested id with its status now (NULL: no such message) and whether it moved.
 SET XACT_ABORT ON;
 BEGIN TRANSACTION;
@@ -15,6 +16,7 @@ SELECT DISTINCT ids.message_id FROM OPENJSON(@P1) WITH (message_id bigint '$') A
 UPDATE m
    SET status = @P4,
        next_attempt_at = CASE WHEN @P4 = N'queued' THEN SYSUTCDATETIME() ELSE m.next_attempt_at END,
+       account = COALESCE(m.account, m.channel),
        uncounted_attempts = CASE WHEN @P4 = N'queued' THEN m.send_attempts
                                  ELSE m.uncounted_attempts END,
        sent_at = CASE WHEN @P4 = N'sent'

@@ -24,6 +24,8 @@ DECLARE @queues TABLE (
     account        nvarchar(128) NOT NULL,
     tenant_allows  bigint        NULL,
     account_allows bigint        NULL,
+    -- what the claim reads of this queue: the tenant's share, within both limits
+    take           bigint        NULL,
     PRIMARY KEY (tenant, account)
 );
 DECLARE @buckets TABLE (
@@ -49,29 +51,31 @@ DECLARE @claimed TABLE (
     counted_attempts int           NOT NULL
 );
 
--- Each tenant's account with queued messages: one seek of message_send_due_by_account each
--- (the ROW_NUMBER() = 1 of each part is the next one; recursive parts take no TOP, and a
--- UNION's first part no ORDER BY). READPAST: rows other claims hold are theirs.
-WITH queues AS (
-    SELECT f.tenant, f.account
-      FROM (SELECT m.tenant, m.account,
-                   ROW_NUMBER() OVER (ORDER BY m.tenant, m.account) AS rn
-              FROM dbo.message AS m WITH (READPAST)
-             WHERE m.status = N'queued' AND m.account IS NOT NULL) AS f
-     WHERE f.rn = 1
-    UNION ALL
-    SELECT r.tenant, r.account
-      FROM (SELECT m.tenant, m.account,
-                   ROW_NUMBER() OVER (ORDER BY m.tenant, m.account) AS rn
-              FROM dbo.message AS m WITH (READPAST)
-              JOIN queues AS q
-                ON m.tenant > q.tenant OR (m.tenant = q.tenant AND m.account > q.account)
-             WHERE m.status = N'queued' AND m.account IS NOT NULL) AS r
-     WHERE r.rn = 1
-)
-INSERT INTO @queues (tenant, account)
-SELECT tenant, account FROM queues
-OPTION (MAXRECURSION 0);
+-- Each tenant's account with queued messages: one seek of message_send_due_by_account each,
+-- the next account of the tenant, else the next tenant's first. READPAST: rows other claims
+-- hold are theirs.
+DECLARE @tenant nvarchar(128), @account nvarchar(128), @more int;
+SELECT TOP (1) @tenant = tenant, @account = account
+  FROM dbo.message WITH (READPAST)
+ WHERE status = N'queued' AND account IS NOT NULL
+ ORDER BY tenant, account;
+SET @more = @@ROWCOUNT;
+WHILE @more = 1
+BEGIN
+    INSERT INTO @queues (tenant, account) VALUES (@tenant, @account);
+    SELECT TOP (1) @account = account
+      FROM dbo.message WITH (READPAST)
+     WHERE status = N'queued' AND tenant = @tenant AND account > @account
+     ORDER BY account;
+    IF @@ROWCOUNT = 0
+    BEGIN
+        SELECT TOP (1) @tenant = tenant, @account = account
+          FROM dbo.message WITH (READPAST)
+         WHERE status = N'queued' AND account IS NOT NULL AND tenant > @tenant
+         ORDER BY tenant, account;
+        SET @more = @@ROWCOUNT;
+    END;
+END;
 
 -- What the limits of these tenants and accounts allow now (@now: a claim that waited for the
 -- locks may have begun before the one it waited for).
@@ -86,9 +90,11 @@ SELECT l.scope, l.name,
                                         DATEDIFF_BIG(microsecond, l.refilled_at, @now),
                                         0) / 1e6)) AS x (v))
        END
-  FROM dbo.send_limit AS l WITH (UPDLOCK, HOLDLOCK, ROWLOCK)
- WHERE (l.scope = N'tenant' AND l.name IN (SELECT q.tenant FROM @queues AS q))
-    OR (l.scope = N'account' AND l.name IN (SELECT q.account FROM @queues AS q));
+  FROM (SELECT N'tenant', tenant FROM @queues
+        UNION
+        SELECT N'account', account FROM @queues) AS k (scope, name)
+  JOIN dbo.send_limit AS l WITH (UPDLOCK, HOLDLOCK, ROWLOCK, FORCESEEK)
+    ON l.scope = k.scope AND l.name = k.name;
 
 UPDATE q
    SET tenant_allows = FLOOR(t.available), account_allows = FLOOR(a.available)
@@ -116,6 +122,10 @@ DECLARE @per_tenant bigint = CEILING(CAST(@P3 AS float)
                                                     ELSE COUNT(DISTINCT tenant) END
                                           FROM @queues));
 
+UPDATE @queues
+   SET take = (SELECT MIN(n)
+                 FROM (VALUES (@per_tenant), (tenant_allows), (account_allows)) AS x (n));
+
 -- Each tenant's oldest on each account; what each account's limit allows, its tenants taking
 -- turns; then each tenant's share and limit, oldest first: each tenant's first, then each
 -- tenant's second, …
@@ -132,10 +142,7 @@ SELECT TOP (@P3) d.message_id
                                ROW_NUMBER() OVER (PARTITION BY q.tenant, q.account
                                                   ORDER BY p.next_attempt_at) AS place
                           FROM @queues AS q
-                         CROSS APPLY (SELECT TOP (SELECT MIN(n)
-                                                    FROM (VALUES (@per_tenant), (q.tenant_allows),
-                                                                 (q.account_allows)) AS x (n))
-                                             m.message_id, m.next_attempt_at
+                         CROSS APPLY (SELECT TOP (q.take) m.message_id, m.next_attempt_at
                                         FROM dbo.message AS m WITH (UPDLOCK, READPAST, ROWLOCK)
                                        WHERE m.status = N'queued'
                                          AND m.tenant = q.tenant

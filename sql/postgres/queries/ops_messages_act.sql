@@ -1,13 +1,15 @@
 -- Operator action $2 on messages $1 (bigint[], no duplicates): each one in status $3 moves
 -- to $4, and the action is recorded with who ($5) and why ($6); the others are left as
 -- they are. To `queued`: due now, with a fresh attempt budget (the calls made so far are
--- no longer counted against max_attempts). To `sent`: sent when its last call began.
+-- no longer counted against max_attempts), through its account (the channel's default for
+-- a message from before there were accounts). To `sent`: sent when its last call began.
 -- Returns every requested id with its status now (NULL: no such message) and whether it
 -- moved.
 WITH acted AS (
     UPDATE message m
        SET status = $4::text,
            next_attempt_at = CASE WHEN $4::text = 'queued' THEN now() ELSE m.next_attempt_at END,
+           account = coalesce(m.account, m.channel),
            uncounted_attempts = CASE WHEN $4::text = 'queued' THEN m.send_attempts
                                      ELSE m.uncounted_attempts END,
            sent_at = CASE WHEN $4::text = 'sent'
