@@ -530,10 +530,14 @@ pub(crate) fn parse_channel(text: &str) -> StoreResult<Channel> {
 
 /// Fills a query template's `{name}` placeholders with catalog-quoted identifiers and type
 /// names, in one pass: text that a value brings in is never expanded again, so a table
-/// named `{key}` stays a table name. Unknown placeholders are left as they are.
+/// named `{key}` stays a table name. Unknown placeholders are left as they are. Only
+/// statement text is filled: the template's comments go first, since a quoted name may hold
+/// a newline (neither `quote_ident` nor `QUOTENAME` escapes one), which would end a `--`
+/// comment and run the rest of the name as SQL.
 pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut sql = String::with_capacity(template.len());
-    let mut rest = template;
+    let statement = without_comments(template);
+    let mut sql = String::with_capacity(statement.len());
+    let mut rest = statement.as_str();
     while let Some(open) = rest.find('{') {
         sql.push_str(&rest[..open]);
         let after = &rest[open + 1..];
@@ -638,9 +642,74 @@ impl<'a> AttemptColumns<'a> {
     }
 }
 
+/// `sql` without its comments (`--` to the end of the line, `/* … */`), its string literals
+/// and quoted identifiers (`'…'`, `"…"`, `[…]`) kept as they are.
+fn without_comments(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '-' if chars.peek() == Some(&'-') => {
+                while chars.next_if(|&next| next != '\n').is_some() {}
+                // A comment line goes whole; after a statement's text, the line's end stays
+                // (it may separate two tokens).
+                let line = out.rfind('\n').map_or(0, |at| at + 1);
+                if out[line..].trim().is_empty() {
+                    out.truncate(line);
+                    chars.next();
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                for next in chars.by_ref() {
+                    if last == '*' && next == '/' {
+                        break;
+                    }
+                    last = next;
+                }
+                out.push(' ');
+            }
+            '\'' | '"' | '[' => {
+                let close = if c == '[' { ']' } else { c };
+                out.push(c);
+                // A doubled closing quote is an escaped one: the quoted text goes on.
+                while let Some(next) = chars.next() {
+                    out.push(next);
+                    if next == close && chars.next_if_eq(&close).map(|_| out.push(close)).is_none()
+                    {
+                        break;
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_fill_statement_text_never_comments() {
+        // PostgreSQL's quote_ident of a name holding a newline: the newline stays.
+        let table = "\"odd\nDROP TABLE crm.contact; --\"";
+        let sql = fill(
+            "-- Reads {table}.\nSELECT 1 /* from {table} */ FROM {table} WHERE x = '--'",
+            &[("table", table)],
+        );
+        assert_eq!(
+            sql,
+            format!("SELECT 1   FROM {table} WHERE x = '--'"),
+            "comments go, a string stays as written"
+        );
+        assert_eq!(
+            without_comments("SELECT [a--b], \"c--\"\"d\", 'e''--f' -- g\n, 1"),
+            "SELECT [a--b], \"c--\"\"d\", 'e''--f' \n, 1"
+        );
+    }
 
     #[test]
     fn fill_replaces_each_placeholder_once() {

@@ -118,4 +118,5 @@ on_postgres! {
     exact::a_change_breaking_the_write_delay_is_swept_late_and_audited,
     exact::a_renderer_on_a_replica_behind_the_event_waits_for_it,
     tenants::a_locked_table_holds_back_only_its_own_schedule,
+    schedules::a_name_with_a_newline_is_read_as_a_name,
 }
