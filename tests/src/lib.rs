@@ -268,6 +268,7 @@ impl Stack {
         apply_sql(&source, engine, "demo").await?;
         if engine == Engine::Mssql {
             mssql::prepare_source(&source, &format!("{name}_src")).await?;
+            mssql::prepare_notify(&notify, &format!("{name}_ntf")).await?;
         }
         apply_sql(&notify, engine, "notify").await?;
         let provider = FakeProvider::start(provider)

@@ -5,6 +5,9 @@
 //! source database and the tables the example schedules watch get change data capture, as a
 //! DBA enables it on a primary; the capture job runs in the SQL Server Agent, which must be
 //! running (`MSSQL_AGENT_ENABLED=true` in the container).
+//!
+//! `HERALD_TEST_MSSQL_RCSI=on` turns READ_COMMITTED_SNAPSHOT on for the notification database
+//! too, as Azure SQL has it: the claims' READPAST must work there.
 
 use anyhow::bail;
 
@@ -12,6 +15,9 @@ use crate::Db;
 
 /// Selects the detection mode of the SQL Server runs.
 pub const MODE_VAR: &str = "HERALD_TEST_MSSQL_MODE";
+
+/// Turns READ_COMMITTED_SNAPSHOT on for the notification database.
+pub const RCSI_VAR: &str = "HERALD_TEST_MSSQL_RCSI";
 
 /// The tables of the demo schema that the example schedules watch.
 const WATCHED: [(&str, &str); 2] = [("crm", "contact"), ("crm", "appointment")];
@@ -22,6 +28,23 @@ pub fn detection_mode() -> anyhow::Result<&'static str> {
         "" | "poll" => Ok("poll"),
         "cdc" => Ok("cdc"),
         other => bail!("{MODE_VAR} is {other:?}; it must be \"poll\" or \"cdc\""),
+    }
+}
+
+/// Prepares the fresh notification database `database`: read committed snapshot when
+/// `HERALD_TEST_MSSQL_RCSI` is `on`.
+pub async fn prepare_notify(notify: &Db, database: &str) -> anyhow::Result<()> {
+    match std::env::var(RCSI_VAR).unwrap_or_default().as_str() {
+        "" | "off" => Ok(()),
+        "on" => {
+            let database = database.replace(']', "]]");
+            notify
+                .batch(&format!(
+                    "ALTER DATABASE [{database}] SET READ_COMMITTED_SNAPSHOT ON WITH ROLLBACK IMMEDIATE;"
+                ))
+                .await
+        }
+        other => bail!("{RCSI_VAR} is {other:?}; it must be \"on\" or \"off\""),
     }
 }
 

@@ -3,7 +3,18 @@
 -- their marks (hold_back NULL: not started yet).
 -- Missing mark rows are created first, unowned, which is harmless if the batch stops
 -- there; UPDLOCK, HOLDLOCK make two detectors creating the same row take turns instead of
--- colliding on the primary key.
+-- colliding on the primary key. OUTPUT goes INTO a table variable: a bare OUTPUT fails
+-- (error 334) once the table has a trigger.
+DECLARE @held TABLE (
+    schedule_id       bigint        NOT NULL,
+    hold_back         datetime2(7)  NULL,
+    change_value      nvarchar(64)  NULL,
+    key_value         nvarchar(400) NULL,
+    position          nvarchar(100) NULL,
+    watching_since    datetime2(7)  NULL,
+    source_definition nvarchar(max) NULL
+);
+
 INSERT INTO dbo.detector_watermark (schedule_id)
 SELECT DISTINCT ids.schedule_id
   FROM OPENJSON(@P3) WITH (schedule_id bigint '$') AS ids
@@ -15,5 +26,11 @@ UPDATE dbo.detector_watermark
    SET owner = @P1, lease_expires_at = DATEADD(millisecond, @P2, SYSUTCDATETIME())
 OUTPUT inserted.schedule_id, inserted.hold_back, inserted.change_value, inserted.key_value,
        inserted.position, inserted.watching_since, inserted.source_definition
+  INTO @held (schedule_id, hold_back, change_value, key_value, position, watching_since,
+              source_definition)
  WHERE schedule_id IN (SELECT ids.schedule_id FROM OPENJSON(@P3) WITH (schedule_id bigint '$') AS ids)
    AND (owner = @P1 OR owner IS NULL OR lease_expires_at < SYSUTCDATETIME());
+
+SELECT schedule_id, hold_back, change_value, key_value, position, watching_since,
+       source_definition
+  FROM @held;

@@ -12,8 +12,9 @@
 -- so one account's limit or pause never holds up its messages on another. One transaction,
 -- so no message is ever claimed but not begun; XACT_ABORT rolls it back on any error, and a
 -- session that fails midway is closed by the engine. The chosen rows are read with SQL
--- Server's SKIP LOCKED (UPDLOCK, READPAST, ROWLOCK; READ COMMITTED or REPEATABLE READ only,
--- see render_claim_retries.sql) and stay locked until the commit. Returns both, `sending`
+-- Server's SKIP LOCKED (UPDLOCK, READPAST, ROWLOCK; a locking read, READCOMMITTEDLOCK also
+-- under READ_COMMITTED_SNAPSHOT: see render_claim_retries.sql) and stay locked until the
+-- commit. Returns both, `sending`
 -- ones with their attempt number, the attempts counted before it and whether their schedule
 -- offers one-click unsubscribe.
 SET XACT_ABORT ON;
@@ -56,7 +57,7 @@ DECLARE @claimed TABLE (
 -- hold are theirs.
 DECLARE @tenant nvarchar(128), @account nvarchar(128), @more int;
 SELECT TOP (1) @tenant = tenant, @account = account
-  FROM dbo.message WITH (READPAST)
+  FROM dbo.message WITH (READPAST, READCOMMITTEDLOCK)
  WHERE status = N'queued' AND account IS NOT NULL
  ORDER BY tenant, account;
 SET @more = @@ROWCOUNT;
@@ -64,13 +65,13 @@ WHILE @more = 1
 BEGIN
     INSERT INTO @queues (tenant, account) VALUES (@tenant, @account);
     SELECT TOP (1) @account = account
-      FROM dbo.message WITH (READPAST)
+      FROM dbo.message WITH (READPAST, READCOMMITTEDLOCK)
      WHERE status = N'queued' AND tenant = @tenant AND account > @account
      ORDER BY account;
     IF @@ROWCOUNT = 0
     BEGIN
         SELECT TOP (1) @tenant = tenant, @account = account
-          FROM dbo.message WITH (READPAST)
+          FROM dbo.message WITH (READPAST, READCOMMITTEDLOCK)
          WHERE status = N'queued' AND account IS NOT NULL AND tenant > @tenant
          ORDER BY tenant, account;
         SET @more = @@ROWCOUNT;
@@ -110,7 +111,7 @@ DELETE q
     OR q.account IN (SELECT p.value FROM OPENJSON(@P4) AS p)
     OR (@P5 IS NOT NULL AND q.account <> @P5)
     OR NOT EXISTS (SELECT 1
-                     FROM dbo.message AS m WITH (READPAST)
+                     FROM dbo.message AS m WITH (READPAST, READCOMMITTEDLOCK)
                     WHERE m.status = N'queued'
                       AND m.tenant = q.tenant
                       AND m.account = q.account
@@ -143,7 +144,7 @@ SELECT TOP (@P3) d.message_id
                                                   ORDER BY p.next_attempt_at) AS place
                           FROM @queues AS q
                          CROSS APPLY (SELECT TOP (q.take) m.message_id, m.next_attempt_at
-                                        FROM dbo.message AS m WITH (UPDLOCK, READPAST, ROWLOCK)
+                                        FROM dbo.message AS m WITH (UPDLOCK, READPAST, ROWLOCK, READCOMMITTEDLOCK)
                                        WHERE m.status = N'queued'
                                          AND m.tenant = q.tenant
                                          AND m.account = q.account
