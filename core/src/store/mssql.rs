@@ -179,6 +179,12 @@ const TRANSIENT: &[u32] = &[
     976,   // availability replica not readable (data movement suspended, no read access)
     983,   // availability database neither primary nor secondary (failing over)
     4221,  // readable secondary still waiting to version rows (replica catching up)
+    3948,  // readable secondary: transaction ended by a replica state change or ghost cleanup
+    3947,  // readable secondary: transaction aborted, the secondary's redo could not keep up
+    3961,  // snapshot read of an object a concurrent DDL changed
+    982,   // no online secondary replica enabled for read-only access (routing, failover)
+    921,   // database not recovered yet
+    952,   // database in transition (failing over, coming online)
     40197, // Azure SQL: service error processing the request
     40501, // Azure SQL: service busy
     40540, // Azure SQL: service error
@@ -202,6 +208,11 @@ fn transient_server_error(code: u32, severity: u8) -> bool {
 /// procedure) or the data could not be read, which fails the same way next time.
 fn classify(error: tiberius::error::Error) -> StoreError {
     use tiberius::error::Error;
+    if let Error::Tls(reason) = &error
+        && certificate_refused(reason)
+    {
+        return untrusted_certificate(reason);
+    }
     let transient = match &error {
         Error::Server(token) => transient_server_error(token.code(), token.class()),
         Error::Io { .. } | Error::Tls(_) | Error::Protocol(_) | Error::Routing { .. } => true,
@@ -212,6 +223,31 @@ fn classify(error: tiberius::error::Error) -> StoreError {
     } else {
         StoreError::Refused(error.into())
     }
+}
+
+/// Whether a TLS failure is the server's certificate not being trusted: unlike a handshake
+/// cut short, trying again changes nothing.
+fn certificate_refused(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    reason.contains("certificate") || reason.contains("unknownissuer")
+}
+
+/// A certificate this host does not trust: said once, loudly, with what to do. Still
+/// `Unavailable`, so that nothing is failed or marked broken for it: every statement waits
+/// until an operator fixes the trust and restarts.
+fn untrusted_certificate(reason: &str) -> StoreError {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::error!(
+            %reason,
+            "SQL Server's certificate is not trusted: this does not fix itself; install its CA \
+             on this host, or set trust_cert = true for a self-signed one, and restart"
+        );
+    });
+    StoreError::Unavailable(
+        format!("SQL Server's certificate is not trusted (this does not fix itself): {reason}")
+            .into(),
+    )
 }
 
 fn pool_error(error: RunError<tiberius::error::Error>) -> StoreError {
@@ -1168,6 +1204,12 @@ mod tests {
             (4221, 16),  // readable secondary catching up
             (40613, 17), // Azure: database unavailable
             (4060, 11),  // database cannot be opened (failover)
+            (3948, 16),  // readable secondary: replica state change
+            (3947, 16),  // readable secondary: redo behind
+            (3961, 16),  // snapshot read after a concurrent DDL
+            (982, 14),   // no readable secondary online
+            (921, 14),   // database not recovered yet
+            (952, 16),   // database in transition
             (9002, 17),  // log full
             (3314, 21),  // any error that ends the session
         ] {
@@ -1204,6 +1246,15 @@ mod tests {
         for error in [Error::Conversion("not an int".into()), Error::Utf16] {
             assert!(!classify(error).is_unavailable());
         }
+        // A certificate not trusted waits like an outage, but says what it is.
+        let untrusted = classify(Error::Tls("invalid peer certificate: UnknownIssuer".into()));
+        assert!(untrusted.is_unavailable());
+        assert!(
+            crate::telemetry::error_chain(&untrusted).contains("does not fix itself"),
+            "{untrusted}"
+        );
+        let cut_short = classify(Error::Tls("handshake eof".into()));
+        assert!(!crate::telemetry::error_chain(&cut_short).contains("certificate"));
         assert!(pool_error(RunError::TimedOut).is_unavailable());
         assert!(pool_error(RunError::User(io_error())).is_unavailable());
     }
