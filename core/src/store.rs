@@ -44,6 +44,11 @@ pub enum StoreError {
     /// blocked (retry later, like `Unavailable`), or the statement itself hangs.
     #[error("statement timed out")]
     TimedOut(#[source] BoxError),
+    /// Another session inserted a key this statement inserts, after the statement's own
+    /// check (SQL Server's unique violation where the check takes no range locks): repeated,
+    /// the statement sees it. Only the statements that expect it repeat it.
+    #[error("another session inserted the same key meanwhile")]
+    Conflict(#[source] BoxError),
 }
 
 impl StoreError {

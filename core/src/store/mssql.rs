@@ -196,6 +196,11 @@ const TRANSIENT: &[u32] = &[
     10928, // Azure SQL: resource limit reached
 ];
 
+/// A unique violation: of a constraint (2627), of a unique index (2601).
+fn duplicate_key(code: u32) -> bool {
+    matches!(code, 2627 | 2601)
+}
+
 /// Severity 20 and above: the server ended the session; the next one may well succeed.
 const FATAL_SEVERITY: u8 = 20;
 
@@ -212,6 +217,11 @@ fn classify(error: tiberius::error::Error) -> StoreError {
         && certificate_refused(reason)
     {
         return untrusted_certificate(reason);
+    }
+    if let Error::Server(token) = &error
+        && duplicate_key(token.code())
+    {
+        return StoreError::Conflict(error.into());
     }
     let transient = match &error {
         Error::Server(token) => transient_server_error(token.code(), token.class()),
@@ -1226,6 +1236,12 @@ mod tests {
         ] {
             assert!(!transient_server_error(code, severity), "{code}");
         }
+    }
+
+    #[test]
+    fn only_unique_violations_are_conflicts() {
+        assert!(duplicate_key(2627) && duplicate_key(2601));
+        assert!(!duplicate_key(547) && !duplicate_key(1205));
     }
 
     #[test]

@@ -351,6 +351,10 @@ fn found_from(rows: Vec<(i64, i64)>) -> Found {
 /// widths (`sql/mssql/notify/030-messages.sql`). PostgreSQL's text columns would hold more,
 /// but a message gets the same outcome on either engine (and PostgreSQL's unique index
 /// refuses an identity over ~2.7 kB anyway, with a less helpful error).
+/// How often a batch of messages is inserted when other renderers keep inserting some of its
+/// identities meanwhile (each try drops those already in).
+const INSERT_TRIES: u32 = 4;
+
 const TENANT_CHARS: usize = 128;
 const SOURCE_KEY_CHARS: usize = 400;
 const CHANGE_VERSION_CHARS: usize = 64;
@@ -609,12 +613,25 @@ impl<D: Driver> NotifyDb for Notify<D> {
             return Ok(0);
         }
         let batch = message_batch(messages)?;
-        self.count(
-            D::QUERIES.messages_insert,
-            &[Param::Json(&batch)],
-            "inserted",
-        )
-        .await
+        let mut tries = 1;
+        loop {
+            let inserted = self
+                .count(
+                    D::QUERIES.messages_insert,
+                    &[Param::Json(&batch)],
+                    "inserted",
+                )
+                .await;
+            match inserted {
+                // Another renderer inserted one of these identities meanwhile: repeated, the
+                // statement leaves it out (SQL Server; PostgreSQL's ON CONFLICT never fails).
+                Err(StoreError::Conflict(error)) if tries < INSERT_TRIES => {
+                    tracing::debug!(error = %crate::telemetry::error_chain(&*error), "an identity was inserted meanwhile: inserting again");
+                    tries += 1;
+                }
+                done => return done,
+            }
+        }
     }
 
     async fn reject_event(

@@ -14,22 +14,25 @@
 --
 -- The notification's identity (tenant, schedule_id, source_key, change_version) is a UNIQUE
 -- constraint, at most 256 + 8 + 800 + 128 = 1,192 bytes (under the 1,700-byte limit).
--- Inserts skip identities already present with NOT EXISTS under UPDLOCK, HOLDLOCK
--- (../queries/messages_insert.sql) rather than with IGNORE_DUP_KEY = ON:
+-- Inserts skip identities already present with NOT EXISTS (../queries/messages_insert.sql)
+-- rather than with IGNORE_DUP_KEY = ON:
 -- * IGNORE_DUP_KEY is a property of the index that silently changes every INSERT into the
 --   table, an admin's or a tool's too; it still raises warning 3604 ("Duplicate key was
 --   ignored.") on every replay, and when one OPENJSON batch holds the same identity twice
 --   which of the two rows is kept is not specified.
--- * NOT EXISTS under UPDLOCK, HOLDLOCK takes a key-range lock on the probed identity, so
---   check and insert are atomic against other renderers: two inserting the same identity
---   take turns and the second inserts nothing. Duplicates inside one batch are dropped
---   first (ROW_NUMBER over the identity): the first in the batch wins, as with PostgreSQL's
---   ON CONFLICT DO NOTHING, and the statement's row count is the number of new messages.
--- * Two renderers whose batches interleave can deadlock on those range locks; the victim
---   (error 1205) is transient and retried, and the retry inserts only what is still new.
--- * The constraint stays the last line of defence: anything that bypasses the guard fails
---   loudly (error 2627) instead of queueing a notification twice.
--- MERGE would need the same HOLDLOCK and brings its own list of known issues.
+-- * NOT EXISTS takes no key-range lock (no HOLDLOCK): with several renderers, locks on keys
+--   that do not exist yet made inserts of different messages into one range take turns and
+--   deadlock. Check and insert are still atomic where it matters: two renderers inserting
+--   the same identity at once both pass the check, the constraint lets one in, and the
+--   other's statement fails with error 2627 (or 2601) as a whole; the store repeats it
+--   (`Notify::insert_messages`), and its NOT EXISTS now drops the identity the other
+--   inserted, so the repeat inserts only what is still new. Duplicates inside one batch are
+--   dropped first (ROW_NUMBER over the identity): the first in the batch wins, as with
+--   PostgreSQL's ON CONFLICT DO NOTHING, and the statement's row count is the number of new
+--   messages.
+-- * The constraint is the last line of defence: nothing bypasses it, and a notification is
+--   never queued twice.
+-- MERGE would need HOLDLOCK (the range locks again) and brings its own list of known issues.
 
 SET ANSI_NULLS ON;
 SET QUOTED_IDENTIFIER ON;

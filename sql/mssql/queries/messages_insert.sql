@@ -1,6 +1,8 @@
 -- Insert rendered messages (@P1: a JSON array of NewMessage); an identity already present
 -- (a replayed event, a rescan), or repeated within the batch, inserts nothing. Why NOT
--- EXISTS under UPDLOCK, HOLDLOCK and not IGNORE_DUP_KEY: see ../notify/030-messages.sql.
+-- EXISTS without range locks, and not IGNORE_DUP_KEY: see ../notify/030-messages.sql (a
+-- renderer inserting the same identity at the same moment makes this fail with 2627, and the
+-- store repeats it).
 -- The WITH clause declares the bounded columns in the table's own types, so the NOT EXISTS
 -- probe is an index seek on message_identity; the engine checks lengths before sending,
 -- so no value is ever cut to fit by OPENJSON's conversion. DATEADD takes an int: retry
@@ -46,7 +48,7 @@ SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.sta
   FROM batch AS b
  WHERE b.occurrence = 1
    AND NOT EXISTS (SELECT 1
-                     FROM dbo.message AS q WITH (UPDLOCK, HOLDLOCK)
+                     FROM dbo.message AS q
                     WHERE q.tenant = b.tenant
                       AND q.schedule_id = b.schedule_id
                       AND q.source_key = b.source_key
