@@ -128,6 +128,15 @@ impl ManageConnection for Manager {
     }
 }
 
+/// tiberius's own bound on each round trip (30 s unless set, whatever `statement_timeout`
+/// says): a little over `statement_timeout`, so that a statement's own bound (`within`) ends
+/// it first, as a timeout, and a longer statement_timeout is not cut at 30 s.
+fn command_timeout(statement_timeout: Duration) -> Duration {
+    statement_timeout + COMMAND_TIMEOUT_MARGIN
+}
+
+const COMMAND_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+
 /// SQL authentication, always encrypted; `password_key` names the secret for the error.
 fn client_config(settings: &DatabaseSettings, password_key: &str) -> StoreResult<Config> {
     let Some(password) = &settings.password else {
@@ -150,6 +159,7 @@ fn client_config(settings: &DatabaseSettings, password_key: &str) -> StoreResult
     ));
     config.encryption(EncryptionLevel::Required);
     config.handshake_timeout(Some(settings.connect_timeout));
+    config.command_timeout(Some(command_timeout(settings.statement_timeout)));
     if settings.trust_cert {
         tracing::warn!(
             host = %settings.host,
@@ -1236,6 +1246,24 @@ mod tests {
         ] {
             assert!(!transient_server_error(code, severity), "{code}");
         }
+    }
+
+    #[test]
+    fn statement_timeout_bounds_each_round_trip() {
+        let mut settings = crate::config::Settings::load_from(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config")),
+            "test",
+        )
+        .expect("test settings")
+        .notify;
+        settings.password = Some("p".to_owned().into());
+        settings.statement_timeout = Duration::from_secs(120);
+        let config = client_config(&settings, "notify.password").unwrap();
+        assert_eq!(
+            config.get_command_timeout(),
+            Some(Duration::from_secs(125)),
+            "not tiberius's 30 s"
+        );
     }
 
     #[test]
