@@ -64,6 +64,7 @@ macro_rules! on_postgres {
 on_every_engine! {
     pipeline::inserts_and_updates_each_become_exactly_one_message,
     pipeline::three_renderers_queue_each_notification_once,
+    pipeline::keys_that_differ_only_in_case_are_two_notifications,
     replay::an_event_delivered_twice_is_queued_and_sent_once,
     crash::detector_killed_mid_stream_misses_and_repeats_nothing,
     crash::renderer_killed_mid_stream_misses_and_repeats_nothing,

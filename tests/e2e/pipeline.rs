@@ -181,3 +181,53 @@ pub async fn three_renderers_queue_each_notification_once(engine: Engine) -> any
     );
     Ok(())
 }
+
+/// A source keyed by a case-sensitive code: vouchers `abc` and `ABC` are two rows, so two
+/// notifications, each sent once (on SQL Server the queue's identity compares exactly,
+/// whatever the database's collation; a case-insensitive one took `ABC`'s for a replay of
+/// `abc`'s and dropped it).
+pub async fn keys_that_differ_only_in_case_are_two_notifications(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::new(engine, "case_keys").await?;
+    stack.apply_source_fixture("voucher").await?;
+    stack
+        .notify
+        .batch(
+            "INSERT INTO template (tenant, name, locale, subject, body_html, body_text)
+             VALUES ('acme', 'voucher', 'en', 'Voucher {{ first_name }}', '<p>Yours</p>',
+                     'Yours');
+             INSERT INTO schedule (tenant, name, channel, source_schema, source_table,
+                                   key_column, change_column, merge_schema, merge_function,
+                                   template_name)
+             VALUES ('acme', 'voucher-email', 'email', 'crm', 'voucher', 'code', 'created_at',
+                     'crm', 'voucher_mail', 'voucher');",
+        )
+        .await?;
+    stack.start_all().await?;
+    stack.wait_until_watching(1).await?;
+    for (code, email) in [("abc", "lower@example.com"), ("ABC", "upper@example.com")] {
+        stack
+            .source
+            .execute(
+                "INSERT INTO crm.voucher (code, email) VALUES ($1, $2)",
+                &[code.into(), email.into()],
+            )
+            .await?;
+    }
+    stack.wait_for_accepted(2, SOON).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut subjects: Vec<String> = stack
+        .accepted()
+        .iter()
+        .filter_map(|r| r.subject.clone())
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, ["Voucher ABC", "Voucher abc"], "one each");
+    let keys = stack
+        .notify
+        .count("SELECT count(DISTINCT source_key) FROM message", &[])
+        .await?;
+    assert_eq!(keys, 2);
+    Ok(())
+}

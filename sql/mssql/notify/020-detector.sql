@@ -70,10 +70,24 @@ IF OBJECT_ID(N'dbo.late_change', N'U') IS NULL
     CREATE TABLE dbo.late_change (
         schedule_id    bigint        NOT NULL CONSTRAINT late_change_schedule
                                      REFERENCES dbo.schedule (schedule_id) ON DELETE CASCADE,
-        source_key     nvarchar(400) NOT NULL,
-        change_version nvarchar(64)  NOT NULL,
+        source_key     nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL,
+        change_version nvarchar(64)  COLLATE Latin1_General_100_BIN2 NOT NULL,
         found_by       nvarchar(8)   NOT NULL CONSTRAINT late_change_found_by
                                      CHECK (found_by IN (N'sweep', N'audit')),
         found_at       datetime2(7)  NOT NULL CONSTRAINT late_change_found_default DEFAULT SYSUTCDATETIME(),
         CONSTRAINT late_change_pk PRIMARY KEY NONCLUSTERED (schedule_id, source_key, change_version)
     );
+GO
+
+-- Its key and version compare exactly, as message's (030-messages.sql).
+IF EXISTS (SELECT 1 FROM sys.columns
+            WHERE object_id = OBJECT_ID(N'dbo.late_change') AND name = N'source_key'
+              AND collation_name <> N'Latin1_General_100_BIN2')
+BEGIN
+    ALTER TABLE dbo.late_change DROP CONSTRAINT late_change_pk;
+    ALTER TABLE dbo.late_change ALTER COLUMN source_key nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL;
+    ALTER TABLE dbo.late_change ALTER COLUMN change_version nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+    ALTER TABLE dbo.late_change ADD CONSTRAINT late_change_pk
+        PRIMARY KEY NONCLUSTERED (schedule_id, source_key, change_version);
+END;
+GO

@@ -43,8 +43,8 @@ IF OBJECT_ID(N'dbo.message', N'U') IS NULL
         message_id          bigint        IDENTITY (1, 1) NOT NULL CONSTRAINT message_pk PRIMARY KEY,
         tenant              nvarchar(128) NOT NULL,
         schedule_id         bigint        NOT NULL,
-        source_key          nvarchar(400) NOT NULL,
-        change_version      nvarchar(64)  NOT NULL,
+        source_key          nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL,
+        change_version      nvarchar(64)  COLLATE Latin1_General_100_BIN2 NOT NULL,
         channel             nvarchar(8)   NOT NULL CONSTRAINT message_channel CHECK (channel IN (N'email', N'sms')),
         status              nvarchar(16)  NOT NULL CONSTRAINT message_status CHECK (status IN (
                                 N'render_retry', N'render_failed', N'skipped', N'queued', N'sending',
@@ -76,6 +76,21 @@ IF OBJECT_ID(N'dbo.message', N'U') IS NULL
         -- The notification's identity: replays and rescans insert nothing new.
         CONSTRAINT message_identity UNIQUE (tenant, schedule_id, source_key, change_version)
     );
+GO
+
+-- An identity's key and version compare exactly, whatever the database's collation: `abc`
+-- and `ABC` are two rows of a case-sensitive key, so two notifications (the queries compare
+-- with this collation too). A queue made before is changed here; the constraint comes off
+-- its columns for it.
+IF EXISTS (SELECT 1 FROM sys.columns
+            WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'source_key'
+              AND collation_name <> N'Latin1_General_100_BIN2')
+BEGIN
+    ALTER TABLE dbo.message DROP CONSTRAINT message_identity;
+    ALTER TABLE dbo.message ALTER COLUMN source_key nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL;
+    ALTER TABLE dbo.message ALTER COLUMN change_version nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+    ALTER TABLE dbo.message ADD CONSTRAINT message_identity UNIQUE (tenant, schedule_id, source_key, change_version);
+END;
 GO
 
 IF COL_LENGTH(N'dbo.message', N'detected_at') IS NULL

@@ -13,8 +13,11 @@
 -- schedules, else the channel's default (named as the channel). Returns how many were new (a row, not a row
 -- count: counts depend on NOCOUNT).
 WITH batch AS (
+    -- keys and versions compare exactly (the identity's collation)
     SELECT m.*,
-           ROW_NUMBER() OVER (PARTITION BY m.tenant, m.schedule_id, m.source_key, m.change_version
+           ROW_NUMBER() OVER (PARTITION BY m.tenant, m.schedule_id,
+                                           m.source_key COLLATE Latin1_General_100_BIN2,
+                                           m.change_version COLLATE Latin1_General_100_BIN2
                               ORDER BY CAST(j.[key] AS int)) AS occurrence
       FROM OPENJSON(@P1) AS j
      CROSS APPLY OPENJSON(j.value) WITH (
@@ -51,7 +54,7 @@ SELECT b.tenant, b.schedule_id, b.source_key, b.change_version, b.channel, b.sta
                      FROM dbo.message AS q
                     WHERE q.tenant = b.tenant
                       AND q.schedule_id = b.schedule_id
-                      AND q.source_key = b.source_key
-                      AND q.change_version = b.change_version);
+                      AND q.source_key = b.source_key COLLATE Latin1_General_100_BIN2
+                      AND q.change_version = b.change_version COLLATE Latin1_General_100_BIN2);
 
 SELECT CAST(@@ROWCOUNT AS bigint) AS inserted;
