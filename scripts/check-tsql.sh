@@ -41,7 +41,8 @@ fi
 render() {
     sed -e 's/{table}/[crm].[contact]/g' \
         -e 's/{key}/[contact_id]/g' \
-        -e 's/{key_type}/bigint/g' \
+        -e 's/{key_type}/nvarchar(20)/g' \
+        -e 's/{key_collate}/ COLLATE Latin1_General_100_BIN2/g' \
         -e 's/{change}/[modified_at]/g' \
         -e 's/{change_type}/datetime2(7)/g' \
         -e 's/{procedure}/[crm].[welcome_email]/g' \

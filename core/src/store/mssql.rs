@@ -539,6 +539,8 @@ struct CheckedTable {
     table: String,
     key: String,
     key_type: String,
+    /// ` COLLATE <the key column's collation>` for a string key, else empty.
+    key_collate: String,
     change: String,
     change_type: String,
 }
@@ -550,6 +552,7 @@ impl CheckedTable {
             ("table", self.table.as_str()),
             ("key", self.key.as_str()),
             ("key_type", self.key_type.as_str()),
+            ("key_collate", self.key_collate.as_str()),
             ("change", self.change.as_str()),
             ("change_type", self.change_type.as_str()),
         ];
@@ -599,10 +602,22 @@ fn table_from(source: &SourceTable, row: &Row) -> StoreResult<Result<CheckedTabl
              the row is written: datetime2, datetimeoffset, datetime or smalldatetime"
         )));
     };
+    let key_collate = match value::<&str>(row, "key_collation")? {
+        None => String::new(),
+        Some(name) if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            format!(" COLLATE {name}")
+        }
+        Some(name) => {
+            return Ok(Err(format!(
+                "key column {key} of {table} has collation {name:?}, which herald cannot name"
+            )));
+        }
+    };
     Ok(Ok(CheckedTable {
         table,
         key: key.to_owned(),
         key_type: key_spec,
+        key_collate,
         change: change.to_owned(),
         change_type: change_spec,
     }))
@@ -1532,6 +1547,7 @@ mod tests {
             table: "[crm].[contact]".into(),
             key: "[contact_id]".into(),
             key_type: "bigint".into(),
+            key_collate: String::new(),
             change: "[modified_at]".into(),
             change_type: "datetime2(7)".into(),
         }
@@ -1594,6 +1610,20 @@ SELECT e.position,
         ] {
             assert!(!sql.contains('{'), "unfilled placeholder in {sql}");
         }
+        // A string key compares in its column's collation, not the events' text's.
+        let voucher = CheckedTable {
+            key: "[code]".into(),
+            key_type: "nvarchar(20)".into(),
+            key_collate: " COLLATE Latin1_General_100_BIN2".into(),
+            ..contact()
+        };
+        let compare = voucher.queries().compare_versions;
+        assert!(
+            compare.contains(
+                "t.[code] = CAST(e.[key] AS nvarchar(20)) COLLATE Latin1_General_100_BIN2;"
+            ),
+            "{compare}"
+        );
 
         let call = fill(
             query!("source_merge"),

@@ -79,15 +79,20 @@ IF OBJECT_ID(N'dbo.late_change', N'U') IS NULL
     );
 GO
 
--- Its key and version compare exactly, as message's (030-messages.sql).
+-- Its key and version compare exactly, as message's (030-messages.sql), changed in one
+-- transaction.
+SET XACT_ABORT ON;
 IF EXISTS (SELECT 1 FROM sys.columns
-            WHERE object_id = OBJECT_ID(N'dbo.late_change') AND name = N'source_key'
+            WHERE object_id = OBJECT_ID(N'dbo.late_change')
+              AND name IN (N'source_key', N'change_version')
               AND collation_name <> N'Latin1_General_100_BIN2')
 BEGIN
-    ALTER TABLE dbo.late_change DROP CONSTRAINT late_change_pk;
+    BEGIN TRANSACTION;
+    ALTER TABLE dbo.late_change DROP CONSTRAINT IF EXISTS late_change_pk;
     ALTER TABLE dbo.late_change ALTER COLUMN source_key nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL;
     ALTER TABLE dbo.late_change ALTER COLUMN change_version nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
     ALTER TABLE dbo.late_change ADD CONSTRAINT late_change_pk
         PRIMARY KEY NONCLUSTERED (schedule_id, source_key, change_version);
+    COMMIT TRANSACTION;
 END;
 GO

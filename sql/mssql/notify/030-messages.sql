@@ -80,16 +80,21 @@ GO
 
 -- An identity's key and version compare exactly, whatever the database's collation: `abc`
 -- and `ABC` are two rows of a case-sensitive key, so two notifications (the queries compare
--- with this collation too). A queue made before is changed here; the constraint comes off
--- its columns for it.
+-- with this collation too). A queue made before is changed here, in one transaction: the
+-- constraint comes off its columns and is built again, which reads the whole table under a
+-- schema lock (stop the services for it).
+SET XACT_ABORT ON;
 IF EXISTS (SELECT 1 FROM sys.columns
-            WHERE object_id = OBJECT_ID(N'dbo.message') AND name = N'source_key'
+            WHERE object_id = OBJECT_ID(N'dbo.message')
+              AND name IN (N'source_key', N'change_version')
               AND collation_name <> N'Latin1_General_100_BIN2')
 BEGIN
-    ALTER TABLE dbo.message DROP CONSTRAINT message_identity;
+    BEGIN TRANSACTION;
+    ALTER TABLE dbo.message DROP CONSTRAINT IF EXISTS message_identity;
     ALTER TABLE dbo.message ALTER COLUMN source_key nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL;
     ALTER TABLE dbo.message ALTER COLUMN change_version nvarchar(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
     ALTER TABLE dbo.message ADD CONSTRAINT message_identity UNIQUE (tenant, schedule_id, source_key, change_version);
+    COMMIT TRANSACTION;
 END;
 GO
 

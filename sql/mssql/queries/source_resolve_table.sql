@@ -4,6 +4,7 @@
 -- catalog numbers them; the engine spells them out and checks they are usable.
 -- QUOTENAME returns NULL for a name over 128 characters, which the engine reports. The
 -- object id and the unquoted column names find the table's capture instance in `cdc` mode.
+-- A string key's collation is the one its comparisons use (NULL for other types).
 SELECT QUOTENAME(s.name) + N'.' + QUOTENAME(o.name) AS table_name,
        o.object_id                                  AS table_id,
        k.name                                       AS key_name,
@@ -12,6 +13,7 @@ SELECT QUOTENAME(s.name) + N'.' + QUOTENAME(o.name) AS table_name,
        k.max_length                                 AS key_max_length,
        k.[precision]                                AS key_precision,
        k.scale                                      AS key_scale,
+       k.collation_name                             AS key_collation,
        ch.name                                      AS change_name,
        QUOTENAME(ch.name)                           AS change_column,
        cht.name                                     AS change_type,
