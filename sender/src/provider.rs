@@ -117,8 +117,9 @@ pub struct Providers {
     settings: ProviderSettings,
     status_callback: Option<Url>,
     one_click: Option<OneClick>,
-    email: SendGrid,
-    sms: Twilio,
+    /// The configured defaults, named as their channels.
+    email: Arc<Account>,
+    sms: Arc<Account>,
     accounts: RwLock<HashMap<String, Defined>>,
 }
 
@@ -128,10 +129,19 @@ struct Defined {
     client: Result<Arc<Account>, String>,
 }
 
-/// A defined account's client.
+/// An account's client.
 enum Account {
     Email(SendGrid),
     Sms(Twilio),
+}
+
+impl Account {
+    async fn send(&self, message: &OutgoingMessage) -> Delivery {
+        match self {
+            Account::Email(sendgrid) => sendgrid.send(message).await,
+            Account::Sms(twilio) => twilio.send(message).await,
+        }
+    }
 }
 
 impl Providers {
@@ -162,7 +172,7 @@ impl Providers {
         };
         let (sendgrid, twilio) = (&settings.sendgrid, &settings.twilio);
         Ok(Self {
-            email: SendGrid::new(
+            email: Arc::new(Account::Email(SendGrid::new(
                 client.clone(),
                 sendgrid,
                 secret(
@@ -171,8 +181,8 @@ impl Providers {
                     Channel::Email,
                 ),
                 one_click.clone(),
-            )?,
-            sms: Twilio::new(
+            )?)),
+            sms: Arc::new(Account::Sms(Twilio::new(
                 client.clone(),
                 twilio,
                 secret(
@@ -181,7 +191,7 @@ impl Providers {
                     Channel::Sms,
                 ),
                 status_callback.clone(),
-            )?,
+            )?)),
             client,
             settings: settings.clone(),
             status_callback,
@@ -191,16 +201,8 @@ impl Providers {
     }
 
     pub async fn send(&self, message: &OutgoingMessage) -> Delivery {
-        match message.channel {
-            Channel::Email if message.account == "email" => return self.email.send(message).await,
-            Channel::Sms if message.account == "sms" => return self.sms.send(message).await,
-            _ => {}
-        }
         match self.account(&message.account, message.channel) {
-            Ok(account) => match &*account {
-                Account::Email(sendgrid) => sendgrid.send(message).await,
-                Account::Sms(twilio) => twilio.send(message).await,
-            },
+            Ok(account) => account.send(message).await,
             Err(reason) => Delivery::Unauthorized {
                 http_status: None,
                 reason,
@@ -216,22 +218,16 @@ impl Providers {
         to: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<ListedSms>, String> {
-        if account == Channel::Sms.as_str() {
-            return self.sms.sent_to(to, since).await;
-        }
         match &*self.account(account, Channel::Sms)? {
             Account::Sms(twilio) => twilio.sent_to(to, since).await,
             Account::Email(_) => unreachable!("account() checks the channel"),
         }
     }
 
-    /// The auth token of a Twilio account (`account`: a defined one, else the default), which
-    /// signs the status callbacks Twilio posts for its messages.
-    pub fn twilio_auth_token(&self, account: Option<&str>) -> Option<SecretString> {
-        let Some(name) = account else {
-            return self.sms.auth_token().cloned();
-        };
-        match &*self.account(name, Channel::Sms).ok()? {
+    /// The auth token of Twilio account `account` (`sms`: the default), which signs the
+    /// status callbacks Twilio posts for its messages.
+    pub fn twilio_auth_token(&self, account: &str) -> Option<SecretString> {
+        match &*self.account(account, Channel::Sms).ok()? {
             Account::Sms(twilio) => twilio.auth_token().cloned(),
             Account::Email(_) => None,
         }
@@ -366,8 +362,15 @@ impl Providers {
         }
     }
 
-    /// Defined account `name` on `channel`, or why its messages cannot be sent.
+    /// Account `name` on `channel` (the channel's name: its default), or why its messages
+    /// cannot be sent.
     fn account(&self, name: &str, channel: Channel) -> Result<Arc<Account>, String> {
+        if name == channel.as_str() {
+            return Ok(match channel {
+                Channel::Email => self.email.clone(),
+                Channel::Sms => self.sms.clone(),
+            });
+        }
         let accounts = self.accounts.read().expect("accounts lock poisoned");
         match accounts.get(name) {
             None => Err(format!(

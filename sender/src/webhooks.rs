@@ -200,10 +200,13 @@ impl Webhooks {
         if self.public_url.is_empty() {
             return Err("webhooks.public_url is not set");
         }
-        let token = self
-            .providers
-            .twilio_auth_token(account)
-            .ok_or("no auth token is set for this account")?;
+        // The default account posts to /webhooks/twilio only, never under its name.
+        let token = match account {
+            None => self.providers.twilio_auth_token(Channel::Sms.as_str()),
+            Some(name) if name == Channel::Sms.as_str() => None,
+            Some(name) => self.providers.twilio_auth_token(name),
+        }
+        .ok_or("no auth token is set for this account")?;
         let public_url = &self.public_url;
         let signature = headers
             .get(TWILIO_SIGNATURE)
