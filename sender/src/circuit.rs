@@ -75,6 +75,7 @@ impl Circuits {
         let Some(state) = accounts.get_mut(account) else {
             return Permit::Send;
         };
+        reset_if_due(account, state, Instant::now());
         match *state {
             State::Closed => Permit::Send,
             State::Open { until, pause } if Instant::now() >= until => {
@@ -88,9 +89,13 @@ impl Circuits {
 
     /// Every account that has a circuit, and whether it is paused (takes no calls now).
     pub fn states(&self) -> Vec<(String, bool)> {
+        let now = Instant::now();
         self.lock()
-            .iter()
-            .map(|(account, state)| (account.clone(), *state != State::Closed))
+            .iter_mut()
+            .map(|(account, state)| {
+                reset_if_due(account, state, now);
+                (account.clone(), *state != State::Closed)
+            })
             .collect()
     }
 
@@ -117,8 +122,13 @@ impl Circuits {
         probe: Option<u64>,
     ) -> Option<Duration> {
         let mut accounts = self.lock();
-        let state = accounts.entry(account.to_owned()).or_insert(State::Closed);
+        // An account gets its circuit with its first call (a name is copied once, not per call).
+        if !accounts.contains_key(account) {
+            accounts.insert(account.to_owned(), State::Closed);
+        }
+        let state = accounts.get_mut(account).expect("just inserted");
         let now = Instant::now();
+        reset_if_due(account, state, now);
         if let Some(reset) = rate_limit_reset(delivery) {
             let until = now + reset;
             match *state {
@@ -175,22 +185,21 @@ impl Circuits {
         }
     }
 
-    /// The circuits, locked; rate limits whose reset has come are over.
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
-        let mut accounts = self.accounts.lock().expect("circuit lock poisoned");
-        let now = Instant::now();
-        for (account, state) in accounts.iter_mut() {
-            if let State::Limited { until } = *state
-                && now >= until
-            {
-                tracing::info!(
-                    account,
-                    "the provider's rate limit has reset: sending resumed"
-                );
-                *state = State::Closed;
-            }
-        }
-        accounts
+        self.accounts.lock().expect("circuit lock poisoned")
+    }
+}
+
+/// A rate limit whose reset has come is over: applied wherever a circuit is read.
+fn reset_if_due(account: &str, state: &mut State, now: Instant) {
+    if let State::Limited { until } = *state
+        && now >= until
+    {
+        tracing::info!(
+            account,
+            "the provider's rate limit has reset: sending resumed"
+        );
+        *state = State::Closed;
     }
 }
 
