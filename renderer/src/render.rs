@@ -410,11 +410,11 @@ impl Renderer {
                 // Started as a slot frees: past the first slots, a key whose schedule turned
                 // out slow waits for the retry loop (from the topic), or for the next round
                 // (in the retry loop, once the round's budget is spent).
-                let over = match lane {
+                let over = || match lane {
                     Lane::Events => self.is_slow(schedule.id),
                     Lane::Retries => Instant::now() >= budget_ends,
                 };
-                if n >= concurrency && over {
+                if n >= concurrency && over() {
                     return Ok(Err(self.slow_failure()));
                 }
                 self.merge_one(schedule, call, key).await
