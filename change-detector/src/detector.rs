@@ -258,7 +258,7 @@ impl Detector {
     /// Starts passes for `due` schedules, first first, while fewer than
     /// `max_concurrent_passes` are under way; the rest stay in `due`.
     fn start(&mut self, due: &mut Vec<Due>) {
-        let limit = self.shared.settings.max_concurrent_passes.max(1);
+        let limit = self.shared.settings.max_concurrent_passes;
         let free = limit.saturating_sub(self.passes.len());
         for Due { watched, mark } in due.drain(..free.min(due.len())) {
             let id = watched.schedule.id;
