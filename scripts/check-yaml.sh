@@ -7,7 +7,8 @@
 #     target exists and is not hidden behind a profile; a service waited for with
 #     service_healthy has a healthcheck; one waited for with service_completed_successfully
 #     does not restart; every bind-mounted path, build context and Dockerfile exists; every
-#     named volume is declared; every HERALD_ENV names a config/<env>.toml.
+#     named volume is declared; every HERALD_ENV names a config/<env>.toml,
+#   - that compose and the workflows run one SQL Server image, pinned to a cumulative update.
 # check-jsonschema lives in the venv $HERALD_STATE_DIR/venv (created if missing, shared with
 # other scripts; the first run installs it from PyPI). Exits non-zero on any finding.
 #
@@ -146,6 +147,39 @@ for problem in problems:
 if problems:
     sys.exit(1)
 print(f"ok -- {len(services)} services: dependencies, healthchecks, paths and config files")
+PY
+
+log "pin: one SQL Server image, a cumulative update, in $COMPOSE_FILE and the workflows"
+"$VENV/bin/python" - "$COMPOSE_FILE" "${workflows[@]}" <<'PY' || failed=1
+import re, sys
+from ruamel.yaml import YAML
+
+def interpolated(value):
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-([^}]*))?\}", lambda m: m.group(1) or "", value)
+
+images = {}  # image -> where
+for path in sys.argv[1:]:
+    with open(path) as f:
+        doc = YAML(typ="safe").load(f) or {}
+    places = [(f"services.{n}", s) for n, s in (doc.get("services") or {}).items()]
+    for job, spec in (doc.get("jobs") or {}).items():
+        spec = spec or {}
+        places += [(f"jobs.{job}.services.{n}", s) for n, s in (spec.get("services") or {}).items()]
+        places.append((f"jobs.{job}.container", spec.get("container")))
+    for where, spec in places:
+        image = spec.get("image") if isinstance(spec, dict) else spec
+        if isinstance(image, str) and "mssql/server" in image:
+            images.setdefault(interpolated(image), []).append(f"{path}: {where}")
+problems = [f"{image}: not a cumulative update's tag (<version>-CU<n>-<distro>), in {', '.join(where)}"
+            for image, where in images.items() if not re.search(r":\d{4}-CU\d+", image)]
+if len(images) > 1:
+    problems.append("different SQL Server images: " + "; ".join(
+        f"{image} in {', '.join(where)}" for image, where in images.items()))
+for problem in problems:
+    print(problem, file=sys.stderr)
+if problems:
+    sys.exit(1)
+print(f"ok -- {', '.join(images) or 'no SQL Server image'}")
 PY
 
 ((failed == 0)) || die "YAML checks failed (see above)"
