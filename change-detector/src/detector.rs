@@ -92,11 +92,10 @@ struct Due {
 /// A pass that ended, with the schedule's emitted rows back (`None`: forget them).
 struct Finished {
     schedule: Schedule,
-    emitted: Option<Emitted>,
-    outcome: Result<PassOutcome, DetectorError>,
+    emitted: Emitted,
+    outcome: Result<Option<PassOutcome>, DetectorError>,
 }
 
-#[derive(Default)]
 struct PassOutcome {
     cycle: Cycle,
     /// How far the hold-back line is behind the source's horizon.
@@ -290,11 +289,14 @@ impl Detector {
                 return Cycle::default();
             }
         };
-        if let Some(emitted) = emitted {
+        // A pass that failed changed nothing: its rows stay remembered (only acknowledged
+        // ones are). One that started afresh or lost its schedule forgets them.
+        if !matches!(outcome, Ok(None)) {
             self.emitted.insert(schedule.id, emitted);
         }
         match outcome {
-            Ok(PassOutcome { cycle, held_back }) => {
+            Ok(None) => Cycle::default(),
+            Ok(Some(PassOutcome { cycle, held_back })) => {
                 self.note_hold_back(schedule.id, held_back);
                 cycle
             }
@@ -348,11 +350,10 @@ async fn pass(
     mut emitted: Emitted,
 ) -> Finished {
     let outcome = detect(&shared, &watched, mark, &mut emitted).await;
-    let keep = matches!(outcome, Ok(Some(_)));
     Finished {
         schedule: watched.schedule,
-        emitted: keep.then_some(emitted),
-        outcome: outcome.map(Option::unwrap_or_default),
+        emitted,
+        outcome,
     }
 }
 
