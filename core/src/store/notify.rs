@@ -347,14 +347,14 @@ fn found_from(rows: Vec<(i64, i64)>) -> Found {
     }
 }
 
-/// The queue's bounded columns, in UTF-16 code units as nvarchar counts them: SQL Server's
-/// widths (`sql/mssql/notify/030-messages.sql`). PostgreSQL's text columns would hold more,
-/// but a message gets the same outcome on either engine (and PostgreSQL's unique index
-/// refuses an identity over ~2.7 kB anyway, with a less helpful error).
 /// How often a batch of messages is inserted when other renderers keep inserting some of its
 /// identities meanwhile (each try drops those already in).
 const INSERT_TRIES: u32 = 4;
 
+/// The queue's bounded columns, in UTF-16 code units as nvarchar counts them: SQL Server's
+/// widths (`sql/mssql/notify/030-messages.sql`). PostgreSQL's text columns would hold more,
+/// but a message gets the same outcome on either engine (and PostgreSQL's unique index
+/// refuses an identity over ~2.7 kB anyway, with a less helpful error).
 const TENANT_CHARS: usize = 128;
 const SOURCE_KEY_CHARS: usize = 400;
 const CHANGE_VERSION_CHARS: usize = 64;
