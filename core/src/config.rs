@@ -19,7 +19,8 @@ use serde::Deserialize;
 pub const CONFIG_DIR_VAR: &str = "HERALD_CONFIG_DIR";
 /// Which environment file to layer over `base.toml`: `HERALD_ENV`, else `local`.
 pub const ENVIRONMENT_VAR: &str = "HERALD_ENV";
-const ENV_PREFIX: &str = "HERALD";
+/// The prefix of herald's own environment variables (`HERALD__SECTION__KEY`, `HERALD_ENV`).
+pub const ENV_PREFIX: &str = "HERALD";
 
 /// The shortest `unsubscribe.secret` taken.
 const MIN_SECRET_CHARS: usize = 16;

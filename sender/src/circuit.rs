@@ -75,10 +75,11 @@ impl Circuits {
         let Some(state) = accounts.get_mut(account) else {
             return Permit::Send;
         };
-        reset_if_due(account, state, Instant::now());
+        let now = Instant::now();
+        reset_if_due(account, state, now);
         match *state {
             State::Closed => Permit::Send,
-            State::Open { until, pause } if Instant::now() >= until => {
+            State::Open { until, pause } if now >= until => {
                 let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
                 *state = State::Probing { pause, ticket };
                 Permit::Probe(ticket)

@@ -21,16 +21,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::unsubscribe::OneClick;
 use chrono::{DateTime, Utc};
-use herald_core::config::{ProviderSettings, SendGridSettings, TwilioSettings, env_var_for};
+use herald_core::config::{
+    ENV_PREFIX, ProviderSettings, SendGridSettings, TwilioSettings, env_var_for,
+};
 use herald_core::model::{Channel, OutgoingMessage, ProviderAccount};
 use herald_core::store::{NotifyDb, StoreResult};
 use herald_core::telemetry::error_chain;
+use p256::ecdsa::VerifyingKey;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, Response, StatusCode, Url};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
+
+use crate::unsubscribe::OneClick;
+use crate::webhooks::verifying_key;
 
 use sendgrid::SendGrid;
 pub use twilio::ListedSms;
@@ -123,10 +128,12 @@ pub struct Providers {
     accounts: RwLock<HashMap<String, Defined>>,
 }
 
-/// A defined account as read, and its client or why it cannot send.
+/// A defined account as read, its client or why it cannot send, and (SendGrid) the key its
+/// signed events are checked with.
 struct Defined {
     row: ProviderAccount,
     client: Result<Arc<Account>, String>,
+    event_key: Option<VerifyingKey>,
 }
 
 /// An account's client.
@@ -234,13 +241,10 @@ impl Providers {
     }
 
     /// The verification key (public) of defined SendGrid account `name`'s Signed Event
-    /// Webhook, as SendGrid shows it.
-    pub fn sendgrid_event_key(&self, name: &str) -> Option<String> {
+    /// Webhook; none if it has none, or one that is not a key.
+    pub fn sendgrid_event_key(&self, name: &str) -> Option<VerifyingKey> {
         let accounts = self.accounts.read().expect("accounts lock poisoned");
-        let row = &accounts.get(name)?.row;
-        (row.channel == Channel::Email)
-            .then(|| row.event_verification_key.clone())
-            .flatten()
+        accounts.get(name)?.event_key
     }
 
     /// Reads the defined accounts. Done once before the first claim: a message of an account
@@ -280,6 +284,7 @@ impl Providers {
                 Some(read) if read.row == row => Defined {
                     row,
                     client: read.client.clone(),
+                    event_key: read.event_key,
                 },
                 _ => {
                     let client = self.account_client(&row).map(Arc::new);
@@ -291,7 +296,12 @@ impl Providers {
                             tracing::error!(account = row.name, %reason, "provider account cannot send: its messages wait")
                         }
                     }
-                    Defined { row, client }
+                    let event_key = event_key(&row);
+                    Defined {
+                        row,
+                        client,
+                        event_key,
+                    }
                 }
             };
             accounts.insert(entry.row.name.clone(), entry);
@@ -313,7 +323,7 @@ impl Providers {
             Channel::Sms => &row.auth_token_env,
         };
         let var = var.as_deref().unwrap_or_default();
-        if var.to_ascii_uppercase().starts_with("HERALD") {
+        if var.to_ascii_uppercase().starts_with(ENV_PREFIX) {
             return Err(format!(
                 "{what}: {var} is one of herald's own variables: name a variable of the account's own"
             ));
@@ -383,6 +393,25 @@ impl Providers {
             Some(Defined { client, .. }) => client.clone(),
         }
     }
+}
+
+/// A defined SendGrid account's event verification key; one that is not a key is said once,
+/// here, and its events are refused.
+fn event_key(row: &ProviderAccount) -> Option<VerifyingKey> {
+    let key = row.event_verification_key.as_deref()?;
+    if row.channel != Channel::Email {
+        return None;
+    }
+    verifying_key(key)
+        .inspect_err(|reason| {
+            tracing::error!(
+                account = row.name,
+                %reason,
+                "provider account's event_verification_key is not a P-256 public key (base64 DER, \
+                 as SendGrid shows it): its events are refused"
+            )
+        })
+        .ok()
 }
 
 /// Where Twilio posts statuses: `public_url` followed by `/webhooks/twilio`; none if empty.
@@ -616,6 +645,30 @@ mod tests {
         check(&(epoch - 60).to_string(), Some(Duration::ZERO));
         check(&(epoch + 10 * 86_400).to_string(), Some(MAX_NOT_BEFORE));
         check("tomorrow", None);
+    }
+
+    #[test]
+    fn a_sendgrid_accounts_event_key_is_read_with_the_account_and_a_bad_one_is_none() {
+        let account = |channel, key: Option<&str>| ProviderAccount {
+            name: "acme".into(),
+            channel,
+            api_key_env: None,
+            from_email: None,
+            from_name: None,
+            event_verification_key: key.map(str::to_owned),
+            account_sid: None,
+            auth_token_env: None,
+            from_number: None,
+            messaging_service_sid: None,
+        };
+        let published = fake_provider::sendgrid_verification_key();
+        assert_eq!(
+            event_key(&account(Channel::Email, Some(&published))),
+            Some(verifying_key(&published).unwrap())
+        );
+        assert_eq!(event_key(&account(Channel::Email, Some("not a key"))), None);
+        assert_eq!(event_key(&account(Channel::Email, None)), None);
+        assert_eq!(event_key(&account(Channel::Sms, Some(&published))), None);
     }
 
     #[test]

@@ -66,12 +66,13 @@ const TWILIO_UNSUBSCRIBED: &str = "21610";
 )]
 pub struct KeyError(String);
 
-/// A Signed Event Webhook verification key, as SendGrid shows it (base64 DER).
-fn verifying_key(key: &str) -> Result<VerifyingKey, KeyError> {
+/// A Signed Event Webhook verification key, as SendGrid shows it (base64 DER); or why it is
+/// not one.
+pub(crate) fn verifying_key(key: &str) -> Result<VerifyingKey, String> {
     let der = STANDARD
         .decode(key.trim())
-        .map_err(|error| KeyError(error.to_string()))?;
-    VerifyingKey::from_public_key_der(&der).map_err(|error| KeyError(error.to_string()))
+        .map_err(|error| error.to_string())?;
+    VerifyingKey::from_public_key_der(&der).map_err(|error| error.to_string())
 }
 
 pub struct Webhooks {
@@ -105,7 +106,7 @@ impl Webhooks {
             );
             None
         } else {
-            Some(verifying_key(key)?)
+            Some(verifying_key(key).map_err(KeyError)?)
         };
         let public_url = settings.public_url.trim().trim_end_matches('/').to_owned();
         Ok(Webhooks {
@@ -155,10 +156,7 @@ impl Webhooks {
     ) -> Result<(), &'static str> {
         let key = match account {
             None => self.sendgrid_key,
-            Some(name) => self
-                .providers
-                .sendgrid_event_key(name)
-                .and_then(|key| verifying_key(&key).ok()),
+            Some(name) => self.providers.sendgrid_event_key(name),
         };
         let key = key.ok_or("no verification key is configured for this account")?;
         let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
