@@ -78,6 +78,11 @@ BEGIN
     END;
 END;
 
+-- Only those of accounts not paused (with @P5: of that account).
+DELETE FROM @queues
+ WHERE account IN (SELECT p.value FROM OPENJSON(@P4) AS p)
+    OR (@P5 IS NOT NULL AND account <> @P5);
+
 -- What the limits of these tenants and accounts allow now (@now: a claim that waited for the
 -- locks may have begun before the one it waited for).
 DECLARE @now datetime2(7) = SYSUTCDATETIME();
@@ -108,8 +113,6 @@ DELETE q
   FROM @queues AS q
  WHERE q.tenant_allows < 1
     OR q.account_allows < 1
-    OR q.account IN (SELECT p.value FROM OPENJSON(@P4) AS p)
-    OR (@P5 IS NOT NULL AND q.account <> @P5)
     OR NOT EXISTS (SELECT 1
                      FROM dbo.message AS m WITH (READPAST, READCOMMITTEDLOCK)
                     WHERE m.status = N'queued'
@@ -135,11 +138,11 @@ SELECT TOP (@P3) d.message_id
   FROM (SELECT w.message_id, w.next_attempt_at, w.tenant_allows,
                ROW_NUMBER() OVER (PARTITION BY w.tenant ORDER BY w.next_attempt_at) AS turn
           FROM (SELECT c.message_id, c.tenant, c.tenant_allows, c.next_attempt_at,
+                       c.account_allows,
                        ROW_NUMBER() OVER (PARTITION BY c.account
-                                          ORDER BY c.place, c.next_attempt_at) AS account_turn,
-                       b.available AS account_available
+                                          ORDER BY c.place, c.next_attempt_at) AS account_turn
                   FROM (SELECT p.message_id, q.tenant, q.account, q.tenant_allows,
-                               p.next_attempt_at,
+                               q.account_allows, p.next_attempt_at,
                                ROW_NUMBER() OVER (PARTITION BY q.tenant, q.account
                                                   ORDER BY p.next_attempt_at) AS place
                           FROM @queues AS q
@@ -153,9 +156,8 @@ SELECT TOP (@P3) d.message_id
                                          -- not begun
                                          AND (m.lease_expires_at IS NULL
                                               OR m.lease_expires_at < SYSUTCDATETIME())
-                                       ORDER BY m.next_attempt_at) AS p) AS c
-                  LEFT JOIN @buckets AS b ON b.scope = N'account' AND b.name = c.account) AS w
-         WHERE w.account_available IS NULL OR w.account_turn <= FLOOR(w.account_available)) AS d
+                                       ORDER BY m.next_attempt_at) AS p) AS c) AS w
+         WHERE w.account_allows IS NULL OR w.account_turn <= w.account_allows) AS d
  WHERE d.turn <= @per_tenant
    AND (d.tenant_allows IS NULL OR d.turn <= d.tenant_allows)
  ORDER BY d.turn, d.next_attempt_at;

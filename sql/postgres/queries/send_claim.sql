@@ -29,6 +29,12 @@ WITH RECURSIVE queues AS (
             WHERE m.status = 'queued' AND (m.tenant, m.account) > (q.tenant, q.account)
             ORDER BY m.tenant, m.account
             LIMIT 1) n
+), wanted AS (
+    -- those of accounts not paused (with $5: of that account)
+    SELECT tenant, account
+      FROM queues
+     WHERE account <> ALL ($4::text[])
+       AND ($5::text IS NULL OR account = $5)
 ), bucket AS (
     -- what the limits of these tenants and accounts allow now
     SELECT l.scope, l.name,
@@ -37,8 +43,8 @@ WITH RECURSIVE queues AS (
                                    * greatest(extract(epoch FROM now() - l.refilled_at), 0))
            END AS available
       FROM send_limit l
-     WHERE (l.scope = 'tenant' AND l.name IN (SELECT tenant FROM queues))
-        OR (l.scope = 'account' AND l.name IN (SELECT account FROM queues))
+     WHERE (l.scope = 'tenant' AND l.name IN (SELECT tenant FROM wanted))
+        OR (l.scope = 'account' AND l.name IN (SELECT account FROM wanted))
      ORDER BY l.scope, l.name
        FOR UPDATE
 ), busy AS (
@@ -46,13 +52,11 @@ WITH RECURSIVE queues AS (
     SELECT q.tenant, q.account,
            coalesce(floor(t.available)::bigint, $3::bigint) AS tenant_allows,
            coalesce(floor(a.available)::bigint, $3::bigint) AS account_allows
-      FROM queues q
+      FROM wanted q
       LEFT JOIN bucket t ON t.scope = 'tenant' AND t.name = q.tenant
       LEFT JOIN bucket a ON a.scope = 'account' AND a.name = q.account
      WHERE coalesce(t.available, 1) >= 1
        AND coalesce(a.available, 1) >= 1
-       AND q.account <> ALL ($4::text[])
-       AND ($5::text IS NULL OR q.account = $5)
        AND EXISTS (SELECT 1
                      FROM message m
                     WHERE m.status = 'queued'
