@@ -56,19 +56,23 @@ else
     log "no workflows under .github/workflows"
 fi
 
-log "sanity: $COMPOSE_FILE (dependencies, healthchecks, paths, config files)"
-"$VENV/bin/python" - "$COMPOSE_FILE" <<'PY' || failed=1
+log "sanity: $COMPOSE_FILE (dependencies, healthchecks, paths, config files) and one pinned SQL Server image"
+"$VENV/bin/python" - "$COMPOSE_FILE" "${workflows[@]}" <<'PY' || failed=1
 import os, re, sys
 from ruamel.yaml import YAML  # a dependency of check-jsonschema
 
-path = sys.argv[1]
+path, workflows = sys.argv[1], sys.argv[2:]
 base = os.path.dirname(os.path.abspath(path))
-try:
-    with open(path) as f:
-        doc = YAML(typ="safe").load(f)
-except Exception as error:  # a YAML syntax error: say where, without a traceback
-    sys.exit(f"{path}: not valid YAML: {error}")
-services = (doc or {}).get("services") or {}
+
+def load(file):
+    try:
+        with open(file) as f:
+            return YAML(typ="safe").load(f) or {}
+    except Exception as error:  # a YAML syntax error: say where, without a traceback
+        sys.exit(f"{file}: not valid YAML: {error}")
+
+doc = load(path)
+services = doc.get("services") or {}
 problems = []
 
 def interpolated(value):
@@ -142,44 +146,29 @@ for name, svc in services.items():
         if file and required and not os.path.isfile(local_path(file)):
             problems.append(f"{name}: env_file {file!r} does not exist")
 
-for problem in problems:
-    print(f"{path}: {problem}", file=sys.stderr)
-if problems:
-    sys.exit(1)
-print(f"ok -- {len(services)} services: dependencies, healthchecks, paths and config files")
-PY
-
-log "pin: one SQL Server image, a cumulative update, in $COMPOSE_FILE and the workflows"
-"$VENV/bin/python" - "$COMPOSE_FILE" "${workflows[@]}" <<'PY' || failed=1
-import re, sys
-from ruamel.yaml import YAML
-
-def interpolated(value):
-    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-([^}]*))?\}", lambda m: m.group(1) or "", value)
-
+# One SQL Server image everywhere, pinned to a cumulative update: a CU can move tools.
 images = {}  # image -> where
-for path in sys.argv[1:]:
-    with open(path) as f:
-        doc = YAML(typ="safe").load(f) or {}
-    places = [(f"services.{n}", s) for n, s in (doc.get("services") or {}).items()]
-    for job, spec in (doc.get("jobs") or {}).items():
+for file, document in [(path, doc)] + [(w, load(w)) for w in workflows]:
+    places = [(f"services.{n}", svc) for n, svc in (document.get("services") or {}).items()]
+    for job, spec in (document.get("jobs") or {}).items():
         spec = spec or {}
-        places += [(f"jobs.{job}.services.{n}", s) for n, s in (spec.get("services") or {}).items()]
+        places += [(f"jobs.{job}.services.{n}", svc) for n, svc in (spec.get("services") or {}).items()]
         places.append((f"jobs.{job}.container", spec.get("container")))
     for where, spec in places:
         image = spec.get("image") if isinstance(spec, dict) else spec
         if isinstance(image, str) and "mssql/server" in image:
-            images.setdefault(interpolated(image), []).append(f"{path}: {where}")
-problems = [f"{image}: not a cumulative update's tag (<version>-CU<n>-<distro>), in {', '.join(where)}"
-            for image, where in images.items() if not re.search(r":\d{4}-CU\d+", image)]
+            images.setdefault(interpolated(image), []).append(f"{file}: {where}")
+problems += [f"SQL Server image {image} is not a cumulative update's tag (<version>-CU<n>-<distro>), in {', '.join(where)}"
+             for image, where in images.items() if not re.search(r":\d{4}-CU\d+", image)]
 if len(images) > 1:
     problems.append("different SQL Server images: " + "; ".join(
         f"{image} in {', '.join(where)}" for image, where in images.items()))
+
 for problem in problems:
-    print(problem, file=sys.stderr)
+    print(f"{path}: {problem}", file=sys.stderr)
 if problems:
     sys.exit(1)
-print(f"ok -- {', '.join(images) or 'no SQL Server image'}")
+print(f"ok -- {len(services)} services: dependencies, healthchecks, paths and config files; SQL Server: {', '.join(images) or 'none'}")
 PY
 
 ((failed == 0)) || die "YAML checks failed (see above)"
