@@ -8,8 +8,7 @@ use fake_provider::{
     Account, Channel, Fault, FaultKind, Received, SIGNATURE_HEADER, TIMESTAMP_HEADER,
     parse_outcomes, sendgrid_verification_key,
 };
-use herald_core::model::Claimed;
-use herald_tests::{Engine, SOON, Service, Stack, free_address, wait_until};
+use herald_tests::{Engine, SOON, Service, Stack, claimed_tenants, free_address, wait_until};
 
 /// acme's own SendGrid account: its key, the variable the sender reads it from, its sender.
 const ACME_KEY: &str = "SG.acme-own-key";
@@ -218,10 +217,7 @@ pub async fn a_tenants_send_limit_holds_across_two_senders(engine: Engine) -> an
     stack.wait_until_watching(2).await?;
 
     stack.insert_contacts(FLOOD as i64).await?;
-    wait_until(SOON, || async {
-        Ok((stack.accepted_count() >= 40).then_some(()))
-    })
-    .await?;
+    stack.wait_for_accepted(40, SOON).await?;
     let committed = chrono::Utc::now();
     add_people(&stack, 0, GLOBEX).await?;
     let accepted = stack
@@ -304,20 +300,7 @@ pub async fn send_limits_cap_each_claim_per_tenant_and_per_account(
         stack.queue_messages(tenant, channel, count, due).await?;
     }
     let notify = herald_core::store::connect_notify(&stack.database_settings("ntf")?).await?;
-    let claim = || async {
-        let claimed = notify
-            .claim_outgoing("sender-under-test", Duration::from_secs(60), 20, &[], None)
-            .await?;
-        let mut tenants: Vec<String> = claimed
-            .into_iter()
-            .map(|claimed| match claimed {
-                Claimed::Sending { message, .. } => message.tenant,
-                Claimed::Suppressed { .. } => "suppressed".into(),
-            })
-            .collect();
-        tenants.sort();
-        anyhow::Ok(tenants)
-    };
+    let claim = || claimed_tenants(notify.as_ref(), 20, &[]);
     let count = |tenants: &[String], tenant: &str| tenants.iter().filter(|t| *t == tenant).count();
 
     let first = claim().await?;

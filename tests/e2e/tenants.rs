@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use herald_tests::{Engine, SOON, Service, Stack, provider_config, wait_until};
+use herald_tests::{Engine, SOON, Service, Stack, claimed_tenants, provider_config, wait_until};
 
 const FLOOD: i64 = 5_000;
 const SMALL: usize = 10;
@@ -129,28 +129,7 @@ pub async fn a_claim_takes_every_tenants_first_message_before_anyones_second(
         stack.queue_messages(tenant, channel, count, due).await?;
     }
     let notify = herald_core::store::connect_notify(&stack.database_settings("ntf")?).await?;
-    let claim = |limit: u32| {
-        let notify = notify.clone();
-        async move {
-            let claimed = notify
-                .claim_outgoing(
-                    "sender-under-test",
-                    Duration::from_secs(60),
-                    limit,
-                    &["sms"],
-                    None,
-                )
-                .await?;
-            let tenants: Vec<String> = claimed
-                .into_iter()
-                .map(|claimed| match claimed {
-                    herald_core::model::Claimed::Sending { message, .. } => message.tenant,
-                    herald_core::model::Claimed::Suppressed { .. } => "suppressed".into(),
-                })
-                .collect();
-            anyhow::Ok(tenants)
-        }
-    };
+    let claim = |limit: u32| claimed_tenants(notify.as_ref(), limit, &["sms"]);
     let count = |tenants: &[String], tenant: &str| tenants.iter().filter(|t| *t == tenant).count();
 
     // Three tenants have email due: shares of 3 out of 9.

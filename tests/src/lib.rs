@@ -582,6 +582,34 @@ impl Stack {
     }
 }
 
+/// Claims up to `limit` due messages from `notify` as a sender would, with the provider
+/// accounts in `paused` paused. Returns the tenants of the messages claimed, sorted
+/// (`suppressed` for a message the claim suppressed).
+pub async fn claimed_tenants(
+    notify: &dyn herald_core::store::NotifyDb,
+    limit: u32,
+    paused: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    let claimed = notify
+        .claim_outgoing(
+            "sender-under-test",
+            Duration::from_secs(60),
+            limit,
+            paused,
+            None,
+        )
+        .await?;
+    let mut tenants: Vec<String> = claimed
+        .into_iter()
+        .map(|claimed| match claimed {
+            herald_core::model::Claimed::Sending { message, .. } => message.tenant,
+            herald_core::model::Claimed::Suppressed { .. } => "suppressed".into(),
+        })
+        .collect();
+    tenants.sort();
+    Ok(tenants)
+}
+
 /// A loopback address with a port free a moment ago, for a server a test starts.
 pub fn free_address() -> anyhow::Result<String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
