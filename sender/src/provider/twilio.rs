@@ -20,10 +20,27 @@ pub(super) struct Twilio {
     account_sid: String,
     /// The token, or why there is none.
     auth_token: Result<SecretString, String>,
-    /// `From`, or `MessagingServiceSid`: the parameter naming the sender, and its value.
-    sender: (&'static str, String),
+    sender: Sender,
     /// Where Twilio posts each message's status (`…/webhooks/twilio`), if anywhere.
     status_callback: Option<Url>,
+}
+
+/// Who sends the account's SMS.
+enum Sender {
+    /// A number of the account (`From`).
+    Number(String),
+    /// A messaging service, which picks a number of its pool (`MessagingServiceSid`).
+    Service(String),
+}
+
+impl Sender {
+    /// The form parameter that names the sender, and its value.
+    fn param(&self) -> (&'static str, &str) {
+        match self {
+            Sender::Number(number) => ("From", number),
+            Sender::Service(sid) => ("MessagingServiceSid", sid),
+        }
+    }
 }
 
 impl Twilio {
@@ -44,8 +61,8 @@ impl Twilio {
             account_sid: settings.account_sid.clone(),
             auth_token,
             sender: match &settings.messaging_service_sid {
-                Some(service) => ("MessagingServiceSid", service.clone()),
-                None => ("From", settings.from_number.clone()),
+                Some(service) => Sender::Service(service.clone()),
+                None => Sender::Number(settings.from_number.clone()),
             },
             status_callback,
         })
@@ -56,9 +73,10 @@ impl Twilio {
             Ok(token) => token,
             Err(unset) => return missing_secret(unset),
         };
+        let (sender, from) = self.sender.param();
         let mut form = vec![
             ("To", message.recipient.clone()),
-            (self.sender.0, self.sender.1.clone()),
+            (sender, from.to_owned()),
             ("Body", message.body_text.clone()),
         ];
         if let Some(callback) = &self.status_callback {
@@ -155,10 +173,13 @@ impl Twilio {
         url.query_pairs_mut().append_pair("To", to);
         // A messaging service's messages come from any number of its pool: they are told
         // apart by the service instead.
-        let service = (self.sender.0 == "MessagingServiceSid").then_some(&self.sender.1);
-        if service.is_none() {
-            url.query_pairs_mut().append_pair("From", &self.sender.1);
-        }
+        let service = match &self.sender {
+            Sender::Service(sid) => Some(sid),
+            Sender::Number(number) => {
+                url.query_pairs_mut().append_pair("From", number);
+                None
+            }
+        };
         url.query_pairs_mut()
             .append_pair("PageSize", LIST_PAGE_SIZE);
         let mut found = Vec::new();
