@@ -87,6 +87,16 @@ impl Account {
     }
 }
 
+/// An account's identity as logs and debug output show it: a Twilio Account SID (no secret)
+/// as it is, a SendGrid API key (a secret) not at all.
+pub(crate) fn shown(key_or_sid: &str) -> &str {
+    if is_account_sid(key_or_sid) {
+        key_or_sid
+    } else {
+        "<redacted>"
+    }
+}
+
 /// Shows the Account SID and the events URL but never the secrets.
 impl fmt::Debug for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -10,12 +10,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::parse_accounts;
+use crate::accounts::{parse_accounts, shown};
 use crate::faults::parse_faults;
 use crate::outcomes::parse_outcomes;
 use crate::server::App;
 use crate::store::Channel;
-use crate::twilio::is_account_sid;
 
 pub(crate) async fn health() -> &'static str {
     "ok"
@@ -66,13 +65,7 @@ pub(crate) async fn revoke_account(
     Path(key_or_sid): Path<String>,
 ) -> Response {
     if app.accounts.revoke(&key_or_sid) {
-        // An Account SID is no secret; an API key is.
-        let account = if is_account_sid(&key_or_sid) {
-            key_or_sid.as_str()
-        } else {
-            "<redacted>"
-        };
-        tracing::info!(account, "account revoked");
+        tracing::info!(account = shown(&key_or_sid), "account revoked");
         StatusCode::NO_CONTENT.into_response()
     } else {
         let body = serde_json::json!({ "error": "no such account" });

@@ -98,13 +98,7 @@ impl Fault {
 /// Shows a Twilio Account SID, but not a SendGrid API key (a secret).
 impl fmt::Debug for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let account = self.account.as_deref().map(|account| {
-            if crate::twilio::is_account_sid(account) {
-                account
-            } else {
-                "<redacted>"
-            }
-        });
+        let account = self.account.as_deref().map(crate::accounts::shown);
         f.debug_struct("Fault")
             .field("kind", &self.kind)
             .field("times", &self.times)

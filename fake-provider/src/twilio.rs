@@ -33,7 +33,7 @@ pub(crate) async fn create_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let access = access(&app, &account_sid, &headers);
+    let access = access(&app, &account_sid, "Messages.json", &headers);
     provider::handle::<Twilio>(app, kill, Some(account_sid), access, body).await
 }
 
@@ -48,7 +48,7 @@ pub(crate) async fn list_messages(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = access(&app, &account_sid, &headers) {
+    if let Err(refused) = access(&app, &account_sid, "Messages.json", &headers) {
         return refused.into_response();
     }
     let params: Vec<(String, String)> =
@@ -140,11 +140,8 @@ pub(crate) async fn fetch_message(
     Path((account_sid, message)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let uri = format!("/2010-04-01/Accounts/{account_sid}/Messages/{message}");
-    if !is_account_sid(&account_sid) {
-        return not_found(&uri).into_response();
-    }
-    if let Err(refused) = access(&app, &account_sid, &headers) {
+    let resource = format!("Messages/{message}");
+    if let Err(refused) = access(&app, &account_sid, &resource, &headers) {
         return refused.into_response();
     }
     let found = message.strip_suffix(".json").and_then(|sid| {
@@ -158,7 +155,7 @@ pub(crate) async fn fetch_message(
     });
     match found {
         Some(m) => Json(sent_resource(&account_sid, &m)).into_response(),
-        None => not_found(&uri).into_response(),
+        None => not_found(&account_sid, &resource).into_response(),
     }
 }
 
@@ -181,18 +178,27 @@ fn sent_resource(account_sid: &str, m: &Received) -> Value {
     resource
 }
 
-fn not_found(uri: &str) -> Rejection {
+/// Twilio's 404 for the account's `resource` (a path below the account's).
+fn not_found(account_sid: &str, resource: &str) -> Rejection {
     error(
         StatusCode::NOT_FOUND,
         20404,
-        format!("The requested resource {uri} was not found"),
+        format!(
+            "The requested resource /2010-04-01/Accounts/{account_sid}/{resource} was not found"
+        ),
     )
 }
 
-/// Whether the request may use the account: Twilio answers a malformed AccountSid with 404
-/// whatever the credentials, and with 401 credentials that are not the URL's account's (an
-/// unknown or revoked account, another account's user, a wrong token).
-fn access(app: &App, account_sid: &str, headers: &HeaderMap) -> Result<(), Rejection> {
+/// Whether the request for the account's `resource` may use the account: Twilio answers a
+/// malformed AccountSid with 404 whatever the credentials, and with 401 credentials that are
+/// not the URL's account's (an unknown or revoked account, another account's user, a wrong
+/// token).
+fn access(
+    app: &App,
+    account_sid: &str,
+    resource: &str,
+    headers: &HeaderMap,
+) -> Result<(), Rejection> {
     let credentials = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -200,9 +206,7 @@ fn access(app: &App, account_sid: &str, headers: &HeaderMap) -> Result<(), Rejec
         .and_then(|b64| STANDARD.decode(b64.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok());
     if !is_account_sid(account_sid) {
-        Err(not_found(&format!(
-            "/2010-04-01/Accounts/{account_sid}/Messages.json"
-        )))
+        Err(not_found(account_sid, resource))
     } else if credentials
         .as_deref()
         .and_then(|c| c.split_once(':'))
