@@ -171,9 +171,8 @@ pub async fn a_tenants_rate_limit_pauses_only_its_account(engine: Engine) -> any
     let from = limited.answered_at + chrono::Duration::milliseconds(300);
     let to = limited.answered_at + chrono::Duration::milliseconds(2_500);
     let during = |key: &str| {
-        requests
-            .iter()
-            .filter(|r| r.account.as_deref() == Some(key))
+        by_account(&requests, key)
+            .into_iter()
             .filter(|r| r.received_at > from && r.received_at < to)
             .count()
     };
