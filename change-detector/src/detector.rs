@@ -89,7 +89,8 @@ struct Due {
     mark: Option<Mark>,
 }
 
-/// A pass that ended, with the schedule's emitted rows back (`None`: forget them).
+/// A pass that ended, with the schedule's emitted rows back and what it did (`Ok(None)`: the
+/// schedule starts afresh or is another detector's, and its rows are forgotten).
 struct Finished {
     schedule: Schedule,
     emitted: Emitted,
