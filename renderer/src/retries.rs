@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use herald_core::model::RenderRetry;
+use herald_core::model::{RenderRetry, Rendering};
 use herald_core::store::StoreResult;
 use herald_core::telemetry::error_chain;
 use tokio::time::MissedTickBehavior;
@@ -34,8 +34,9 @@ pub async fn run(renderer: Arc<Renderer>, cancel: CancellationToken) {
 }
 
 /// Re-renders the due retries once; returns how many were handled. Each schedule's are
-/// rendered and recorded on their own, so that a slow merge function's round holds up no
-/// other schedule's retries.
+/// rendered on their own and recorded as soon as they are, so that a slow merge function's
+/// round holds up no other schedule's retries; the outcomes are recorded `merge_concurrency`
+/// at a time in all.
 pub async fn step(renderer: &Renderer) -> StoreResult<usize> {
     let settings = renderer.settings();
     let owner = settings.instance_id.as_str();
@@ -51,23 +52,45 @@ pub async fn step(renderer: &Renderer) -> StoreResult<usize> {
             .or_default()
             .push(retry);
     }
-    // An unavailable database fails the cycle: the leases run out and the retries are
-    // claimed again.
-    futures::future::try_join_all(
-        by_schedule
-            .into_values()
-            .map(|retries| retry_schedule(renderer, owner, retries)),
-    )
-    .await?;
-    Ok(handled)
+    // An unavailable database fails the cycle: the retries of the schedules it failed are not
+    // recorded, their leases run out and they are claimed again.
+    let mut unavailable = None;
+    futures::stream::iter(by_schedule.into_values())
+        .map(|due| render_schedule(renderer, due))
+        .buffer_unordered(usize::MAX)
+        .filter_map(|rendered| {
+            futures::future::ready(
+                rendered
+                    .map_err(|error| unavailable = Some(error))
+                    .ok()
+                    .map(futures::stream::iter),
+            )
+        })
+        .flatten()
+        .for_each_concurrent(settings.merge_concurrency, |(retry, attempt, rendering)| async move {
+            let recorded = renderer
+                .notify()
+                .finish_render_retry(
+                    retry.message_id,
+                    owner,
+                    &rendering,
+                    renderer.due_in(&rendering, attempt),
+                )
+                .await;
+            if let Err(error) = recorded {
+                // The lease runs out and the retry is claimed again.
+                tracing::warn!(message_id = retry.message_id, error = %error_chain(&error), "render retry not recorded");
+            }
+        })
+        .await;
+    unavailable.map_or(Ok(handled), Err)
 }
 
-/// Renders one schedule's due retries and records each outcome.
-async fn retry_schedule(
+/// Renders one schedule's due retries: each with its attempt and rendering.
+async fn render_schedule(
     renderer: &Renderer,
-    owner: &str,
     due: Vec<RenderRetry>,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<(RenderRetry, i32, Rendering)>> {
     let changes: Vec<Change> = due
         .iter()
         .map(|retry| Change {
@@ -78,22 +101,10 @@ async fn retry_schedule(
         })
         .collect();
     let renderings = renderer.render_all(&changes, Lane::Retries).await?;
-    futures::stream::iter(due.iter().zip(&changes).zip(renderings))
-        .for_each_concurrent(renderer.settings().merge_concurrency, |((retry, change), rendering)| async move {
-            let recorded = renderer
-                .notify()
-                .finish_render_retry(
-                    retry.message_id,
-                    owner,
-                    &rendering,
-                    renderer.due_in(&rendering, change.attempt),
-                )
-                .await;
-            if let Err(error) = recorded {
-                // The lease runs out and the retry is claimed again.
-                tracing::warn!(message_id = retry.message_id, error = %error_chain(&error), "render retry not recorded");
-            }
-        })
-        .await;
-    Ok(())
+    Ok(due
+        .into_iter()
+        .zip(&changes)
+        .zip(renderings)
+        .map(|((retry, change), rendering)| (retry, change.attempt, rendering))
+        .collect())
 }
